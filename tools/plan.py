@@ -1,0 +1,107 @@
+"""Offline plan: run the real program under Pulumi's mock runtime with a stack's config file.
+
+Why: reviewing a change should not need cloud credentials or the Pulumi CLI. `make plan STACK=dev`
+writes build/plan/<stack>/resources.json (every resource with its inputs, secrets masked) and
+manifests.yaml (every Kubernetes object), and prints the resource tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.mock_outputs import factories
+from tools.mock_runtime import Plan, RecordedResource, run_program
+from tools.stack_config import ROOT, load_stack, stacks
+
+
+def plan_stack(stack: str, root: Path = ROOT, overrides: dict[str, Any] | None = None) -> Plan:
+    """Run `__main__.py` for `stack` under mocks and return everything it declared."""
+    settings = load_stack(stack, root, overrides)
+    sys.path.insert(0, str(root))
+    try:
+        return run_program(
+            lambda: runpy.run_path(str(root / "__main__.py"), run_name="__main__"),
+            project=settings.project,
+            stack=stack,
+            config=settings.config,
+            secret_keys=settings.secret_keys,
+            outputs=factories(settings.config, settings.project),
+        )
+    finally:
+        sys.path.remove(str(root))
+
+
+def resource_entry(r: RecordedResource) -> dict[str, Any]:
+    return {
+        "urn": r.urn,
+        "type": r.type,
+        "name": r.name,
+        "parent": r.parent,
+        "provider": r.provider,
+        "kind": "custom" if r.custom else "component",
+        "protect": r.protect,
+        "dependsOn": r.dependencies,
+        "customTimeouts": r.custom_timeouts or None,
+        "inputs": r.inputs,
+    }
+
+
+def render_tree(plan: Plan) -> str:
+    """An indented tree like `pulumi preview` shows, components with their children."""
+    children: dict[str | None, list[RecordedResource]] = {}
+    urns = {r.urn for r in plan.resources}
+    for r in plan.resources:
+        parent = r.parent if r.parent in urns else None
+        children.setdefault(parent, []).append(r)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in children.get(parent, []):
+            flags = " [protected]" if r.protect else ""
+            lines.append(f"{'  ' * depth}+ {r.type}  {r.name}{flags}")
+            walk(r.urn, depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines)
+
+
+def write_plan(plan: Plan, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "resources.json").write_text(
+        json.dumps([resource_entry(r) for r in plan.resources], indent=2, sort_keys=True) + "\n")
+    (out_dir / "manifests.yaml").write_text(
+        yaml.safe_dump_all(plan.manifests(), sort_keys=True, default_flow_style=False))
+    outputs = {k: ("[secret]" if k in plan.secret_outputs else v) for k, v in plan.outputs.items()}
+    (out_dir / "outputs.json").write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True, help=f"one of: {', '.join(stacks())}")
+    parser.add_argument("--out", type=Path, default=None, help="default build/plan/<stack>")
+    args = parser.parse_args(argv)
+    if args.stack not in stacks():
+        parser.error(f"--stack {args.stack!r}: no Pulumi.{args.stack}.yaml "
+                     f"(stacks: {', '.join(stacks())})")
+    try:
+        plan = plan_stack(args.stack)
+    except Exception as exc:  # the user sees the reason, not a traceback through the SDK
+        print(f"plan for stack {args.stack!r} failed: {exc}", file=sys.stderr)
+        return 1
+    out_dir = args.out or ROOT / "build" / "plan" / args.stack
+    write_plan(plan, out_dir)
+    print(render_tree(plan))
+    print(f"\n{len(plan.resources)} resources, {len(plan.manifests())} Kubernetes objects "
+          f"-> {out_dir.relative_to(ROOT) if out_dir.is_relative_to(ROOT) else out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
