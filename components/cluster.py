@@ -82,22 +82,46 @@ class GpuCluster(pulumi.ComponentResource):
     node_ids: pulumi.Output[list[str]]
     provider: k8s.Provider
 
-    def __init__(self, name: str, args: GpuClusterArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("llm-uk8s:cluster:GpuCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         common = {"region": args.region, "project_id": args.project_id}
 
-        vpc = Vpc(f"{name}-vpc", VpcArgs(**common, name=f"{args.cluster_name}-vpc",
-                                         cidr_blocks=[args.vpc_cidr], tag="llm-uk8s"), opts=child)
-        subnet = Subnet(f"{name}-subnet", SubnetArgs(**common, vpc_id=vpc.id,
-                                                     cidr_block=args.subnet_cidr,
-                                                     name=f"{args.cluster_name}-subnet",
-                                                     tag="llm-uk8s"), opts=child)
+        vpc = Vpc(
+            f"{name}-vpc",
+            VpcArgs(
+                **common,
+                name=f"{args.cluster_name}-vpc",
+                cidr_blocks=[args.vpc_cidr],
+                tag="llm-uk8s",
+            ),
+            opts=child,
+        )
+        subnet = Subnet(
+            f"{name}-subnet",
+            SubnetArgs(
+                **common,
+                vpc_id=vpc.id,
+                cidr_block=args.subnet_cidr,
+                name=f"{args.cluster_name}-subnet",
+                tag="llm-uk8s",
+            ),
+            opts=child,
+        )
         # UK8S needs a root password for every host; nobody should have to choose one.
         password = random.RandomPassword(
-            f"{name}-host-password", length=24, special=True, override_special="!@#%^*-_=+",
-            min_upper=2, min_lower=2, min_numeric=2, min_special=2, opts=child)
+            f"{name}-host-password",
+            length=24,
+            special=True,
+            override_special="!@#%^*-_=+",
+            min_upper=2,
+            min_lower=2,
+            min_numeric=2,
+            min_special=2,
+            opts=child,
+        )
         cluster = Uk8sCluster(
             f"{name}-uk8s",
             Uk8sClusterArgs(
@@ -153,11 +177,17 @@ class GpuCluster(pulumi.ComponentResource):
         self.cluster_id = cluster.id
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig)
         self.node_ids = pulumi.Output.all(*[g.node_ids for g in node_groups]).apply(
-            lambda groups: [node for group in groups for node in group])
-        self.register_outputs({
-            "vpc_id": self.vpc_id, "subnet_id": self.subnet_id, "cluster_id": self.cluster_id,
-            "kubeconfig": self.kubeconfig, "node_ids": self.node_ids,
-        })
+            lambda groups: [node for group in groups for node in group]
+        )
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "subnet_id": self.subnet_id,
+                "cluster_id": self.cluster_id,
+                "kubeconfig": self.kubeconfig,
+                "node_ids": self.node_ids,
+            }
+        )
 
 
 def local_provider(context: str) -> k8s.Provider:

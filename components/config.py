@@ -20,16 +20,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PROJECT = "llm-uk8s"
 
 # GPU models UCloud documents for its G machine family (UHost "GpuType").
-GPU_TYPES = ("K80", "P40", "V100S", "T4", "T4S", "2080Ti", "2080Ti-4C", "3080Ti", "3090", "4090",
-             "A10", "A100", "A800", "H20", "L20", "L40S")
+GPU_TYPES = (
+    "K80",
+    "P40",
+    "V100S",
+    "T4",
+    "T4S",
+    "2080Ti",
+    "2080Ti-4C",
+    "3080Ti",
+    "3090",
+    "4090",
+    "A10",
+    "A100",
+    "A800",
+    "H20",
+    "L20",
+    "L40S",
+)
 CHARGE_TYPES = ("Dynamic", "Month", "Year")
 MACHINE_TYPES = ("N", "C", "G", "O", "OS", "OM", "OPRO", "OMAX", "O.BM")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # Minor versions kubernetes-validate ships schemas for that UK8S also offers (1.26 and later).
 K8S_MINORS = range(26, 35)
 MAX_NODE_LABELS = 5
-PRIVATE_RANGES = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12",
-                                                         "192.168.0.0/16"))
+PRIVATE_RANGES = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
 
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
@@ -39,8 +56,10 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 _TAG = re.compile(r"^v\d+(\.\d+)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
-_IMAGE = re.compile(r"^[a-z0-9][-a-z0-9._/:]*[a-z0-9](:[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?"
-                    r"(@sha256:[0-9a-f]{64})?$")
+_IMAGE = re.compile(
+    r"^[a-z0-9][-a-z0-9._/:]*[a-z0-9](:[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?"
+    r"(@sha256:[0-9a-f]{64})?$"
+)
 
 
 class ConfigError(ValueError):
@@ -67,8 +86,9 @@ PositiveInt = Annotated[int, Field(ge=1)]
 class StackConfig(BaseModel):
     """One stack's settings; field aliases are the Pulumi config keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True,
-                              str_strip_whitespace=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, str_strip_whitespace=True
+    )
 
     stack: str
     platform: Literal["ucloud", "local"]
@@ -130,8 +150,9 @@ class StackConfig(BaseModel):
     def _private_cidr(cls, value: str) -> str:
         net = ipaddress.ip_network(value, strict=True)
         if net.version != 4 or not any(net.subnet_of(r) for r in PRIVATE_RANGES):
-            raise ValueError("must be an IPv4 CIDR inside 10.0.0.0/8, 172.16.0.0/12 or "
-                             "192.168.0.0/16")
+            raise ValueError(
+                "must be an IPv4 CIDR inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+            )
         return value
 
     @field_validator("allowed_cidrs")
@@ -146,8 +167,10 @@ class StackConfig(BaseModel):
     def _k8s_version(cls, value: str) -> str:
         match = re.fullmatch(r"1\.(\d+)(\.\d+)?", value)
         if not match or int(match.group(1)) not in K8S_MINORS:
-            raise ValueError(f"must be 1.{K8S_MINORS.start} to 1.{K8S_MINORS.stop - 1} "
-                             "(major.minor or major.minor.patch)")
+            raise ValueError(
+                f"must be 1.{K8S_MINORS.start} to 1.{K8S_MINORS.stop - 1} "
+                "(major.minor or major.minor.patch)"
+            )
         return value
 
     @field_validator("gpu_node_labels")
@@ -157,8 +180,10 @@ class StackConfig(BaseModel):
             raise ValueError(f"has {len(values)} labels; UK8S allows at most {MAX_NODE_LABELS}")
         for key, value in _split_pairs(values, "gpuNodeLabels"):
             if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
-                raise ValueError(f"{key}={value!r} is not a valid Kubernetes label "
-                                 "(prefix/name=value, alphanumerics, '-', '_', '.')")
+                raise ValueError(
+                    f"{key}={value!r} is not a valid Kubernetes label "
+                    "(prefix/name=value, alphanumerics, '-', '_', '.')"
+                )
         return values
 
     @field_validator("gpu_node_taints")
@@ -167,8 +192,10 @@ class StackConfig(BaseModel):
         for taint in values:
             match = re.fullmatch(r"([^=:]+)(=([^:]*))?:(\w+)", taint)
             if not match or match.group(4) not in TAINT_EFFECTS:
-                raise ValueError(f"{taint!r} must be key=value:Effect with Effect one of "
-                                 f"{', '.join(TAINT_EFFECTS)}")
+                raise ValueError(
+                    f"{taint!r} must be key=value:Effect with Effect one of "
+                    f"{', '.join(TAINT_EFFECTS)}"
+                )
             if not _LABEL_KEY.match(match.group(1)):
                 raise ValueError(f"{taint!r}: {match.group(1)!r} is not a valid taint key")
         return values
@@ -192,47 +219,69 @@ class StackConfig(BaseModel):
         subnet = ipaddress.ip_network(self.subnet_cidr)
         service = ipaddress.ip_network(self.service_cidr)
         if not subnet.subnet_of(vpc):
-            out.append(f"{PROJECT}:subnetCidr = {self.subnet_cidr!r}: must lie inside "
-                       f"vpcCidr {self.vpc_cidr}")
+            out.append(
+                f"{PROJECT}:subnetCidr = {self.subnet_cidr!r}: must lie inside "
+                f"vpcCidr {self.vpc_cidr}"
+            )
         if service.overlaps(vpc):
-            out.append(f"{PROJECT}:serviceCidr = {self.service_cidr!r}: overlaps vpcCidr "
-                       f"{self.vpc_cidr}; pick a range outside the VPC (e.g. 172.17.0.0/16)")
+            out.append(
+                f"{PROJECT}:serviceCidr = {self.service_cidr!r}: overlaps vpcCidr "
+                f"{self.vpc_cidr}; pick a range outside the VPC (e.g. 172.17.0.0/16)"
+            )
         bad_zones = [z for z in self.zones if not z.startswith(self.region + "-")]
         if bad_zones:
-            out.append(f"{PROJECT}:zones = {bad_zones!r}: zones must belong to region "
-                       f"{self.region!r} (like {self.region}-01)")
+            out.append(
+                f"{PROJECT}:zones = {bad_zones!r}: zones must belong to region "
+                f"{self.region!r} (like {self.region}-01)"
+            )
         minimum = 500 if self.ufs_storage_type == "Basic" else 100
         if self.ufs_size_gb % 100 or self.ufs_size_gb < minimum:
-            out.append(f"{PROJECT}:ufsSizeGb = {self.ufs_size_gb}: must be a multiple of 100 and "
-                       f"at least {minimum} for {self.ufs_storage_type} UFS")
+            out.append(
+                f"{PROJECT}:ufsSizeGb = {self.ufs_size_gb}: must be a multiple of 100 and "
+                f"at least {minimum} for {self.ufs_storage_type} UFS"
+            )
         if self.gpus_per_replica > self.gpus_per_node and self.platform == "ucloud":
-            out.append(f"{PROJECT}:gpusPerReplica = {self.gpus_per_replica}: more than "
-                       f"gpusPerNode ({self.gpus_per_node}); a pod cannot span nodes")
+            out.append(
+                f"{PROJECT}:gpusPerReplica = {self.gpus_per_replica}: more than "
+                f"gpusPerNode ({self.gpus_per_node}); a pod cannot span nodes"
+            )
         if self.platform == "ucloud" and self.gpus_per_replica:
             capacity = (self.gpus_per_node // self.gpus_per_replica) * self.gpu_node_count
             if self.replicas > capacity:
-                out.append(f"{PROJECT}:replicas = {self.replicas}: {self.gpu_node_count} node(s) "
-                           f"x {self.gpus_per_node} GPU(s) fit at most {capacity} replica(s) of "
-                           f"{self.gpus_per_replica} GPU(s)")
+                out.append(
+                    f"{PROJECT}:replicas = {self.replicas}: {self.gpu_node_count} node(s) "
+                    f"x {self.gpus_per_node} GPU(s) fit at most {capacity} replica(s) of "
+                    f"{self.gpus_per_replica} GPU(s)"
+                )
         if self.platform == "local":
             if self.gpu_driver_mode != "none":
-                out.append(f"{PROJECT}:gpuDriverMode = {self.gpu_driver_mode!r}: the local "
-                           "platform has no GPU nodes; use none")
+                out.append(
+                    f"{PROJECT}:gpuDriverMode = {self.gpu_driver_mode!r}: the local "
+                    "platform has no GPU nodes; use none"
+                )
             if self.gpus_per_replica:
-                out.append(f"{PROJECT}:gpusPerReplica = {self.gpus_per_replica}: the local "
-                           "platform runs on CPU; use 0")
+                out.append(
+                    f"{PROJECT}:gpusPerReplica = {self.gpus_per_replica}: the local "
+                    "platform runs on CPU; use 0"
+                )
         if self.model_source == "huggingface":
             if not _REPO_ID.match(self.model_repo_id):
                 out.append(f"{PROJECT}:modelRepoId = {self.model_repo_id!r}: must be org/name")
             if not (_SHA.match(self.model_revision) or _TAG.match(self.model_revision)):
-                out.append(f"{PROJECT}:modelRevision = {self.model_revision!r}: pin a 40-character "
-                           "commit sha (or a release tag such as v1.0); branches like main move")
+                out.append(
+                    f"{PROJECT}:modelRevision = {self.model_revision!r}: pin a 40-character "
+                    "commit sha (or a release tag such as v1.0); branches like main move"
+                )
         elif self.platform == "ucloud" and self.gpus_per_replica:
-            out.append(f"{PROJECT}:modelSource = 'bundled': the bundled model is a small CPU "
-                       "demo; a GPU stack needs modelSource huggingface")
+            out.append(
+                f"{PROJECT}:modelSource = 'bundled': the bundled model is a small CPU "
+                "demo; a GPU stack needs modelSource huggingface"
+            )
         if self.allowed_cidrs and self.service_type == "ClusterIP" and not self.network_policy:
-            out.append(f"{PROJECT}:allowedCidrs is set but nothing enforces it: use serviceType "
-                       "LoadBalancer or networkPolicy true")
+            out.append(
+                f"{PROJECT}:allowedCidrs is set but nothing enforces it: use serviceType "
+                "LoadBalancer or networkPolicy true"
+            )
         return out
 
     @property
@@ -265,7 +314,7 @@ SECRET_KEYS = {f"{PROJECT}:hubToken", "ucloud:publicKey", "ucloud:privateKey"}
 def _format(error: Mapping[str, Any]) -> str:
     key = ".".join(str(p) for p in error["loc"])
     field = StackConfig.model_fields.get(key)
-    name = (field.alias if field and field.alias else key)
+    name = field.alias if field and field.alias else key
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
         return f"{PROJECT}:{name} is not set (see Pulumi.yaml for its meaning and default)"
@@ -273,12 +322,13 @@ def _format(error: Mapping[str, Any]) -> str:
 
 
 def parse(values: Mapping[str, Any], stack: str) -> StackConfig:
-    """Type and check raw values (key -> str or parsed JSON); raise ConfigError with all problems."""
+    """Type and check raw values (key -> str or JSON); raise ConfigError with every problem."""
     unknown = sorted(set(values) - set(KEYS) - EXTRA_KEYS)
     problems = [f"{PROJECT}:{k} is not a known key (known: see Pulumi.yaml)" for k in unknown]
     try:
         config = StackConfig.model_validate(
-            {"stack": stack, **{k: v for k, v in values.items() if k in KEYS}})
+            {"stack": stack, **{k: v for k, v in values.items() if k in KEYS}}
+        )
     except ValidationError as exc:
         raise ConfigError(problems + [_format(e) for e in exc.errors()]) from None
     problems += config.problems()
@@ -291,8 +341,13 @@ def check_secrets(is_secret: Callable[[str], bool], present: Callable[[str], boo
     """Credentials and tokens must never sit in plain config (they would land in Git)."""
     plain = [k for k in sorted(SECRET_KEYS) if present(k) and not is_secret(k)]
     if plain:
-        raise ConfigError([f"{k} is set in plain text: remove it and set it again with "
-                           f"`pulumi config set --secret {k} ...`" for k in plain])
+        raise ConfigError(
+            [
+                f"{k} is set in plain text: remove it and set it again with "
+                f"`pulumi config set --secret {k} ...`"
+                for k in plain
+            ]
+        )
 
 
 def _project_keys_set() -> list[str]:
@@ -301,7 +356,7 @@ def _project_keys_set() -> list[str]:
 
     prefix = PROJECT + ":"
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return sorted({k[len(prefix):] for k in merged if k.startswith(prefix)} | set(KEYS))
+    return sorted({k[len(prefix) :] for k in merged if k.startswith(prefix)} | set(KEYS))
 
 
 def load() -> StackConfig:
@@ -316,8 +371,9 @@ def load() -> StackConfig:
             try:
                 values[key] = json.loads(raw)
             except json.JSONDecodeError:
-                raise ConfigError([f"{PROJECT}:{key} = {raw!r}: must be a list "
-                                   "(YAML sequence)"]) from None
+                raise ConfigError(
+                    [f"{PROJECT}:{key} = {raw!r}: must be a list (YAML sequence)"]
+                ) from None
         else:
             values[key] = raw
     check_secrets(

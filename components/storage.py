@@ -32,8 +32,9 @@ class ModelStorage(pulumi.ComponentResource):
     volume_id: pulumi.Output[str]
     mount_point_ip: pulumi.Output[str]
 
-    def __init__(self, name: str, args: ModelStorageArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: ModelStorageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("llm-uk8s:storage:ModelStorage", name, None, opts)
         volume = UfsVolume(
             f"{name}-ufs",

@@ -1,7 +1,7 @@
 """Deterministic stand-ins for what the cloud computes, so an offline plan reads like a real one.
 
 Why derived from the stack's config: a mount point IP inside the stack's own subnet and a node
-count that matches the pool make the plan reviewable, and the same config always gives the same plan.
+count that matches the pool make the plan reviewable; the same config always gives the same plan.
 """
 
 from __future__ import annotations
@@ -39,15 +39,20 @@ def factories(config: Mapping[str, str], project: str = "llm-uk8s") -> dict[str,
     def cluster(args: MockResourceArgs) -> dict[str, Any]:
         api = str(hosts + 2)
         name = str(args.inputs.get("name", args.name))
-        return {"status": "RUNNING", "api_server": f"https://{api}:6443",
-                "external_api_server": "https://203.0.113.10:6443",
-                "kubeconfig": FAKE_KUBECONFIG.format(api="203.0.113.10", name=name),
-                "internal_kubeconfig": FAKE_KUBECONFIG.format(api=api, name=name)}
+        return {
+            "status": "RUNNING",
+            "api_server": f"https://{api}:6443",
+            "external_api_server": "https://203.0.113.10:6443",
+            "kubeconfig": FAKE_KUBECONFIG.format(api="203.0.113.10", name=name),
+            "internal_kubeconfig": FAKE_KUBECONFIG.format(api=api, name=name),
+        }
 
     def nodes(args: MockResourceArgs) -> dict[str, Any]:
         count = int(args.inputs.get("count", 1))
-        return {"node_ids": [f"uhost-{args.name}-{i}" for i in range(count)],
-                "private_ips": [str(hosts + 100 + i) for i in range(count)]}
+        return {
+            "node_ids": [f"uhost-{args.name}-{i}" for i in range(count)],
+            "private_ips": [str(hosts + 100 + i) for i in range(count)],
+        }
 
     def password(args: MockResourceArgs) -> dict[str, Any]:
         return {"result": f"offline-{args.name}", "bcryptHash": "offline"}

@@ -20,7 +20,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-# Signatures the Pulumi wire protocol uses for special values (sdk/python/lib/pulumi/runtime/rpc.py).
+# Signatures the Pulumi wire protocol uses for special values (pulumi/runtime/rpc.py).
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _RESOURCE_REF_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
@@ -61,7 +61,9 @@ class RecordedResource:
 
     @property
     def is_kubernetes_object(self) -> bool:
-        return self.custom and self.type.startswith("kubernetes:") and "apiVersion" in self.raw_inputs
+        return (
+            self.custom and self.type.startswith("kubernetes:") and "apiVersion" in self.raw_inputs
+        )
 
     def manifest(self) -> dict[str, Any]:
         """The Kubernetes object this resource applies (secrets masked)."""
@@ -207,7 +209,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -241,7 +243,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     k: list(v.urns) for k, v in request.propertyDependencies.items()
                 },
                 custom_timeouts={
-                    k: getattr(timeouts, k) for k in ("create", "update", "delete")
+                    k: getattr(timeouts, k)
+                    for k in ("create", "update", "delete")
                     if getattr(timeouts, k)
                 },
                 ignore_changes=list(request.ignoreChanges),
@@ -285,12 +288,16 @@ def run_program(
         pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
         mocks = DeterministicMocks(outputs)
         monitor = RecordingMonitor(mocks)
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+        pulumi.runtime.set_mocks(
+            mocks, project=project, stack=stack, preview=preview, monitor=monitor
+        )
         _sync_await(run_pulumi_func(program))
         root = pulumi.runtime.get_root_resource()
         exported = dict(getattr(root, "outputs", {}) or {})
         values, secret = _sync_await(_resolve_outputs(exported))
-        return Plan(resources=monitor.recorded, outputs=_ints_as_ints(values), secret_outputs=secret)
+        return Plan(
+            resources=monitor.recorded, outputs=_ints_as_ints(values), secret_outputs=secret
+        )
     finally:
         pulumi.runtime.set_all_config({}, [])
         asyncio.set_event_loop(None)

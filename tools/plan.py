@@ -75,9 +75,11 @@ def render_tree(plan: Plan) -> str:
 def write_plan(plan: Plan, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "resources.json").write_text(
-        json.dumps([resource_entry(r) for r in plan.resources], indent=2, sort_keys=True) + "\n")
+        json.dumps([resource_entry(r) for r in plan.resources], indent=2, sort_keys=True) + "\n"
+    )
     (out_dir / "manifests.yaml").write_text(
-        yaml.safe_dump_all(plan.manifests(), sort_keys=True, default_flow_style=False))
+        yaml.safe_dump_all(plan.manifests(), sort_keys=True, default_flow_style=False)
+    )
     outputs = {k: ("[secret]" if k in plan.secret_outputs else v) for k, v in plan.outputs.items()}
     (out_dir / "outputs.json").write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
 
@@ -88,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default build/plan/<stack>")
     args = parser.parse_args(argv)
     if args.stack not in stacks():
-        parser.error(f"--stack {args.stack!r}: no Pulumi.{args.stack}.yaml "
-                     f"(stacks: {', '.join(stacks())})")
+        parser.error(
+            f"--stack {args.stack!r}: no Pulumi.{args.stack}.yaml (stacks: {', '.join(stacks())})"
+        )
     try:
         plan = plan_stack(args.stack)
     except Exception as exc:  # the user sees the reason, not a traceback through the SDK
@@ -98,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or ROOT / "build" / "plan" / args.stack
     write_plan(plan, out_dir)
     print(render_tree(plan))
-    print(f"\n{len(plan.resources)} resources, {len(plan.manifests())} Kubernetes objects "
-          f"-> {out_dir.relative_to(ROOT) if out_dir.is_relative_to(ROOT) else out_dir}")
+    print(
+        f"\n{len(plan.resources)} resources, {len(plan.manifests())} Kubernetes objects "
+        f"-> {out_dir.relative_to(ROOT) if out_dir.is_relative_to(ROOT) else out_dir}"
+    )
     return 0
 
 

@@ -39,10 +39,12 @@ def project_file(root: Path = ROOT) -> dict[str, Any]:
 
 
 def stacks(root: Path = ROOT) -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
-def load_stack(stack: str, root: Path = ROOT, overrides: dict[str, Any] | None = None) -> StackSettings:
+def load_stack(
+    stack: str, root: Path = ROOT, overrides: dict[str, Any] | None = None
+) -> StackSettings:
     """Project defaults, then the stack file, then `overrides` (short keys or namespaced)."""
     project = project_file(root)
     name = project["name"]

@@ -1,0 +1,112 @@
+"""Bad input is refused before any resource exists, naming key, value and allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import config as stack_config
+from components.config import ConfigError, parse
+from tests.stack.stack_values import raw_values
+from tools.stack_config import project_file
+
+
+def problems(stack: str = "dev", **overrides: object) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(raw_values(stack, **overrides), stack)
+    return caught.value.problems
+
+
+def test_every_stack_file_is_valid(stack: str) -> None:
+    config = parse(raw_values(stack), stack)
+    assert config.stack == stack
+
+
+def test_schema_and_model_declare_the_same_keys() -> None:
+    declared = set(project_file()["config"])
+    assert declared == set(stack_config.KEYS)
+
+
+def test_schema_gives_every_key_type_default_and_description() -> None:
+    for key, spec in project_file()["config"].items():
+        assert {"type", "default", "description"} <= set(spec), key
+
+
+def test_stacks_differ_where_the_environments_should() -> None:
+    dev, prod, local = (parse(raw_values(s), s) for s in ("dev", "prod", "local"))
+    assert dev.gpu_node_count == 1 and prod.gpu_node_count == 2
+    assert len(set(prod.zones)) >= 2
+    assert prod.ufs_size_gb > dev.ufs_size_gb
+    assert local.platform == "local" and local.gpus_per_replica == 0
+    assert local.model_source == "bundled" and local.gpu_driver_mode == "none"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"ufsSizeGb": 550}, ["llm-uk8s:ufsSizeGb = 550", "multiple of 100"]),
+        ({"ufsSizeGb": 400}, ["llm-uk8s:ufsSizeGb = 400", "at least 500 for Basic"]),
+        ({"serviceCidr": "10.60.128.0/20"}, ["llm-uk8s:serviceCidr", "overlaps vpcCidr"]),
+        ({"subnetCidr": "10.61.0.0/24"}, ["llm-uk8s:subnetCidr", "inside vpcCidr 10.60.0.0/16"]),
+        ({"vpcCidr": "8.8.0.0/16"}, ["llm-uk8s:vpcCidr = '8.8.0.0/16'", "10.0.0.0/8"]),
+        ({"gpuType": "H100X"}, ["llm-uk8s:gpuType = 'H100X'", "'T4'", "'A800'"]),
+        ({"gpuNodeLabels": [f"k{i}=v" for i in range(6)]}, ["llm-uk8s:gpuNodeLabels", "at most 5"]),
+        ({"gpuNodeLabels": ["no-equals-sign"]}, ["llm-uk8s:gpuNodeLabels", "key=value"]),
+        ({"gpuNodeTaints": ["k=v:Sometimes"]}, ["llm-uk8s:gpuNodeTaints", "NoSchedule"]),
+        ({"gpusPerNode": 3}, ["llm-uk8s:gpusPerNode = 3", "1, 2, 4 or 8"]),
+        ({"gpusPerReplica": 2}, ["llm-uk8s:gpusPerReplica = 2", "more than gpusPerNode"]),
+        ({"replicas": 3}, ["llm-uk8s:replicas = 3", "at most 1 replica"]),
+        ({"chargeType": "Weekly"}, ["llm-uk8s:chargeType = 'Weekly'", "'Dynamic'", "'Month'"]),
+        ({"kubernetesVersion": "1.18"}, ["llm-uk8s:kubernetesVersion = '1.18'", "1.26 to 1.34"]),
+        ({"zones": ["cn-sh2-01"]}, ["llm-uk8s:zones", "region 'cn-bj2'"]),
+        ({"modelRevision": "main"}, ["llm-uk8s:modelRevision = 'main'", "40-character"]),
+        ({"modelRepoId": "chatglm2"}, ["llm-uk8s:modelRepoId = 'chatglm2'", "org/name"]),
+        ({"inferenceImage": "repo/server:latest"}, ["llm-uk8s:inferenceImage", ":latest"]),
+        ({"inferenceImage": "repo/server"}, ["llm-uk8s:inferenceImage", "pinned tag"]),
+        ({"nodePort": 8080}, ["llm-uk8s:nodePort = '8080'", "30000"]),
+        ({"serviceType": "Ingress"}, ["llm-uk8s:serviceType = 'Ingress'", "'NodePort'"]),
+        ({"inferenceMemory": "lots"}, ["llm-uk8s:inferenceMemory = 'lots'"]),
+        ({"gpuDriverMode": "magic"}, ["llm-uk8s:gpuDriverMode = 'magic'", "'preinstalled'"]),
+        ({"masterCpu": 3}, ["llm-uk8s:masterCpu = 3", "2, 4, 8, 16 or 32"]),
+        ({"platfrom": "local"}, ["llm-uk8s:platfrom is not a known key"]),
+    ],
+)
+def test_bad_values_are_named_with_what_is_allowed(overrides: dict, expected: list[str]) -> None:
+    found = problems(**overrides)
+    text = "\n".join(found)
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
+
+
+def test_all_field_problems_are_reported_together() -> None:
+    found = problems(gpuType="X", chargeType="Never", namespace="Bad_NS")
+    assert len(found) == 3
+
+
+def test_local_platform_refuses_gpu_settings() -> None:
+    found = problems("local", gpuDriverMode="preinstalled", gpusPerReplica=1)
+    assert any("gpuDriverMode" in p and "none" in p for p in found)
+    assert any("gpusPerReplica" in p and "CPU" in p for p in found)
+
+
+def test_gpu_stack_cannot_serve_the_bundled_demo_model() -> None:
+    assert any("modelSource = 'bundled'" in p for p in problems(modelSource="bundled"))
+
+
+def test_unenforced_source_ranges_are_refused() -> None:
+    found = problems(allowedCidrs=["10.0.0.0/8"], serviceType="ClusterIP", networkPolicy=False)
+    assert any("allowedCidrs" in p for p in found)
+
+
+def test_derived_values() -> None:
+    config = parse(raw_values("prod"), "prod")
+    assert config.resolved_cluster_name == "llm-uk8s-prod"
+    assert config.node_labels == {"llm-uk8s/gpu": "true", "llm-uk8s/env": "prod"}
+    assert config.gpu_taint_key == "nvidia.com/gpu"
+
+
+def test_credentials_in_plain_config_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"ucloud:privateKey is set in plain text.*--secret"):
+        stack_config.check_secrets(
+            is_secret=lambda k: False, present=lambda k: k == "ucloud:privateKey"
+        )
+    stack_config.check_secrets(is_secret=lambda k: True, present=lambda k: True)
