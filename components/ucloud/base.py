@@ -1,0 +1,201 @@
+"""What every UCloud dynamic provider shares: credentials, timings, check/diff/read/delete."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pulumi.dynamic import (
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from components.ucloud.api import UCloudApi
+from components.ucloud.credentials import CONFIG_KEYS, resolve_credentials
+from components.ucloud.errors import is_not_found
+from components.ucloud.retry import RetryPolicy
+from components.ucloud.validation import Checker, as_int
+from components.ucloud.waiting import GONE, Observation, WaitPolicy, wait_for_state
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Retry and wait settings; tests shrink them to milliseconds."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    ready: WaitPolicy = field(default_factory=WaitPolicy)
+    gone: WaitPolicy = field(default_factory=WaitPolicy)
+
+
+@dataclass
+class Live:
+    """A resource as UCloud describes it: its state and the outputs read from it."""
+
+    state: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+
+
+class UCloudProvider(ResourceProvider):
+    """Base for the UCloud providers. Subclasses describe, create and update one kind."""
+
+    kind: ClassVar[str] = "resource"
+    # Inputs and their defaults, in the order check() reports them.
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    # Inputs UCloud can change in place; every other input change replaces.
+    updatable: ClassVar[frozenset[str]] = frozenset()
+    # Inputs that are whole numbers (Pulumi may send them as floats).
+    integer_fields: ClassVar[frozenset[str]] = frozenset()
+    default_timings: ClassVar[Timings] = Timings()
+    ready_states: ClassVar[frozenset[str]] = frozenset({"ready"})
+    failed_states: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, timings: Timings | None = None) -> None:
+        super().__init__()
+        self.timings = timings or self.default_timings
+        self._config: dict[str, Any] = {}
+
+    # ---- plumbing ---------------------------------------------------------
+    def configure(self, req: ConfigureRequest) -> None:
+        """Keep only the ucloud:* keys of the stack config (Pulumi calls this after unpickling)."""
+        self._config = {key: req.config.get(key) for key in CONFIG_KEYS}
+
+    def api(self, props: Mapping[str, Any]) -> UCloudApi:
+        credentials = resolve_credentials(self._config)
+        return UCloudApi(
+            credentials=credentials,
+            region=str(props["region"]),
+            project_id=props.get("project_id") or credentials.default_project_id,
+            retry=self.timings.retry,
+        )
+
+    # ---- what subclasses provide ------------------------------------------
+    def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        """Add failures for bad inputs."""
+
+    def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
+        """The live resource, or None when UCloud no longer has it."""
+        raise NotImplementedError
+
+    def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        """Ask UCloud to delete the resource."""
+        raise NotImplementedError
+
+    def find(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str | None:
+        """The id of a resource an earlier, interrupted create already made, if any."""
+        return None
+
+    def create_once(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str:
+        """Send the create action once and return the new id."""
+        raise NotImplementedError
+
+    def apply_update(
+        self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
+    ) -> None:
+        """Change in place the inputs listed in `updatable`."""
+
+    # ---- Pulumi's provider interface ----------------------------------------
+    def normalize(self, news: Mapping[str, Any]) -> dict[str, Any]:
+        inputs = {key: news.get(key, default) for key, default in self.defaults.items()}
+        inputs.update({k: v for k, v in news.items() if k not in inputs})
+        for key, value in inputs.items():
+            if value is None and key in self.defaults:
+                inputs[key] = self.defaults[key]
+        for key in self.integer_fields:
+            inputs[key] = as_int(inputs.get(key))
+        return inputs
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = self.normalize(news)
+        checker = Checker(inputs)
+        checker.text("region")
+        self.validate(checker, _olds or {})
+        return CheckResult(inputs, checker.failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        new_inputs = self.normalize(news)
+        changed = [
+            key
+            for key in self.defaults
+            if as_int(olds.get(key, self.defaults[key])) != new_inputs.get(key)
+        ]
+        replaces = [key for key in changed if key not in self.updatable]
+        # Delete first: replacements reuse names and CIDRs, and the crash-safe lookup
+        # by name must never adopt the resource that is about to be deleted.
+        return DiffResult(
+            changes=bool(changed),
+            replaces=replaces,
+            stables=[key for key in self.defaults if key not in changed],
+            delete_before_replace=True,
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = self.normalize(props)
+        api = self.api(inputs)
+        # Look before each try: a create that failed on the wire may still have happened.
+        id_ = api.retry.run(lambda: self.find(api, inputs) or self.create_once(api, inputs))
+        self.wait_ready(api, id_, inputs)
+        return CreateResult(id_, self.outputs_after_create(api, id_, inputs))
+
+    def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> UpdateResult:
+        inputs = self.normalize(_news)
+        api = self.api(inputs)
+        self.apply_update(api, _id, _olds, inputs)
+        return UpdateResult(self.outputs_after_create(api, _id, inputs))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        live = self.describe(self.api(props), id_, props)
+        if live is None:
+            return ReadResult(id_="", outs={})
+        return ReadResult(id_=id_, outs={**props, **live.outputs})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        api = self.api(props)
+        if self.describe(api, id_, props) is None:
+            return
+        try:
+            api.retry.run(lambda: self.remove(api, id_, props))
+        except Exception as error:
+            if not is_not_found(error):
+                raise
+        self.wait_gone(api, id_, props)
+
+    # ---- helpers for subclasses -----------------------------------------------
+    def observe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Observation:
+        live = self.describe(api, id_, props)
+        return Observation(GONE) if live is None else Observation(live.state, live.detail)
+
+    def wait_ready(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Observation:
+        return wait_for_state(
+            self.timings.ready,
+            self.kind,
+            id_,
+            lambda: self.observe(api, id_, props),
+            ready=self.ready_states,
+            failed=self.failed_states,
+        )
+
+    def wait_gone(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        wait_for_state(
+            self.timings.gone,
+            self.kind,
+            id_,
+            lambda: self.observe(api, id_, props),
+            ready={GONE},
+            failed=self.delete_failed_states(),
+        )
+
+    def delete_failed_states(self) -> frozenset[str]:
+        return frozenset()
+
+    def outputs_after_create(
+        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        live = self.describe(api, id_, inputs)
+        return {**inputs, **(live.outputs if live else {})}

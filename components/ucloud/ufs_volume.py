@@ -1,0 +1,183 @@
+"""ucloud_ufs_volume as a Pulumi dynamic resource: CreateUFSVolume / DescribeUFSVolume2 /
+ExtendUFSVolume / UpdateUFSVolumeInfo / RemoveUFSVolume."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from components.ucloud.api import UCloudApi
+from components.ucloud.base import Live, Timings, UCloudProvider
+from components.ucloud.errors import is_not_found
+from components.ucloud.resource import MODULE, resource_props
+from components.ucloud.validation import Checker, as_int, is_unknown
+
+AVAILABLE = "Available"
+STORAGE_TYPES = ("Basic", "Advanced")
+MIN_SIZE_GB = {"Basic": 500, "Advanced": 100}
+MAX_SIZE_GB = 100_000
+SIZE_STEP_GB = 100
+PROTOCOL_TYPES = ("NFSv4",)
+CHARGE_TYPES = ("Dynamic", "Month", "Year")
+
+
+class UfsVolumeProvider(UCloudProvider):
+    """Size grows (ExtendUFSVolume), name and remark change in place; a shrink is refused."""
+
+    kind = "UFS volume"
+    defaults: Mapping[str, Any] = {
+        "region": None,
+        "project_id": None,
+        "name": None,
+        "size": None,
+        "storage_type": "Basic",
+        "protocol_type": "NFSv4",
+        "tag": "Default",
+        "remark": "",
+        "charge_type": "Dynamic",
+        "duration": 1,
+    }
+    updatable = frozenset({"size", "name", "remark"})
+    integer_fields = frozenset({"size", "duration"})
+    ready_states = frozenset({AVAILABLE})
+
+    def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        inputs = checker.inputs
+        checker.text("name")
+        checker.choice("storage_type", STORAGE_TYPES)
+        checker.choice("protocol_type", PROTOCOL_TYPES)
+        checker.choice("charge_type", CHARGE_TYPES)
+        checker.text("tag", required=False)
+        checker.text("remark", required=False, max_len=255)
+        checker.integer("duration", 0, 60)
+        storage = inputs.get("storage_type")
+        checker.integer("size", MIN_SIZE_GB.get(storage, 100), MAX_SIZE_GB, SIZE_STEP_GB)
+        old_size, new_size = as_int(olds.get("size")), inputs.get("size")
+        if (
+            isinstance(old_size, int)
+            and isinstance(new_size, int)
+            and not is_unknown(new_size)
+            and new_size < old_size
+        ):
+            checker.fail(
+                "size", new_size, f"at least the current size {old_size} (UFS cannot shrink)"
+            )
+
+    def _list(self, api: UCloudApi, extra: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(
+            api.paged(
+                lambda page: api.call_once("ufs", "describe_ufs_volume_2", {**extra, **page}),
+                "DataSet",
+            )
+        )
+
+    def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
+        try:
+            items = [i for i in self._list(api, {"VolumeId": id_}) if i.get("VolumeId") == id_]
+        except Exception as error:
+            if is_not_found(error):
+                return None
+            raise
+        if not items:
+            return None
+        item = items[0]
+        return Live(
+            AVAILABLE,
+            {
+                "name": item.get("VolumeName"),
+                "size": int(item.get("Size") or 0),
+                "remark": item.get("Remark") or "",
+                "create_time": int(item.get("CreateTime") or 0),
+                "expire_time": int(item.get("ExpiredTime") or 0),
+            },
+        )
+
+    def find(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str | None:
+        for item in self._list(api, {}):
+            if (
+                item.get("VolumeName") == inputs["name"]
+                and item.get("StorageType") == inputs["storage_type"]
+                and item.get("ProtocolType") == inputs["protocol_type"]
+                and (item.get("Tag") or "Default") == inputs["tag"]
+            ):
+                return str(item["VolumeId"])
+        return None
+
+    def create_once(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str:
+        response = api.call_once(
+            "ufs",
+            "create_ufs_volume",
+            {
+                "Size": inputs["size"],
+                "StorageType": inputs["storage_type"],
+                "ProtocolType": inputs["protocol_type"],
+                "ChargeType": inputs["charge_type"],
+                "Quantity": inputs["duration"],
+                "VolumeName": inputs["name"],
+                "Tag": inputs["tag"],
+                "Remark": inputs["remark"],
+            },
+        )
+        return str(response["VolumeId"])
+
+    def apply_update(
+        self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
+    ) -> None:
+        if as_int(olds.get("size")) != news["size"]:
+            api.call("ufs", "extend_ufs_volume", {"VolumeId": id_, "Size": news["size"]})
+        if olds.get("name") != news["name"] or olds.get("remark") != news["remark"]:
+            api.call(
+                "ufs",
+                "update_ufs_volume_info",
+                {"VolumeId": id_, "VolumeName": news["name"], "Remark": news["remark"]},
+            )
+
+    def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        api.call_once("ufs", "remove_ufs_volume", {"VolumeId": id_})
+
+
+@dataclass
+class UfsVolumeArgs:
+    """Inputs of a UFS (NFS) file system; names follow ucloud_ufs_volume. Size is in GB."""
+
+    region: pulumi.Input[str]
+    name: pulumi.Input[str]
+    size: pulumi.Input[int]
+    project_id: pulumi.Input[str] | None = None
+    storage_type: pulumi.Input[str] = "Basic"
+    protocol_type: pulumi.Input[str] = "NFSv4"
+    tag: pulumi.Input[str] = "Default"
+    remark: pulumi.Input[str] = ""
+    charge_type: pulumi.Input[str] = "Dynamic"
+    duration: pulumi.Input[int] = 1
+
+
+class UfsVolume(Resource, module=MODULE, name="UfsVolume"):
+    """A UFS file system. Its id is the volume id."""
+
+    region: pulumi.Output[str]
+    project_id: pulumi.Output[str | None]
+    name: pulumi.Output[str]
+    size: pulumi.Output[int]
+    storage_type: pulumi.Output[str]
+    protocol_type: pulumi.Output[str]
+    tag: pulumi.Output[str]
+    remark: pulumi.Output[str]
+    charge_type: pulumi.Output[str]
+    duration: pulumi.Output[int]
+    create_time: pulumi.Output[int]
+    expire_time: pulumi.Output[int]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: UfsVolumeArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        timings: Timings | None = None,
+    ) -> None:
+        props = resource_props(args, computed=["create_time", "expire_time"])
+        super().__init__(UfsVolumeProvider(timings), resource_name, props, opts)

@@ -1,0 +1,259 @@
+"""ucloud_uk8s_cluster as a Pulumi dynamic resource: CreateUK8SClusterV2 / ListUK8SClusterV2 /
+GetClusterConfig / ModifyUK8SClusterName / DelUK8SCluster."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, Resource
+
+from components.ucloud.api import UCloudApi
+from components.ucloud.base import Live, Timings, UCloudProvider
+from components.ucloud.errors import ResourceFailedError, is_not_found
+from components.ucloud.resource import MODULE, resource_props, with_secret_outputs
+from components.ucloud.retry import RetryPolicy
+from components.ucloud.validation import Checker, is_unknown
+from components.ucloud.waiting import WaitPolicy
+
+RUNNING = "RUNNING"
+# States from the SDK's ListUK8SClusterV2 docs; the Terraform provider fails on the same four.
+FAILED_STATES = frozenset({"CREATEFAILED", "ERROR", "ABNORMAL", "DELETEFAILED"})
+GONE_OR_GOING = frozenset({"DELETING", "DELETED", "DELETEFAILED"})
+CHARGE_TYPES = ("Dynamic", "Month", "Year")
+MASTER_MACHINE_TYPES = ("N", "C", "O", "OS", "OM", "OPRO")
+SECRET_OUTPUTS = ["password", "kubeconfig", "internal_kubeconfig"]
+SECRET_INPUTS = ["password"]
+
+# Like the Terraform provider: first poll after 100 s, give up after 30 min.
+CLUSTER_TIMINGS = Timings(
+    retry=RetryPolicy(),
+    ready=WaitPolicy(timeout=1800.0, first_delay=100.0, interval=10.0),
+    gone=WaitPolicy(timeout=600.0, first_delay=0.0, interval=10.0),
+)
+
+
+class Uk8sClusterProvider(UCloudProvider):
+    """Only the name changes in place (ModifyUK8SClusterName); the rest replaces the cluster."""
+
+    kind = "UK8S cluster"
+    defaults: Mapping[str, Any] = {
+        "region": None,
+        "project_id": None,
+        "name": None,
+        "vpc_id": None,
+        "subnet_id": None,
+        "password": None,
+        "service_cidr": "172.17.0.0/16",
+        "k8s_version": None,
+        "master_machine_type": "N",
+        "master_cpu": 4,
+        "master_mem": 8192,
+        "master_zones": None,
+        "charge_type": "Dynamic",
+        "image_id": None,
+        "external_api_server": True,
+    }
+    updatable = frozenset({"name"})
+    integer_fields = frozenset({"master_cpu", "master_mem"})
+    default_timings = CLUSTER_TIMINGS
+    ready_states = frozenset({RUNNING})
+    failed_states = FAILED_STATES
+
+    def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        inputs = checker.inputs
+        for field in ("name", "vpc_id", "subnet_id", "k8s_version"):
+            checker.text(field)
+        checker.text("image_id", required=False)
+        checker.password("password")
+        checker.choice("master_machine_type", MASTER_MACHINE_TYPES)
+        checker.choice("charge_type", CHARGE_TYPES)
+        checker.integer("master_cpu", 2, 64)
+        checker.integer("master_mem", 4096, 262144, step=1024)
+        checker.boolean("external_api_server")
+        checker.private_cidr("service_cidr", inputs.get("service_cidr"), 12, 24)
+        zones = inputs.get("master_zones")
+        if not is_unknown(zones) and (
+            not isinstance(zones, list | tuple)
+            or len(zones) != 3
+            or not all(isinstance(z, str) and z for z in zones)
+        ):
+            checker.fail("master_zones", zones, "a list of exactly 3 zone names, e.g. cn-bj2-02")
+
+    def _clusters(self, api: UCloudApi, extra: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(
+            api.paged(
+                lambda page: api.call_once("uk8s", "list_uk8s_cluster_v2", {**extra, **page}),
+                "ClusterSet",
+            )
+        )
+
+    def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
+        try:
+            found = [
+                c for c in self._clusters(api, {"ClusterId": id_}) if c.get("ClusterId") == id_
+            ]
+        except Exception as error:
+            if is_not_found(error):
+                return None
+            raise
+        if not found:
+            return None
+        item = found[0]
+        status = str(item.get("Status") or "")
+        return Live(
+            status,
+            {
+                "name": item.get("ClusterName"),
+                "status": status,
+                "api_server": item.get("ApiServer") or "",
+                "external_api_server_address": item.get("ExternalApiServer") or "",
+                "pod_cidr": item.get("PodCIDR") or "",
+                "create_time": int(item.get("CreateTime") or 0),
+            },
+            detail=str(item.get("ClusterLogInfo") or ""),
+        )
+
+    def find(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str | None:
+        for item in self._clusters(api, {}):
+            if (
+                item.get("ClusterName") == inputs["name"]
+                and item.get("VPCId") == inputs["vpc_id"]
+                and item.get("SubnetId") == inputs["subnet_id"]
+                and item.get("Status") not in GONE_OR_GOING
+            ):
+                return str(item["ClusterId"])
+        return None
+
+    def create_once(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str:
+        request: dict[str, Any] = {
+            "ClusterName": inputs["name"],
+            "VPCId": inputs["vpc_id"],
+            "SubnetId": inputs["subnet_id"],
+            "ServiceCIDR": inputs["service_cidr"],
+            "Password": base64.b64encode(str(inputs["password"]).encode()).decode(),
+            "K8sVersion": inputs["k8s_version"],
+            "MasterMachineType": inputs["master_machine_type"],
+            "MasterCPU": inputs["master_cpu"],
+            "MasterMem": inputs["master_mem"],
+            "Master": [{"Zone": zone} for zone in inputs["master_zones"]],
+            "ChargeType": inputs["charge_type"],
+            "ExternalApiServer": "Yes" if inputs["external_api_server"] else "No",
+        }
+        if inputs.get("image_id"):
+            request["ImageId"] = inputs["image_id"]
+        # invoke: the SDK schema requires ImageId and ProjectId, the API documents both optional.
+        return str(api.invoke_once("CreateUK8SClusterV2", request)["ClusterId"])
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = self.normalize(props)
+        api = self.api(inputs)
+        cluster_id = api.retry.run(lambda: self.find(api, inputs) or self.create_once(api, inputs))
+        try:
+            self.wait_ready(api, cluster_id, inputs)
+        except ResourceFailedError:
+            # A failed cluster still bills its masters: remove it before reporting.
+            self.delete(cluster_id, inputs)
+            raise
+        return CreateResult(cluster_id, self.outputs_after_create(api, cluster_id, inputs))
+
+    def outputs_after_create(
+        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        outputs = super().outputs_after_create(api, id_, inputs)
+        return {**outputs, **self.kubeconfigs(api, id_)}
+
+    def kubeconfigs(self, api: UCloudApi, cluster_id: str) -> dict[str, str]:
+        config = api.call("uk8s", "get_cluster_config", {"ClusterId": cluster_id})
+        internal = str(config.get("KubeConfig") or "")
+        external = str(config.get("ExternalKubeConfig") or "")
+        # Without an external API server only the VPC-internal kubeconfig exists.
+        return {"kubeconfig": external or internal, "internal_kubeconfig": internal}
+
+    def read(self, id_: str, props: dict[str, Any]) -> Any:
+        result = super().read(id_, props)
+        if result.id:
+            assert result.outs is not None
+            result.outs.update(self.kubeconfigs(self.api(props), id_))
+        return result
+
+    def apply_update(
+        self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
+    ) -> None:
+        api.call(
+            "uk8s", "modify_uk8s_cluster_name", {"ClusterId": id_, "ClusterName": news["name"]}
+        )
+
+    def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        api.call_once("uk8s", "del_uk8s_cluster", {"ClusterId": id_, "ReleaseUDisk": True})
+
+    def delete_failed_states(self) -> frozenset[str]:
+        return frozenset({"DELETEFAILED"})
+
+
+@dataclass
+class Uk8sClusterArgs:
+    """Inputs of a UK8S cluster (three masters); memory in MB, `password` is a secret."""
+
+    region: pulumi.Input[str]
+    name: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    password: pulumi.Input[str]
+    k8s_version: pulumi.Input[str]
+    master_zones: pulumi.Input[Sequence[pulumi.Input[str]]]
+    project_id: pulumi.Input[str] | None = None
+    service_cidr: pulumi.Input[str] = "172.17.0.0/16"
+    master_machine_type: pulumi.Input[str] = "N"
+    master_cpu: pulumi.Input[int] = 4
+    master_mem: pulumi.Input[int] = 8192
+    charge_type: pulumi.Input[str] = "Dynamic"
+    image_id: pulumi.Input[str] | None = None
+    external_api_server: pulumi.Input[bool] = True
+
+
+class Uk8sCluster(Resource, module=MODULE, name="Uk8sCluster"):
+    """A UK8S cluster; `kubeconfig` (external when enabled) is a secret output."""
+
+    region: pulumi.Output[str]
+    project_id: pulumi.Output[str | None]
+    name: pulumi.Output[str]
+    vpc_id: pulumi.Output[str]
+    subnet_id: pulumi.Output[str]
+    service_cidr: pulumi.Output[str]
+    k8s_version: pulumi.Output[str]
+    master_zones: pulumi.Output[list[str]]
+    external_api_server: pulumi.Output[bool]
+    status: pulumi.Output[str]
+    api_server: pulumi.Output[str]
+    external_api_server_address: pulumi.Output[str]
+    pod_cidr: pulumi.Output[str]
+    create_time: pulumi.Output[int]
+    kubeconfig: pulumi.Output[str]
+    internal_kubeconfig: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: Uk8sClusterArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        timings: Timings | None = None,
+    ) -> None:
+        props = resource_props(
+            args,
+            computed=[
+                "status",
+                "api_server",
+                "external_api_server_address",
+                "pod_cidr",
+                "create_time",
+                "kubeconfig",
+                "internal_kubeconfig",
+            ],
+            secrets=SECRET_INPUTS,
+        )
+        opts = with_secret_outputs(opts, SECRET_OUTPUTS)
+        super().__init__(Uk8sClusterProvider(timings), resource_name, props, opts)

@@ -1,0 +1,335 @@
+"""A group of UK8S worker nodes (GPU or not), like ucloud_uk8s_node: AddUK8SUHostNode /
+ListUK8SClusterNodeV2 / DelUK8SClusterNodeV2.
+
+UCloud has no node-group object for plain UHost nodes, so the group is marked with one
+Kubernetes label; that label lets a retried create find the nodes a crashed one added.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, Resource, UpdateResult
+
+from components.ucloud.api import UCloudApi
+from components.ucloud.base import Live, Timings, UCloudProvider
+from components.ucloud.errors import ResourceFailedError, is_not_found
+from components.ucloud.resource import MODULE, resource_props, with_secret_outputs
+from components.ucloud.retry import RetryPolicy
+from components.ucloud.validation import Checker, is_unknown
+from components.ucloud.waiting import Observation, WaitPolicy, wait_for_state
+
+GROUP_LABEL = "llm-uk8s.io/node-group"
+READY_STATES = frozenset({"Running", "Ready"})
+FAILED_STATES = frozenset({"Error", "Install Fail", "InstallFail"})
+PENDING = "Pending"
+MAX_LABELS = 5  # UCloud accepts at most five label pairs; the group label takes one.
+MAX_TAINTS = 5
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+MACHINE_TYPES = ("N", "C", "G", "O", "OS", "OM", "OPRO")
+CHARGE_TYPES = ("Dynamic", "Month", "Year", "Postpay")
+BOOT_DISK_TYPES = ("CLOUD_SSD", "CLOUD_RSSD", "LOCAL_NORMAL", "LOCAL_SSD", "CLOUD_NORMAL")
+ID_SEPARATOR = "/"
+SECRET_OUTPUTS = ["password"]
+_LABEL_PART = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
+_TAINT = re.compile(r"^([A-Za-z0-9._/-]+)=([A-Za-z0-9._-]*):([A-Za-z]+)$")
+
+NODE_TIMINGS = Timings(
+    retry=RetryPolicy(),
+    ready=WaitPolicy(timeout=1800.0, first_delay=30.0, interval=10.0),
+    gone=WaitPolicy(timeout=600.0, first_delay=0.0, interval=10.0),
+)
+
+
+def group_id(cluster_id: str, name: str) -> str:
+    return f"{cluster_id}{ID_SEPARATOR}{name}"
+
+
+def _labels_of(node: Mapping[str, Any]) -> dict[str, str]:
+    """NodeInfoV2.Labels is a list of "key=value" strings."""
+    pairs = (str(item).split("=", 1) for item in node.get("Labels") or [])
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
+
+
+def _private_ip(node: Mapping[str, Any]) -> str:
+    for ip in node.get("IPSet") or []:
+        if ip.get("Type") == "Private":
+            return str(ip.get("IP") or "")
+    return ""
+
+
+class Uk8sNodeProvider(UCloudProvider):
+    """`count` changes in place (add or delete nodes); anything else replaces the group."""
+
+    kind = "UK8S node group"
+    defaults: Mapping[str, Any] = {
+        "region": None,
+        "project_id": None,
+        "cluster_id": None,
+        "name": None,
+        "subnet_id": None,
+        "zone": None,
+        "machine_type": "G",
+        "gpu_type": None,
+        "gpu": None,
+        "cpu": 8,
+        "mem": 32768,
+        "count": 1,
+        "charge_type": "Dynamic",
+        "password": None,
+        "image_id": None,
+        "labels": {},
+        "taints": [],
+        "boot_disk_type": "CLOUD_SSD",
+        "data_disk_size": None,
+    }
+    updatable = frozenset({"count"})
+    integer_fields = frozenset({"gpu", "cpu", "mem", "count", "data_disk_size"})
+    default_timings = NODE_TIMINGS
+    ready_states = READY_STATES
+    failed_states = FAILED_STATES
+
+    # ---- check -----------------------------------------------------------------
+    def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        inputs = checker.inputs
+        for name in ("cluster_id", "subnet_id", "zone"):
+            checker.text(name)
+        checker.text("name", max_len=40)
+        checker.text("image_id", required=False)
+        checker.password("password")
+        checker.choice("machine_type", MACHINE_TYPES)
+        checker.choice("charge_type", CHARGE_TYPES)
+        checker.choice("boot_disk_type", BOOT_DISK_TYPES)
+        checker.integer("cpu", 2, 64)
+        checker.integer("mem", 4096, 262144, step=1024)
+        checker.integer("count", 1, 50)
+        checker.integer("data_disk_size", 20, 1000, required=False)
+        if inputs.get("machine_type") == "G":
+            checker.text("gpu_type")
+            checker.integer("gpu", 1, 8)
+        self._validate_labels(checker)
+        self._validate_taints(checker)
+
+    def _validate_labels(self, checker: Checker) -> None:
+        labels = checker.inputs.get("labels")
+        if is_unknown(labels):
+            return
+        if not isinstance(labels, Mapping):
+            checker.fail("labels", labels, "a map of label names to values")
+            return
+        if len(labels) > MAX_LABELS - 1:
+            checker.fail(
+                "labels", labels, f"at most {MAX_LABELS - 1} labels ({GROUP_LABEL} is set for you)"
+            )
+        for key, value in labels.items():
+            if not _LABEL_PART.match(str(key)) or (value and not _LABEL_PART.match(str(value))):
+                checker.fail(
+                    "labels", {key: value}, "Kubernetes label names and values without ',' or '='"
+                )
+
+    def _validate_taints(self, checker: Checker) -> None:
+        taints = checker.inputs.get("taints")
+        if is_unknown(taints):
+            return
+        if not isinstance(taints, list | tuple) or len(taints) > MAX_TAINTS:
+            checker.fail(
+                "taints", taints, f"a list of at most {MAX_TAINTS} 'key=value:Effect' strings"
+            )
+            return
+        for taint in taints:
+            match = _TAINT.match(str(taint))
+            if not match or match.group(3) not in TAINT_EFFECTS:
+                checker.fail(
+                    "taints",
+                    taint,
+                    "'key=value:Effect' with Effect one of " + ", ".join(TAINT_EFFECTS),
+                )
+
+    # ---- reading ---------------------------------------------------------------
+    def _group_nodes(self, api: UCloudApi, cluster_id: str, name: str) -> list[dict[str, Any]]:
+        try:
+            response = api.call_once("uk8s", "list_uk8s_cluster_node_v2", {"ClusterId": cluster_id})
+        except Exception as error:
+            if is_not_found(error):
+                return []  # the cluster is gone, and its nodes with it
+            raise
+        nodes = [
+            node
+            for node in response.get("NodeSet") or []
+            if node.get("NodeRole", "node") != "master"
+            and _labels_of(node).get(GROUP_LABEL) == name
+        ]
+        return sorted(nodes, key=lambda node: (int(node.get("CreateTime") or 0), node["NodeId"]))
+
+    def group(self, api: UCloudApi, id_: str) -> list[dict[str, Any]]:
+        cluster_id, name = id_.split(ID_SEPARATOR, 1)
+        return api.retry.run(lambda: self._group_nodes(api, cluster_id, name))
+
+    def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
+        nodes = self.group(api, id_)
+        if not nodes:
+            return None
+        states = [str(node.get("NodeStatus") or "") for node in nodes]
+        failed = [(s, n) for s, n in zip(states, nodes, strict=True) if s in FAILED_STATES]
+        if failed:
+            state, node = failed[0]
+            detail = f"node {node['NodeId']}: {node.get('NodeLogInfo') or state}"
+        else:
+            state = "Running" if all(s in READY_STATES for s in states) else PENDING
+            detail = ""
+        return Live(
+            state,
+            {
+                "count": len(nodes),
+                "node_ids": [str(node["NodeId"]) for node in nodes],
+                "private_ips": [_private_ip(node) for node in nodes],
+            },
+            detail,
+        )
+
+    # ---- writing ---------------------------------------------------------------
+    def _add_request(self, inputs: Mapping[str, Any], count: int) -> dict[str, Any]:
+        labels = {**dict(inputs.get("labels") or {}), GROUP_LABEL: inputs["name"]}
+        request: dict[str, Any] = {
+            "ClusterId": inputs["cluster_id"],
+            "SubnetId": inputs["subnet_id"],
+            "Zone": inputs["zone"],
+            "MachineType": inputs["machine_type"],
+            "CPU": inputs["cpu"],
+            "Mem": inputs["mem"],
+            "Count": count,
+            "ChargeType": inputs["charge_type"],
+            "Password": base64.b64encode(str(inputs["password"]).encode()).decode(),
+            "BootDiskType": inputs["boot_disk_type"],
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "NamePrefix": inputs["name"],
+        }
+        optional = {
+            "GpuType": inputs.get("gpu_type"),
+            "GPU": inputs.get("gpu"),
+            "ImageId": inputs.get("image_id"),
+            "DataDiskSize": inputs.get("data_disk_size"),
+            "Taints": ",".join(inputs.get("taints") or []) or None,
+        }
+        request.update({k: v for k, v in optional.items() if v is not None})
+        return request
+
+    def _grow_to(self, api: UCloudApi, inputs: Mapping[str, Any]) -> None:
+        """Add nodes until the group has `count`; re-counting first makes a retry safe."""
+        id_ = group_id(inputs["cluster_id"], inputs["name"])
+
+        def attempt() -> None:
+            missing = int(inputs["count"]) - len(self.group(api, id_))
+            if missing > 0:
+                api.call_once("uk8s", "add_uk8s_uhost_node", self._add_request(inputs, missing))
+
+        api.retry.run(attempt)
+
+    def _delete_nodes(self, api: UCloudApi, cluster_id: str, node_ids: Sequence[str]) -> None:
+        for node_id in node_ids:
+            try:
+                api.retry.run(
+                    lambda node_id=node_id: api.call_once(
+                        "uk8s",
+                        "del_uk8s_cluster_node_v2",
+                        {"ClusterId": cluster_id, "NodeId": node_id, "ReleaseDataUDisk": True},
+                    )
+                )
+            except Exception as error:
+                if not is_not_found(error):
+                    raise
+
+    def _wait_nodes_gone(self, api: UCloudApi, id_: str, node_ids: Sequence[str]) -> None:
+        doomed = set(node_ids)
+
+        def poll() -> Observation:
+            left = [n for n in self.group(api, id_) if n["NodeId"] in doomed]
+            return Observation("gone" if not left else str(left[0].get("NodeStatus")))
+
+        wait_for_state(self.timings.gone, self.kind, id_, poll, ready={"gone"})
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = self.normalize(props)
+        api = self.api(inputs)
+        id_ = group_id(inputs["cluster_id"], inputs["name"])
+        before = {node["NodeId"] for node in self.group(api, id_)}
+        self._grow_to(api, inputs)
+        try:
+            self.wait_ready(api, id_, inputs)
+        except ResourceFailedError:
+            added = [n["NodeId"] for n in self.group(api, id_) if n["NodeId"] not in before]
+            self._delete_nodes(api, inputs["cluster_id"], added)
+            raise
+        return CreateResult(id_, self.outputs_after_create(api, id_, inputs))
+
+    def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> UpdateResult:
+        inputs = self.normalize(_news)
+        api = self.api(inputs)
+        nodes = self.group(api, _id)
+        surplus = len(nodes) - int(inputs["count"])
+        if surplus > 0:
+            newest = [str(node["NodeId"]) for node in nodes[-surplus:]]
+            self._delete_nodes(api, inputs["cluster_id"], newest)
+            self._wait_nodes_gone(api, _id, newest)
+        else:
+            self._grow_to(api, inputs)
+            self.wait_ready(api, _id, inputs)
+        return UpdateResult(self.outputs_after_create(api, _id, inputs))
+
+    def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        cluster_id = id_.split(ID_SEPARATOR, 1)[0]
+        self._delete_nodes(api, cluster_id, [str(n["NodeId"]) for n in self.group(api, id_)])
+
+
+@dataclass
+class Uk8sNodeArgs:
+    """Inputs of a node group; `name` marks the group, memory is in MB, `password` is a secret."""
+
+    region: pulumi.Input[str]
+    cluster_id: pulumi.Input[str]
+    name: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    zone: pulumi.Input[str]
+    password: pulumi.Input[str]
+    project_id: pulumi.Input[str] | None = None
+    machine_type: pulumi.Input[str] = "G"
+    gpu_type: pulumi.Input[str] | None = None
+    gpu: pulumi.Input[int] | None = None
+    cpu: pulumi.Input[int] = 8
+    mem: pulumi.Input[int] = 32768
+    count: pulumi.Input[int] = 1
+    charge_type: pulumi.Input[str] = "Dynamic"
+    image_id: pulumi.Input[str] | None = None
+    labels: pulumi.Input[Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
+    taints: pulumi.Input[Sequence[pulumi.Input[str]]] = field(default_factory=list)
+    boot_disk_type: pulumi.Input[str] = "CLOUD_SSD"
+    data_disk_size: pulumi.Input[int] | None = None
+
+
+class Uk8sNode(Resource, module=MODULE, name="Uk8sNode"):
+    """Worker nodes of a UK8S cluster; id is "<cluster id>/<name>"."""
+
+    region: pulumi.Output[str]
+    cluster_id: pulumi.Output[str]
+    name: pulumi.Output[str]
+    count: pulumi.Output[int]
+    labels: pulumi.Output[dict[str, str]]
+    taints: pulumi.Output[list[str]]
+    node_ids: pulumi.Output[list[str]]
+    private_ips: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: Uk8sNodeArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        timings: Timings | None = None,
+    ) -> None:
+        props = resource_props(args, computed=["node_ids", "private_ips"], secrets=["password"])
+        opts = with_secret_outputs(opts, SECRET_OUTPUTS)
+        super().__init__(Uk8sNodeProvider(timings), resource_name, props, opts)
