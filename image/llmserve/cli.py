@@ -1,0 +1,38 @@
+"""`llmserve serve|fetch|bench`. fetch and bench live in their own modules and are imported only
+when asked for, so serving never pays for (or breaks on) their dependencies."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from llmserve.settings import SettingsError, add_serve_arguments, load_settings
+
+_LAZY_COMMANDS = {"fetch": "llmserve.fetch", "bench": "llmserve.loadgen"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _LAZY_COMMANDS:
+        module = importlib.import_module(_LAZY_COMMANDS[argv[0]])
+        return int(module.main(argv[1:]) or 0)
+    parser = argparse.ArgumentParser(prog="llmserve", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the OpenAI-compatible server")
+    add_serve_arguments(serve_parser)
+    for name in _LAZY_COMMANDS:
+        commands.add_parser(name, help=f"see `llmserve {name} --help`")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except SettingsError as err:
+        print(f"llmserve: configuration error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from llmserve.server import serve  # torch and transformers load only for `serve`
+
+    return serve(settings)

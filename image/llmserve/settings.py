@@ -1,0 +1,162 @@
+"""Server settings: command-line flags win over LLMSERVE_* environment variables, which win over
+defaults. Every bad value stops the server at startup with a message naming the variable, the
+value and what is allowed, because a pod that starts with a silently wrong setting is worse than
+one that crash-loops with a clear log line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEVICES = ("auto", "cuda", "cpu")
+DTYPES = ("auto", "bfloat16", "float32")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str | None  # HF directory, .gguf file, random:<preset>; None = bundled SmolLM2
+    model_name: str | None  # id shown in /v1/models; None = derived from the model path
+    host: str = "127.0.0.1"
+    port: int = 7861
+    api_key: str | None = None
+    max_batch: int = 32
+    max_queue: int = 256
+    max_model_len: int | None = None  # None = the model's own context length
+    device: str = "auto"
+    dtype: str = "auto"
+    drain_seconds: float = 30.0
+    max_body_bytes: int = 4 * 1024 * 1024
+    log_level: str = "info"
+
+
+# (flag, env var, Settings field, parser, help)
+def _int_in(low: int, high: int):
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{name}={raw!r} is not an integer; allowed: integers {low}..{high}"
+            ) from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={value} is out of range; allowed: {low}..{high}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float):
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{name}={raw!r} is not a number; allowed: numbers {low}..{high}"
+            ) from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={value} is out of range; allowed: {low}..{high}")
+        return value
+
+    return parse
+
+
+def _choice(choices: tuple[str, ...]):
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name}={raw!r} is not allowed; allowed: {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{name} is empty; allowed: a non-empty string (or leave it unset)")
+    return raw.strip()
+
+
+_FIELDS = [
+    ("--model", "LLMSERVE_MODEL", "model", _text,
+     "HF model directory, .gguf file or random:<preset> (default: bundled SmolLM2-135M GGUF)"),
+    ("--model-name", "LLMSERVE_MODEL_NAME", "model_name", _text,
+     "model id served in /v1/models (default: derived from the model path)"),
+    ("--host", "LLMSERVE_HOST", "host", _text, "address to listen on (default 127.0.0.1)"),
+    ("--port", "LLMSERVE_PORT", "port", _int_in(1, 65535), "port to listen on (default 7861)"),
+    ("--max-batch", "LLMSERVE_MAX_BATCH", "max_batch", _int_in(1, 4096),
+     "most requests decoded together (default 32)"),
+    ("--max-queue", "LLMSERVE_MAX_QUEUE", "max_queue", _int_in(0, 100_000),
+     "most requests waiting for a batch slot before 429 (default 256)"),
+    ("--max-model-len", "LLMSERVE_MAX_MODEL_LEN", "max_model_len", _int_in(2, 1_048_576),
+     "context length: prompt plus output tokens (default: the model's)"),
+    ("--device", "LLMSERVE_DEVICE", "device", _choice(DEVICES), "auto|cuda|cpu (default auto)"),
+    ("--dtype", "LLMSERVE_DTYPE", "dtype", _choice(DTYPES),
+     "auto|bfloat16|float32 (default auto: bfloat16 on CUDA, float32 on CPU)"),
+    ("--drain-seconds", "LLMSERVE_DRAIN_SECONDS", "drain_seconds", _float_in(0, 86_400),
+     "on SIGTERM, how long in-flight requests may finish (default 30)"),
+    ("--max-body-bytes", "LLMSERVE_MAX_BODY_BYTES", "max_body_bytes",
+     _int_in(1024, 1024 * 1024 * 1024), "largest accepted request body (default 4 MiB)"),
+    ("--log-level", "LLMSERVE_LOG_LEVEL", "log_level",
+     _choice(("critical", "error", "warning", "info", "debug")),
+     "uvicorn log level (default info)"),
+]
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags stay strings here: `load_settings` parses and checks flags and env alike."""
+    for flag, env, _field, _parse, help_text in _FIELDS:
+        parser.add_argument(flag, default=None, help=f"{help_text}; env {env}")
+    parser.add_argument("--api-key-file", default=None,
+                        help="file holding the Bearer API key; env LLMSERVE_API_KEY_FILE")
+
+
+def _read_api_key(env: Mapping[str, str], key_file_flag: str | None) -> str | None:
+    key = env.get("LLMSERVE_API_KEY")
+    key_file = key_file_flag or env.get("LLMSERVE_API_KEY_FILE")
+    if key is not None and key_file:
+        raise SettingsError(
+            "LLMSERVE_API_KEY and LLMSERVE_API_KEY_FILE are both set; allowed: at most one of them"
+        )
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise SettingsError(
+                f"LLMSERVE_API_KEY_FILE={key_file!r} cannot be read ({err.strerror}); "
+                "allowed: a readable file holding the key"
+            ) from None
+        if not key:
+            raise SettingsError(
+                f"LLMSERVE_API_KEY_FILE={key_file!r} is empty; allowed: a file holding the key"
+            )
+    elif key is not None:
+        key = key.strip()
+        if not key:
+            raise SettingsError("LLMSERVE_API_KEY is empty; allowed: a non-empty key or unset")
+    return key
+
+
+def load_settings(args: argparse.Namespace | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for flag, env_name, field, parse, _help in _FIELDS:
+        from_flag = getattr(args, field, None) if args is not None else None
+        if from_flag is not None:
+            values[field] = parse(flag, from_flag)
+        elif env_name in env:
+            values[field] = parse(env_name, env[env_name])
+    key_file_flag = getattr(args, "api_key_file", None) if args is not None else None
+    return Settings(
+        model=values.pop("model", None),  # type: ignore[arg-type]
+        model_name=values.pop("model_name", None),  # type: ignore[arg-type]
+        api_key=_read_api_key(env, key_file_flag),
+        **values,  # type: ignore[arg-type]
+    )
