@@ -148,6 +148,7 @@ class GpuCluster(pulumi.ComponentResource):
                 Uk8sNodeArgs(
                     **common,
                     cluster_id=cluster.id,
+                    name=f"gpu-{zone}",
                     subnet_id=subnet.id,
                     zone=zone,
                     machine_type=pool.machine_type,

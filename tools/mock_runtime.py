@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +203,20 @@ class DeterministicMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+def _mark_secret_outputs(response: Any, names: Any) -> None:
+    """Do what the engine does with `additional_secret_outputs` (the SDK's mocks do not)."""
+    if not names:
+        return
+    state = json_format.MessageToDict(response.object, preserving_proto_field_name=True)
+    for name in names:
+        if name in state and not (
+            isinstance(state[name], dict) and state[name].get(_SIG_KEY) == _SECRET_SIG
+        ):
+            state[name] = {_SIG_KEY: _SECRET_SIG, "value": state[name]}
+    response.object.Clear()
+    json_format.ParseDict(state, response.object)
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, keeping the whole registration request of each resource."""
 
@@ -213,6 +228,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
+        _mark_secret_outputs(response, request.additionalSecretOutputs)
         wire = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
         masked, _ = _decode(wire, mask=True)
         raw, _ = _decode(wire, mask=False)
@@ -284,6 +300,16 @@ def run_program(
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # The mock monitor answers in executor threads, and each needs an event loop of its own; make
+    # them here so they can be closed here (left to the garbage collector they fail noisily).
+    thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def give_thread_a_loop() -> None:
+        thread_loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(thread_loop)
+        thread_loops.append(thread_loop)
+
+    loop.set_default_executor(ThreadPoolExecutor(initializer=give_thread_a_loop))
     try:
         pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
         mocks = DeterministicMocks(outputs)
@@ -300,5 +326,8 @@ def run_program(
         )
     finally:
         pulumi.runtime.set_all_config({}, [])
+        loop.run_until_complete(loop.shutdown_default_executor())
+        for thread_loop in thread_loops:
+            thread_loop.close()
         asyncio.set_event_loop(None)
         loop.close()

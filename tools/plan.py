@@ -21,8 +21,11 @@ from tools.mock_runtime import Plan, RecordedResource, run_program
 from tools.stack_config import ROOT, load_stack, stacks
 
 
-def plan_stack(stack: str, root: Path = ROOT, overrides: dict[str, Any] | None = None) -> Plan:
+def plan_stack(
+    stack: str, root: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Plan:
     """Run `__main__.py` for `stack` under mocks and return everything it declared."""
+    root = root or ROOT
     settings = load_stack(stack, root, overrides)
     sys.path.insert(0, str(root))
     try:
@@ -75,7 +78,12 @@ def render_tree(plan: Plan) -> str:
 def write_plan(plan: Plan, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "resources.json").write_text(
-        json.dumps([resource_entry(r) for r in plan.resources], indent=2, sort_keys=True) + "\n"
+        json.dumps(
+            sorted((resource_entry(r) for r in plan.resources), key=lambda e: e["urn"]),
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
     )
     (out_dir / "manifests.yaml").write_text(
         yaml.safe_dump_all(plan.manifests(), sort_keys=True, default_flow_style=False)

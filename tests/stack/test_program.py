@@ -1,0 +1,123 @@
+"""The real program under Pulumi's mock runtime, one stack at a time: the graph, secrets, protection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tools.mock_runtime import Plan, RecordedResource
+from tools.plan import plan_stack
+
+UCLOUD = "pulumi-python:dynamic/ucloud:"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Plan:
+    return plan_stack("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Plan:
+    return plan_stack("prod")
+
+
+@pytest.fixture(scope="module")
+def local() -> Plan:
+    return plan_stack("local")
+
+
+def fed_by(consumer: RecordedResource, field: str, producer: RecordedResource) -> bool:
+    """`field` of consumer is an output of producer (a real data edge, not only depends_on)."""
+    return producer.urn in consumer.property_dependencies.get(field, [])
+
+
+def test_mount_point_lives_in_the_clusters_vpc_and_subnet(dev: Plan) -> None:
+    vpc, subnet = dev.one(UCLOUD + "Vpc"), dev.one(UCLOUD + "Subnet")
+    mount = dev.one(UCLOUD + "UfsMountPoint")
+    cluster = dev.one(UCLOUD + "Uk8sCluster")
+    assert fed_by(mount, "vpc_id", vpc) and mount.raw_inputs["vpc_id"] == vpc.id
+    assert fed_by(mount, "subnet_id", subnet) and mount.raw_inputs["subnet_id"] == subnet.id
+    assert fed_by(mount, "volume_id", dev.one(UCLOUD + "UfsVolume"))
+    assert fed_by(subnet, "vpc_id", vpc)
+    assert fed_by(cluster, "vpc_id", vpc) and fed_by(cluster, "subnet_id", subnet)
+
+
+def test_nodes_join_the_cluster_and_the_provider_waits_for_them(dev: Plan) -> None:
+    cluster = dev.one(UCLOUD + "Uk8sCluster")
+    nodes = dev.by_type(UCLOUD + "Uk8sNode")
+    provider = dev.one("pulumi:providers:kubernetes")
+    assert nodes and all(fed_by(n, "cluster_id", cluster) for n in nodes)
+    assert fed_by(provider, "kubeconfig", cluster)
+    assert all(provider.depends_on(n) for n in nodes)
+
+
+def test_gpu_settings_follow_the_stack_config(dev: Plan, prod: Plan) -> None:
+    (node,) = dev.by_type(UCLOUD + "Uk8sNode")
+    assert node.raw_inputs["gpu_type"] == "T4" and node.raw_inputs["count"] == 1
+    assert node.raw_inputs["machine_type"] == "G"
+    assert node.raw_inputs["taints"] == ["nvidia.com/gpu=present:NoSchedule"]
+    groups = prod.by_type(UCLOUD + "Uk8sNode")
+    assert sorted(g.raw_inputs["zone"] for g in groups) == ["cn-bj2-02", "cn-bj2-03"]
+    assert sum(g.raw_inputs["count"] for g in groups) == 2
+    assert {g.raw_inputs["gpu_type"] for g in groups} == {"A800"}
+    cluster = prod.one(UCLOUD + "Uk8sCluster")
+    assert cluster.raw_inputs["master_zones"] == ["cn-bj2-02", "cn-bj2-03", "cn-bj2-04"]
+    assert prod.one(UCLOUD + "UfsVolume").raw_inputs["size"] == 1000
+
+
+def test_every_resource_sits_under_a_component(dev: Plan) -> None:
+    components = {r.urn for r in dev.resources if not r.custom}
+    for r in dev.resources:
+        if r.type.startswith(UCLOUD):
+            assert r.parent in components, r.urn
+    storage = dev.one("llm-uk8s:storage:ModelStorage")
+    assert {r.type for r in dev.children(storage)} == {
+        UCLOUD + "UfsVolume",
+        UCLOUD + "UfsMountPoint",
+    }
+
+
+def test_secrets_stay_secret(dev: Plan) -> None:
+    cluster = dev.one(UCLOUD + "Uk8sCluster")
+    assert "password" in cluster.secret_inputs
+    assert all("password" in n.secret_inputs for n in dev.by_type(UCLOUD + "Uk8sNode"))
+    assert "kubeconfig" in dev.secret_outputs
+    assert "kubeconfig" in dev.one("pulumi:providers:kubernetes").secret_inputs
+    password = dev.one("random:index/randomPassword:RandomPassword").outputs
+    assert password["result"] == "[secret]"
+    masked = json.dumps([r.inputs for r in dev.resources]) + json.dumps(
+        {k: v for k, v in dev.outputs.items() if k not in dev.secret_outputs}
+    )
+    assert "offline-gpu-host-password" not in masked
+    assert "offline-plan-token" not in masked
+
+
+def test_model_data_is_protected_unless_config_says_otherwise(dev: Plan) -> None:
+    assert dev.one(UCLOUD + "UfsVolume").protect
+    assert not dev.one(UCLOUD + "UfsMountPoint").protect
+    unprotected = plan_stack("dev", overrides={"retainModelData": False})
+    assert not unprotected.one(UCLOUD + "UfsVolume").protect
+
+
+def test_local_stack_has_no_ucloud(local: Plan) -> None:
+    assert not [r for r in local.resources if r.type.startswith(UCLOUD)]
+    provider = local.one("pulumi:providers:kubernetes")
+    assert "kubeconfig" not in provider.raw_inputs
+
+
+def test_plan_is_deterministic() -> None:
+    first, second = plan_stack("prod"), plan_stack("prod")
+
+    def snapshot(plan: Plan) -> list:
+        return sorted(
+            (r.urn, json.dumps(r.inputs, sort_keys=True), json.dumps(r.outputs, sort_keys=True))
+            for r in plan.resources
+        )
+
+    assert snapshot(first) == snapshot(second)
+
+
+def test_bad_config_stops_the_program_before_any_resource() -> None:
+    with pytest.raises(Exception, match=r"ufsSizeGb = 550"):
+        plan_stack("dev", overrides={"ufsSizeGb": 550})
