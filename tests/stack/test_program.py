@@ -1,4 +1,4 @@
-"""The real program under Pulumi's mock runtime, one stack at a time: the graph, secrets, protection."""
+"""The real program under mocks, one stack at a time: the graph, secrets, protection."""
 
 from __future__ import annotations
 
