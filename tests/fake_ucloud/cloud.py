@@ -1,0 +1,128 @@
+"""The fake cloud's state: resources, their state machines, and the knobs tests turn."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fake_ucloud.protocol import NOT_FOUND, ApiError
+
+
+@dataclass
+class Lifecycle:
+    """A state machine that moves one step per poll: pending states, then the target."""
+
+    state: str
+    target: str | None  # None: never settles (to test timeouts)
+    polls_left: int
+    detail: str = ""
+
+    def poll(self) -> None:
+        if self.target is None:
+            return
+        if self.polls_left > 0:
+            self.polls_left -= 1
+        if self.polls_left == 0:
+            self.state = self.target
+
+    def move(self, state: str, target: str | None, polls: int, detail: str = "") -> None:
+        self.state, self.target, self.polls_left, self.detail = state, target, polls, detail
+
+
+GONE = "<gone>"
+
+
+@dataclass
+class Record:
+    """One fake resource: its API fields and its lifecycle."""
+
+    id: str
+    fields: dict[str, Any]
+    life: Lifecycle
+    parent: str = ""
+
+
+@dataclass
+class Outcome:
+    """What the next cluster or node creation turns into."""
+
+    target: str | None
+    detail: str = ""
+
+
+@dataclass
+class FakeCloud:
+    """All resources of the fake account, by kind and id."""
+
+    ready_after_polls: int = 2
+    gone_after_polls: int = 1
+    resources: dict[str, dict[str, Record]] = field(default_factory=dict)
+    next_outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids):08x}"
+
+    def kind(self, kind: str) -> dict[str, Record]:
+        return self.resources.setdefault(kind, {})
+
+    def outcome(self, kind: str, ready_state: str) -> Outcome:
+        queue = self.next_outcomes.get(kind) or []
+        return queue.pop(0) if queue else Outcome(ready_state)
+
+    def add(
+        self,
+        kind: str,
+        prefix: str,
+        fields: dict[str, Any],
+        pending: str,
+        ready: str,
+        parent: str = "",
+    ) -> Record:
+        outcome = self.outcome(kind, ready)
+        record = Record(
+            id=self.new_id(prefix),
+            fields={**fields, "CreateTime": int(time.time())},
+            life=Lifecycle(pending, outcome.target, self.ready_after_polls, outcome.detail),
+            parent=parent,
+        )
+        if self.ready_after_polls == 0 and outcome.target is not None:
+            record.life.state = outcome.target
+        self.kind(kind)[record.id] = record
+        return record
+
+    def get(self, kind: str, id_: str, label: str) -> Record:
+        record = self.kind(kind).get(id_)
+        if record is None or record.life.state == GONE:
+            raise ApiError(NOT_FOUND, f"{label} [{id_}] not found")
+        return record
+
+    def poll(self, kind: str) -> list[Record]:
+        """Advance every record of a kind by one step and drop those that are gone."""
+        records = self.kind(kind)
+        for record in list(records.values()):
+            record.life.poll()
+            if record.life.state == GONE:
+                del records[record.id]
+        return list(records.values())
+
+    def start_delete(self, record: Record, deleting_state: str) -> None:
+        if self.gone_after_polls == 0:
+            record.life.move(GONE, GONE, 0)
+            self.kind_of(record).pop(record.id, None)
+        else:
+            record.life.move(deleting_state, GONE, self.gone_after_polls)
+
+    def kind_of(self, record: Record) -> dict[str, Record]:
+        for records in self.resources.values():
+            if records.get(record.id) is record:
+                return records
+        return {}
+
+
+def page(items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+    offset = int(params.get("Offset") or 0)
+    limit = int(params.get("Limit") or 20)
+    return items[offset : offset + limit]

@@ -1,0 +1,164 @@
+"""The fake UCloud API over HTTP on 127.0.0.1, for the real SDK client to talk to."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.fake_ucloud import network_api, uk8s_api
+from tests.fake_ucloud.cloud import FakeCloud, Outcome
+from tests.fake_ucloud.faults import Fault
+from tests.fake_ucloud.protocol import (
+    SIGNATURE_ERROR,
+    THROTTLED,
+    UNKNOWN_ACTION,
+    UNKNOWN_USER,
+    ApiError,
+    parse_form,
+    signature,
+    unflatten,
+)
+
+HANDLERS = {**network_api.HANDLERS, **uk8s_api.HANDLERS}
+
+
+class FakeUCloud:
+    """A UCloud API double: real HTTP, real signatures, asynchronous states, injectable faults.
+
+    Use as a context manager; point the SDK (or UCLOUD_BASE_URL) at `base_url`.
+    """
+
+    def __init__(
+        self,
+        public_key: str = "fake-public-key",
+        private_key: str = "fake-private-key",
+        ready_after_polls: int = 2,
+        gone_after_polls: int = 1,
+    ) -> None:
+        self.public_key, self.private_key = public_key, private_key
+        self.cloud = FakeCloud(
+            ready_after_polls=ready_after_polls, gone_after_polls=gone_after_polls
+        )
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------
+    def __enter__(self) -> FakeUCloud:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                status, body = fake.handle(self.rfile.read(length))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # ---- what tests turn ---------------------------------------------------------
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    def fail_next(
+        self,
+        action: str,
+        times: int = 1,
+        after_apply: bool = False,
+        code: int = 5000,
+        message: str = "Internal error, please retry",
+    ) -> None:
+        self.inject(Fault(action, times, code, message, after_apply))
+
+    def throttle_next(self, action: str, times: int = 1) -> None:
+        self.inject(Fault(action, times, THROTTLED, "Too many requests"))
+
+    def http_error_next(self, action: str, status: int = 503, times: int = 1) -> None:
+        self.inject(Fault(action, times, http_status=status))
+
+    def next_creation(self, kind: str, target: str | None, detail: str = "") -> None:
+        """The next "cluster" or "node" created ends in `target` (None: never settles)."""
+        with self._lock:
+            self.cloud.next_outcomes.setdefault(kind, []).append(Outcome(target, detail))
+
+    def count(self, action: str) -> int:
+        return sum(1 for name, _ in self.calls if name == action)
+
+    def resources(self, kind: str) -> dict[str, Any]:
+        """Live records of a kind: "vpc", "subnet", "ufs", "cluster", "node"."""
+        with self._lock:
+            return dict(self.cloud.kind(kind))
+
+    # ---- the protocol ------------------------------------------------------------
+    def handle(self, raw: bytes) -> tuple[int, bytes]:
+        flat = parse_form(raw)
+        action = flat.get("Action", "")
+        with self._lock:
+            self.calls.append((action, dict(flat)))
+            try:
+                self._authenticate(flat)
+                fault = self._take_fault(action)
+                if fault and fault.http_status:
+                    return fault.http_status, b""
+                if fault and not fault.after_apply:
+                    raise ApiError(fault.code, fault.message)
+                handler = HANDLERS.get(action)
+                if handler is None:
+                    raise ApiError(UNKNOWN_ACTION, f"Action [{action}] not found")
+                result = handler(self.cloud, unflatten(flat))
+                if fault:
+                    raise ApiError(fault.code, fault.message)
+                payload = {"Action": f"{action}Response", "RetCode": 0, **result}
+            except ApiError as error:
+                payload = {
+                    "Action": f"{action}Response",
+                    "RetCode": error.code,
+                    "Message": error.message,
+                }
+        return 200, json.dumps(payload).encode("utf-8")
+
+    def _authenticate(self, flat: dict[str, str]) -> None:
+        if flat.get("PublicKey") != self.public_key:
+            raise ApiError(UNKNOWN_USER, "User Not Exists")
+        if flat.get("Signature") != signature(flat, self.private_key):
+            raise ApiError(SIGNATURE_ERROR, "Signature VerifyAC Error")
+
+    def _take_fault(self, action: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.action == action and fault.times > 0:
+                fault.times -= 1
+                return fault
+        return None
