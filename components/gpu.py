@@ -1,0 +1,395 @@
+"""`GpuDrivers`: what a GPU node needs before a pod can ask for `nvidia.com/gpu`.
+
+Modes:
+- `preinstalled` — UK8S GPU node images already carry the NVIDIA driver and runtime. We deploy
+  NVIDIA's current device plugin and the DCGM exporter (GPU metrics on :9400/metrics).
+- `daemonset` — node images without a driver: additionally the NVIDIA driver container and the
+  container toolkit (which registers an `nvidia` runtime with containerd), the same operands the
+  GPU Operator runs, without the operator.
+- `none` — the local stack: nothing.
+
+Replacing UK8S's old device plugin (1.0.0-beta4): UK8S installs it itself under a name we do not
+control, and two plugins registering `nvidia.com/gpu` on one kubelet take the socket from each
+other. Ours therefore has its own name (`<name>-device-plugin`, never UK8S's) so Pulumi never
+fights UK8S over one object, and the user removes the old one once, after `pulumi up`:
+
+    kubectl -n kube-system get daemonsets | grep -i nvidia      # find UK8S's plugin
+    kubectl -n kube-system delete daemonset <that name>
+
+(`pulumi import` of the old object is no alternative: its selector labels are immutable and
+differ from ours.) The kubelet keeps the most recent registration, so GPUs stay schedulable
+throughout; UK8S's addon manager may re-create its plugin after a cluster upgrade — repeat then.
+
+Images are pinned to the set shipped together by NVIDIA's GPU Operator v26.7 (device plugin
+v0.20.1, DCGM exporter 4.6.1-4.8.4, container toolkit v1.20.1) and driver 580.126.20 for Ubuntu
+22.04 nodes; override per node OS with the Args.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import k8s_helpers as h
+
+TYPE_TOKEN = "llm-uk8s:k8s:GpuDrivers"
+MODES = ("preinstalled", "daemonset", "none")
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.20.1"
+DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless"
+DRIVER_IMAGE = "nvcr.io/nvidia/driver:580.126.20-ubuntu22.04"
+TOOLKIT_IMAGE = "nvcr.io/nvidia/k8s/container-toolkit:v1.20.1"
+DCGM_PORT = 9400
+DRIVER_ROOT = "/run/nvidia/driver"
+# Compiling the kernel module on first start takes minutes; waiting on a DaemonSet's rollout is
+# what makes the inference Deployment start only once GPUs are schedulable.
+DAEMONSET_WAIT_S = 1800
+
+
+@dataclass
+class GpuDriversArgs:
+    mode: str
+    gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
+    gpu_taint_key: str = h.DEFAULT_GPU_TAINT_KEY
+    namespace: str = "kube-system"
+    device_plugin_image: str = DEVICE_PLUGIN_IMAGE
+    dcgm_exporter_image: str = DCGM_EXPORTER_IMAGE
+    driver_image: str = DRIVER_IMAGE
+    toolkit_image: str = TOOLKIT_IMAGE
+    # A RuntimeClass whose handler runs the NVIDIA runtime: "nvidia" in daemonset mode (the
+    # toolkit creates it); None where the node's default runtime is already NVIDIA's (UK8S images).
+    runtime_class_name: str | None = None
+    dcgm_exporter: bool = True
+
+    def validate(self) -> None:
+        h.require_choice("mode", self.mode, MODES)
+        if self.mode == "none":
+            return
+        if not self.gpu_node_selector:
+            raise h.bad_value(
+                "gpu_node_selector",
+                dict(self.gpu_node_selector),
+                "at least one label that only GPU nodes carry, e.g. {'llm-uk8s/gpu': 'true'}",
+            )
+        if not self.gpu_taint_key:
+            raise h.bad_value(
+                "gpu_taint_key", self.gpu_taint_key, "a taint key such as nvidia.com/gpu"
+            )
+        h.require_dns_label("namespace", self.namespace)
+        images = [("device_plugin_image", self.device_plugin_image)]
+        if self.dcgm_exporter:
+            images.append(("dcgm_exporter_image", self.dcgm_exporter_image))
+        if self.mode == "daemonset":
+            images += [("driver_image", self.driver_image), ("toolkit_image", self.toolkit_image)]
+        for name, image in images:
+            h.require_pinned_image(name, image)
+        if self.runtime_class_name is not None:
+            h.require_dns_label("runtime_class_name", self.runtime_class_name)
+
+    @property
+    def effective_runtime_class(self) -> str | None:
+        if self.runtime_class_name is not None:
+            return self.runtime_class_name
+        return "nvidia" if self.mode == "daemonset" else None
+
+
+def gpu_pod_spec(args: GpuDriversArgs, **spec: Any) -> dict[str, Any]:
+    """What every GPU-node DaemonSet shares: placement, the taint, and critical priority."""
+    base: dict[str, Any] = {
+        "nodeSelector": dict(args.gpu_node_selector),
+        "tolerations": h.gpu_tolerations(args.gpu_taint_key),
+        "priorityClassName": "system-node-critical",
+        "automountServiceAccountToken": False,
+    }
+    return {**base, **spec}
+
+
+def _host_dir(name: str, path: str, kind: str = "Directory") -> dict[str, Any]:
+    return {"name": name, "hostPath": {"path": path, "type": kind}}
+
+
+def device_plugin_spec(args: GpuDriversArgs) -> dict[str, Any]:
+    """Unprivileged: the plugin only talks to the kubelet through its socket directory."""
+    env = [{"name": "FAIL_ON_INIT_ERROR", "value": "true"}]
+    mounts = [{"name": "device-plugins", "mountPath": "/var/lib/kubelet/device-plugins"}]
+    volumes = [_host_dir("device-plugins", "/var/lib/kubelet/device-plugins")]
+    if args.mode == "daemonset":
+        # The driver container installs under /run/nvidia/driver, not the host's /usr.
+        env.append({"name": "NVIDIA_DRIVER_ROOT", "value": DRIVER_ROOT})
+        mounts.append(
+            {
+                "name": "driver-root",
+                "mountPath": "/driver-root",
+                "readOnly": True,
+                "mountPropagation": "HostToContainer",
+            }
+        )
+        volumes.append(_host_dir("driver-root", DRIVER_ROOT, "DirectoryOrCreate"))
+    extra: dict[str, Any] = {}
+    if args.effective_runtime_class:
+        extra["runtimeClassName"] = args.effective_runtime_class
+    return gpu_pod_spec(
+        args,
+        containers=[
+            {
+                "name": "nvidia-device-plugin",
+                "image": args.device_plugin_image,
+                "env": env,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"cpu": "500m", "memory": "256Mi"},
+                },
+                "volumeMounts": mounts,
+            }
+        ],
+        volumes=volumes,
+        **extra,
+    )
+
+
+def dcgm_exporter_spec(args: GpuDriversArgs) -> dict[str, Any]:
+    """Root (DCGM opens the GPUs) but unprivileged: SYS_ADMIN only, for profiling counters."""
+    extra: dict[str, Any] = {}
+    if args.effective_runtime_class:
+        extra["runtimeClassName"] = args.effective_runtime_class
+    probe = {
+        "httpGet": {"path": "/health", "port": "metrics"},
+        "periodSeconds": 15,
+        "timeoutSeconds": 5,
+    }
+    return gpu_pod_spec(
+        args,
+        containers=[
+            {
+                "name": "dcgm-exporter",
+                "image": args.dcgm_exporter_image,
+                "env": [
+                    {"name": "DCGM_EXPORTER_LISTEN", "value": f":{DCGM_PORT}"},
+                    {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"},
+                    {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+                ],
+                "ports": [{"name": "metrics", "containerPort": DCGM_PORT, "protocol": "TCP"}],
+                "startupProbe": {**probe, "failureThreshold": 20},
+                "livenessProbe": {**probe, "failureThreshold": 4},
+                "readinessProbe": {**probe, "failureThreshold": 2},
+                "securityContext": {
+                    "runAsUser": 0,
+                    "runAsNonRoot": False,
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
+                },
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"cpu": "1", "memory": "1Gi"},
+                },
+                "volumeMounts": [
+                    {
+                        "name": "pod-resources",
+                        "mountPath": "/var/lib/kubelet/pod-resources",
+                        "readOnly": True,
+                    }
+                ],
+            }
+        ],
+        volumes=[_host_dir("pod-resources", "/var/lib/kubelet/pod-resources")],
+        **extra,
+    )
+
+
+def driver_spec(args: GpuDriversArgs) -> dict[str, Any]:
+    """Privileged by necessity: it loads kernel modules into the host."""
+    return gpu_pod_spec(
+        args,
+        hostPID=True,
+        containers=[
+            {
+                "name": "nvidia-driver",
+                "image": args.driver_image,
+                "command": ["nvidia-driver", "init"],
+                "securityContext": {"privileged": True, "seLinuxOptions": {"level": "s0"}},
+                "startupProbe": {
+                    "exec": {"command": ["nvidia-smi"]},
+                    "periodSeconds": 20,
+                    "failureThreshold": DAEMONSET_WAIT_S // 20,
+                },
+                "livenessProbe": {
+                    "exec": {"command": ["nvidia-smi"]},
+                    "periodSeconds": 60,
+                    "timeoutSeconds": 30,
+                    "failureThreshold": 3,
+                },
+                "resources": {
+                    "requests": {"cpu": "200m", "memory": "512Mi"},
+                    "limits": {"cpu": "4", "memory": "4Gi"},
+                },
+                "volumeMounts": [
+                    {
+                        "name": "run-nvidia",
+                        "mountPath": "/run/nvidia",
+                        "mountPropagation": "Bidirectional",
+                    },
+                    {"name": "var-log", "mountPath": "/var/log"},
+                    {"name": "dev-log", "mountPath": "/dev/log"},
+                    {
+                        "name": "host-os-release",
+                        "mountPath": "/host-etc/os-release",
+                        "readOnly": True,
+                    },
+                    {"name": "firmware", "mountPath": "/lib/firmware"},
+                ],
+            }
+        ],
+        volumes=[
+            _host_dir("run-nvidia", "/run/nvidia", "DirectoryOrCreate"),
+            _host_dir("var-log", "/var/log"),
+            _host_dir("dev-log", "/dev/log", "Socket"),
+            _host_dir("host-os-release", "/etc/os-release", "File"),
+            _host_dir("firmware", "/lib/firmware", "DirectoryOrCreate"),
+        ],
+    )
+
+
+def toolkit_spec(args: GpuDriversArgs) -> dict[str, Any]:
+    """Privileged by necessity: it rewrites containerd's config and signals containerd."""
+    runtime_class = args.effective_runtime_class or "nvidia"
+    return gpu_pod_spec(
+        args,
+        hostPID=True,
+        containers=[
+            {
+                "name": "nvidia-container-toolkit",
+                "image": args.toolkit_image,
+                "args": ["/usr/local/nvidia"],
+                "env": [
+                    {"name": "RUNTIME", "value": "containerd"},
+                    {"name": "CONTAINERD_CONFIG", "value": "/runtime/config-dir/config.toml"},
+                    {"name": "CONTAINERD_SOCKET", "value": "/runtime/sock-dir/containerd.sock"},
+                    {"name": "CONTAINERD_RUNTIME_CLASS", "value": runtime_class},
+                    {"name": "NVIDIA_DRIVER_ROOT", "value": DRIVER_ROOT},
+                ],
+                "securityContext": {"privileged": True},
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"cpu": "500m", "memory": "512Mi"},
+                },
+                "volumeMounts": [
+                    {
+                        "name": "run-nvidia",
+                        "mountPath": "/run/nvidia",
+                        "mountPropagation": "Bidirectional",
+                    },
+                    {"name": "toolkit-root", "mountPath": "/usr/local/nvidia"},
+                    {"name": "containerd-config", "mountPath": "/runtime/config-dir"},
+                    {"name": "containerd-socket", "mountPath": "/runtime/sock-dir"},
+                ],
+            }
+        ],
+        volumes=[
+            _host_dir("run-nvidia", "/run/nvidia", "DirectoryOrCreate"),
+            _host_dir("toolkit-root", "/usr/local/nvidia", "DirectoryOrCreate"),
+            _host_dir("containerd-config", "/etc/containerd", "DirectoryOrCreate"),
+            _host_dir("containerd-socket", "/run/containerd"),
+        ],
+    )
+
+
+def daemonset_body(
+    name: str, namespace: str, component: str, pod_spec: dict[str, Any]
+) -> dict[str, Any]:
+    selector = h.app_labels("nvidia-gpu", component)
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": h.object_labels("nvidia-gpu", component),
+        },
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {"metadata": {"labels": selector}, "spec": pod_spec},
+        },
+    }
+
+
+class GpuDrivers(pulumi.ComponentResource):
+    """NVIDIA device plugin and DCGM exporter (and, in `daemonset` mode, driver and toolkit)."""
+
+    daemonsets: list[k8s.apps.v1.DaemonSet]
+    metrics_service: k8s.core.v1.Service | None
+
+    def __init__(
+        self, name: str, args: GpuDriversArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        args.validate()
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        self.daemonsets = []
+        self.metrics_service = None
+        if args.mode == "none":
+            self.register_outputs({"daemonsets": []})
+            return
+        provider = h.kubernetes_provider(opts)
+        timeouts = h.wait_timeouts(DAEMONSET_WAIT_S, margin_s=300)
+
+        def daemonset(
+            component: str, spec: dict[str, Any], after: list[pulumi.Resource]
+        ) -> k8s.apps.v1.DaemonSet:
+            body = daemonset_body(f"{name}-{component}", args.namespace, component, spec)
+            ds = k8s.apps.v1.DaemonSet(
+                f"{name}-{component}",
+                metadata=body["metadata"],
+                spec=body["spec"],
+                opts=h.child_options(self, provider, depends_on=after, custom_timeouts=timeouts),
+            )
+            self.daemonsets.append(ds)
+            return ds
+
+        runtime_ready: list[pulumi.Resource] = []
+        if args.mode == "daemonset":
+            driver = daemonset("driver", driver_spec(args), [])
+            toolkit = daemonset("toolkit", toolkit_spec(args), [driver])
+            runtime_class = k8s.node.v1.RuntimeClass(
+                f"{name}-runtime-class",
+                metadata={
+                    "name": args.effective_runtime_class or "nvidia",
+                    "labels": h.object_labels("nvidia-gpu", "runtime-class"),
+                },
+                handler="nvidia",
+                scheduling={
+                    "nodeSelector": dict(args.gpu_node_selector),
+                    "tolerations": h.gpu_tolerations(args.gpu_taint_key),
+                },
+                opts=h.child_options(self, provider),
+            )
+            runtime_ready = [toolkit, runtime_class]
+        daemonset("device-plugin", device_plugin_spec(args), runtime_ready)
+        if args.dcgm_exporter:
+            exporter = daemonset("dcgm-exporter", dcgm_exporter_spec(args), runtime_ready)
+            self.metrics_service = k8s.core.v1.Service(
+                f"{name}-dcgm-exporter",
+                metadata={
+                    "name": f"{name}-dcgm-exporter",
+                    "namespace": args.namespace,
+                    "labels": h.object_labels("nvidia-gpu", "dcgm-exporter"),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(DCGM_PORT),
+                    },
+                },
+                spec={
+                    "type": "ClusterIP",
+                    "selector": h.app_labels("nvidia-gpu", "dcgm-exporter"),
+                    "ports": [{"name": "metrics", "port": DCGM_PORT, "targetPort": "metrics"}],
+                },
+                opts=h.child_options(self, provider, depends_on=[exporter]),
+            )
+        self.register_outputs(
+            {"daemonsets": [ds.metadata.apply(lambda m: m.name) for ds in self.daemonsets]}
+        )

@@ -1,0 +1,412 @@
+"""`InferenceService`: the inference image as a Deployment, a Service and what keeps them safe.
+
+Choices worth knowing:
+- Rollouts never need a spare GPU: with GPUs the strategy is RollingUpdate with maxSurge 0 and
+  maxUnavailable 1 (an old pod leaves before its replacement asks for the GPU), so a cluster with
+  exactly `replicas` GPUs cannot deadlock. Without GPUs (CPU) a surge pod keeps serving.
+- Shutdown lets streams finish: preStop sleeps while endpoints drop the pod, then SIGTERM makes
+  the server stop admitting and drain for `drain_seconds`; the grace period covers both.
+- `pulumi up` waits for readiness (weights loaded and warmed), so its timeouts are the startup
+  budget plus time to pull a multi-GB image.
+- The API key is generated at deploy time (RandomPassword, a secret in state), stored in a
+  Kubernetes Secret and read by the server from a mounted file: never a plain env value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import k8s_helpers as h
+
+TYPE_TOKEN = "llm-uk8s:k8s:InferenceService"
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+DTYPES = ("auto", "bfloat16", "float32")
+PORT = 7861
+DEFAULT_NODE_PORT = 30619
+MODEL_MOUNT = "/app/models"
+API_KEY_DIR = "/var/run/secrets/llm-uk8s/api-key"
+API_KEY_FILE_KEY = "api-key"
+PRESTOP_SLEEP_S = 5
+STARTUP_PERIOD_S = 10
+
+
+@dataclass
+class InferenceServiceArgs:
+    namespace: pulumi.Input[str]
+    image: str
+    model_claim_name: pulumi.Input[str]
+    served_model_name: str
+    # Weights inside the pod (ModelStore.model_dir); None: the image's bundled model.
+    model_dir: str | None = None
+    model_revision: str | None = None
+    replicas: int = 1
+    gpus_per_replica: int = 1
+    cpu_request: str = "4"
+    cpu_limit: str = "8"
+    memory_request: str = "32Gi"
+    memory_limit: str = "48Gi"
+    shm_size: str = "8Gi"
+    tmp_size: str = "4Gi"
+    gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
+    gpu_taint_key: str = h.DEFAULT_GPU_TAINT_KEY
+    service_type: str = "ClusterIP"
+    node_port: int = DEFAULT_NODE_PORT
+    load_balancer_annotations: Mapping[str, str] = field(default_factory=dict)
+    # Address users reach a NodePort on (a node's EIP); only used to build `endpoint`.
+    node_address: pulumi.Input[str] | None = None
+    network_policy: bool = False
+    allowed_cidrs: Sequence[str] = field(default_factory=list)
+    max_batch: int = 64
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    drain_seconds: int = 30
+    startup_timeout_s: int = 1800
+    # Resources the Deployment must wait for: the model fetch Job, the GPU DaemonSets.
+    wait_for: Sequence[pulumi.Resource] = field(default_factory=list)
+
+    def validate(self) -> None:
+        h.require_pinned_image("image", self.image)
+        if not self.served_model_name or any(c.isspace() for c in self.served_model_name):
+            raise h.bad_value(
+                "served_model_name", self.served_model_name, "a non-empty model id without spaces"
+            )
+        if self.model_dir is not None and not self.model_dir.startswith(MODEL_MOUNT + "/"):
+            raise h.bad_value("model_dir", self.model_dir, f"a path under {MODEL_MOUNT}/ or None")
+        h.require_positive_int("replicas", self.replicas, maximum=64)
+        h.require_positive_int("gpus_per_replica", self.gpus_per_replica, minimum=0, maximum=16)
+        for name in (
+            "cpu_request",
+            "cpu_limit",
+            "memory_request",
+            "memory_limit",
+            "shm_size",
+            "tmp_size",
+        ):
+            h.require_quantity(name, getattr(self, name))
+        if self.gpus_per_replica > 0 and not self.gpu_node_selector:
+            raise h.bad_value(
+                "gpu_node_selector",
+                dict(self.gpu_node_selector),
+                "at least one GPU node label when gpus_per_replica > 0",
+            )
+        h.require_choice("service_type", self.service_type, SERVICE_TYPES)
+        h.require_positive_int("node_port", self.node_port, minimum=30000, maximum=32767)
+        h.require_cidrs("allowed_cidrs", self.allowed_cidrs)
+        h.require_positive_int("max_batch", self.max_batch, maximum=4096)
+        if self.max_model_len is not None:
+            h.require_positive_int("max_model_len", self.max_model_len, minimum=16)
+        h.require_choice("dtype", self.dtype, DTYPES)
+        h.require_positive_int("drain_seconds", self.drain_seconds, minimum=0, maximum=3600)
+        h.require_positive_int("startup_timeout_s", self.startup_timeout_s, minimum=60)
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.gpus_per_replica > 0
+
+    @property
+    def exposed(self) -> bool:
+        return self.service_type != "ClusterIP"
+
+
+def rollout_strategy(uses_gpu: bool) -> dict[str, Any]:
+    """Never ask for an extra GPU during a rollout: that pod could wait forever for one."""
+    if uses_gpu:
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def termination_grace_s(drain_seconds: int) -> int:
+    """preStop sleep + the server's drain + time to exit."""
+    return PRESTOP_SLEEP_S + drain_seconds + 15
+
+
+def progress_deadline_s(startup_timeout_s: int) -> int:
+    return startup_timeout_s + 600
+
+
+def resources(args: InferenceServiceArgs) -> dict[str, dict[str, str]]:
+    requests = {"cpu": args.cpu_request, "memory": args.memory_request}
+    limits = {"cpu": args.cpu_limit, "memory": args.memory_limit}
+    if args.uses_gpu:
+        # Extended resources: request == limit; the limit alone is what the scheduler counts.
+        limits[h.GPU_RESOURCE] = str(args.gpus_per_replica)
+        requests[h.GPU_RESOURCE] = str(args.gpus_per_replica)
+    return {"requests": requests, "limits": limits}
+
+
+def server_env(args: InferenceServiceArgs) -> list[dict[str, str]]:
+    """The image's settings (image/README.md); secrets come by file, never as values here."""
+    env = {
+        "LLMSERVE_MODEL_NAME": args.served_model_name,
+        "LLMSERVE_HOST": "0.0.0.0",
+        "LLMSERVE_PORT": str(PORT),
+        "LLMSERVE_API_KEY_FILE": f"{API_KEY_DIR}/{API_KEY_FILE_KEY}",
+        "LLMSERVE_MAX_BATCH": str(args.max_batch),
+        "LLMSERVE_DEVICE": "cuda" if args.uses_gpu else "cpu",
+        "LLMSERVE_DTYPE": args.dtype,
+        "LLMSERVE_DRAIN_SECONDS": str(args.drain_seconds),
+        "HOME": "/tmp",
+        "HF_HOME": "/tmp/hf",
+        "HF_HUB_OFFLINE": "1",
+    }
+    if args.model_dir is not None:
+        env["LLMSERVE_MODEL"] = args.model_dir
+    if args.max_model_len is not None:
+        env["LLMSERVE_MAX_MODEL_LEN"] = str(args.max_model_len)
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def probes() -> dict[str, dict[str, Any]]:
+    """The server answers /health as soon as it runs and /ready once weights are warm."""
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": STARTUP_PERIOD_S,
+            "timeoutSeconds": 5,
+            # Filled in by pod_spec from startup_timeout_s.
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+    }
+
+
+def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> dict[str, Any]:
+    container_probes = probes()
+    container_probes["startupProbe"]["failureThreshold"] = math.ceil(
+        args.startup_timeout_s / STARTUP_PERIOD_S
+    )
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": args.image,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": server_env(args),
+        "resources": resources(args),
+        **container_probes,
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SLEEP_S)]}}},
+        "securityContext": h.restricted_container_security(),
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True},
+            {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+    }
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": h.restricted_pod_security(),
+        "terminationGracePeriodSeconds": termination_grace_s(args.drain_seconds),
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "models",
+                "persistentVolumeClaim": {"claimName": args.model_claim_name, "readOnly": True},
+            },
+            {"name": "api-key", "secret": {"secretName": api_key_secret, "defaultMode": 0o440}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": args.tmp_size}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": args.shm_size}},
+        ],
+    }
+    if args.uses_gpu:
+        spec["nodeSelector"] = dict(args.gpu_node_selector)
+        spec["tolerations"] = h.gpu_tolerations(args.gpu_taint_key)
+    return spec
+
+
+def service_spec(args: InferenceServiceArgs, selector: Mapping[str, str]) -> dict[str, Any]:
+    port: dict[str, Any] = {"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}
+    spec: dict[str, Any] = {"type": args.service_type, "selector": dict(selector), "ports": [port]}
+    if args.service_type == "NodePort":
+        port["nodePort"] = args.node_port
+    if args.service_type == "LoadBalancer" and args.allowed_cidrs:
+        spec["loadBalancerSourceRanges"] = h.require_cidrs("allowed_cidrs", args.allowed_cidrs)
+    if args.exposed and args.network_policy:
+        # Keep the client's address so the NetworkPolicy's CIDRs mean something.
+        spec["externalTrafficPolicy"] = "Local"
+    return spec
+
+
+def network_policy_spec(args: InferenceServiceArgs, selector: Mapping[str, str]) -> dict[str, Any]:
+    """Only the server port, only from this namespace's pods and the allowed CIDRs."""
+    sources: list[dict[str, Any]] = [{"podSelector": {}}]
+    sources += [
+        {"ipBlock": {"cidr": c}} for c in h.require_cidrs("allowed_cidrs", args.allowed_cidrs)
+    ]
+    return {
+        "podSelector": {"matchLabels": dict(selector)},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": sources, "ports": [{"port": PORT, "protocol": "TCP"}]}],
+    }
+
+
+def endpoint_url(
+    service_type: str,
+    cluster_url: str,
+    node_address: str | None,
+    node_port: int,
+    lb_ingress: Sequence[Mapping[str, Any]] | None,
+) -> str:
+    """The URL clients use: the load balancer's, a node's for NodePort, else the in-cluster one."""
+    if service_type == "LoadBalancer" and lb_ingress:
+        first = lb_ingress[0]
+        host = first.get("ip") or first.get("hostname")
+        if host:
+            return f"http://{host}:{PORT}/v1"
+    if service_type == "NodePort" and node_address:
+        return f"http://{node_address}:{node_port}/v1"
+    return cluster_url
+
+
+class InferenceService(pulumi.ComponentResource):
+    """Deployment + Service (+ API-key Secret, PodDisruptionBudget, optional NetworkPolicy)."""
+
+    endpoint: pulumi.Output[str]
+    cluster_endpoint: pulumi.Output[str]
+    api_key: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+
+    def __init__(
+        self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        args.validate()
+        provider = h.kubernetes_provider(opts)
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        selector = h.app_labels("llmserve", name)
+        labels = h.object_labels("llmserve", name)
+
+        password = random.RandomPassword(
+            f"{name}-api-key",
+            length=48,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.api_key = pulumi.Output.secret(password.result)
+        secret = k8s.core.v1.Secret(
+            f"{name}-api-key",
+            metadata={"namespace": args.namespace, "labels": labels},
+            type="Opaque",
+            string_data={API_KEY_FILE_KEY: self.api_key},
+            opts=h.child_options(self, provider),
+        )
+        secret_name = secret.metadata.apply(lambda m: m.name)
+
+        template_annotations = {"llm-uk8s/served-model": args.served_model_name}
+        if args.model_revision:
+            template_annotations["llm-uk8s/model-revision"] = args.model_revision
+        self.deployment = k8s.apps.v1.Deployment(
+            name,
+            metadata={"namespace": args.namespace, "labels": labels},
+            spec={
+                "replicas": args.replicas,
+                "selector": {"matchLabels": selector},
+                "strategy": rollout_strategy(args.uses_gpu),
+                "progressDeadlineSeconds": progress_deadline_s(args.startup_timeout_s),
+                "revisionHistoryLimit": 5,
+                "template": {
+                    "metadata": {"labels": labels, "annotations": template_annotations},
+                    "spec": pod_spec(args, secret_name),
+                },
+            },
+            opts=h.child_options(
+                self,
+                provider,
+                depends_on=list(args.wait_for),
+                custom_timeouts=h.wait_timeouts(args.startup_timeout_s),
+            ),
+        )
+
+        service_meta: dict[str, Any] = {"namespace": args.namespace, "labels": labels}
+        if args.service_type == "LoadBalancer" and args.load_balancer_annotations:
+            service_meta["annotations"] = dict(args.load_balancer_annotations)
+        self.service = k8s.core.v1.Service(
+            name,
+            metadata=service_meta,
+            spec=service_spec(args, selector),
+            opts=h.child_options(self, provider, custom_timeouts=h.wait_timeouts(0)),
+        )
+        self.service_name = self.service.metadata.apply(lambda m: m.name)
+
+        self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
+            name,
+            metadata={"namespace": args.namespace, "labels": labels},
+            # maxUnavailable (not minAvailable): a single replica must not block node drains.
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+            opts=h.child_options(self, provider),
+        )
+        self.network_policy: k8s.networking.v1.NetworkPolicy | None = None
+        if args.network_policy:
+            self.network_policy = k8s.networking.v1.NetworkPolicy(
+                name,
+                metadata={"namespace": args.namespace, "labels": labels},
+                spec=network_policy_spec(args, selector),
+                opts=h.child_options(self, provider),
+            )
+
+        self.cluster_endpoint = pulumi.Output.all(self.service_name, args.namespace).apply(
+            lambda v: f"http://{v[0]}.{v[1]}.svc.cluster.local:{PORT}/v1"
+        )
+        self.endpoint = pulumi.Output.all(
+            self.cluster_endpoint, args.node_address, self.service.status
+        ).apply(
+            lambda v: endpoint_url(
+                args.service_type,
+                v[0],
+                v[1],
+                args.node_port,
+                _lb_ingress(v[2]),
+            )
+        )
+        self.register_outputs(
+            {
+                "endpoint": self.endpoint,
+                "cluster_endpoint": self.cluster_endpoint,
+                "api_key": self.api_key,
+                "service_name": self.service_name,
+            }
+        )
+
+
+def _lb_ingress(status: Any) -> list[dict[str, Any]] | None:
+    """Service.status arrives as an output type (real run) or a dict (mocks)."""
+    if not status:
+        return None
+    lb = (
+        status.get("load_balancer")
+        if isinstance(status, dict)
+        else getattr(status, "load_balancer", None)
+    )
+    if lb is None and isinstance(status, dict):
+        lb = status.get("loadBalancer")
+    if not lb:
+        return None
+    ingress = lb.get("ingress") if isinstance(lb, dict) else getattr(lb, "ingress", None)
+    if not ingress:
+        return None
+    out = []
+    for item in ingress:
+        if isinstance(item, dict):
+            out.append(item)
+        else:
+            out.append(
+                {"ip": getattr(item, "ip", None), "hostname": getattr(item, "hostname", None)}
+            )
+    return out

@@ -1,0 +1,234 @@
+"""Small pure helpers shared by the Kubernetes components (model store, GPU drivers, inference).
+
+Why a separate module: Pulumi's mocks see resource inputs but not resource options, and the
+components' rules (labels, GPU scheduling, security contexts, timeouts, input checks) are easier
+to trust when each one is a plain function with its own unit test.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pulumi
+
+PART_OF = "llm-uk8s"
+GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_GPU_TAINT_KEY = GPU_RESOURCE
+
+# The inference image runs as this user (see image/Dockerfile); files it must read or write on the
+# model volume belong to it.
+IMAGE_UID = 10001
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
+)
+_MODEL_DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+
+class ConfigError(ValueError):
+    """A component argument is invalid; the message names field, value and what is allowed."""
+
+
+def bad_value(field: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"{field}: invalid value {value!r}; allowed: {allowed}")
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks
+
+
+def require_choice(field: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise bad_value(field, value, " | ".join(allowed))
+    return value
+
+
+def require_quantity(field: str, value: str) -> str:
+    """Kubernetes quantities ("500m", "16Gi", "4"); a typo here would fail late, on the cluster."""
+    if not isinstance(value, str) or not _QUANTITY.match(value):
+        raise bad_value(field, value, 'a Kubernetes quantity such as "500m", "4", "16Gi"')
+    return value
+
+
+def require_positive_int(
+    field: str, value: int, *, minimum: int = 1, maximum: int | None = None
+) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        upper = f"..{maximum}" if maximum is not None else " or more"
+        raise bad_value(field, value, f"an integer {minimum}{upper}")
+    return value
+
+
+def require_dns_label(field: str, value: str) -> str:
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+        raise bad_value(field, value, "a DNS label: lower-case letters, digits and '-', at most 63")
+    return value
+
+
+def require_model_dir_name(field: str, value: str) -> str:
+    """The model's directory on the shared volume: one path segment, no traversal."""
+    if not isinstance(value, str) or not _MODEL_DIR_NAME.match(value) or value in (".", ".."):
+        raise bad_value(field, value, "one path segment of letters, digits, '.', '_' and '-'")
+    return value
+
+
+def require_pinned_image(field: str, image: str) -> str:
+    """Images must name an exact tag or digest: ':latest' or no tag makes rollouts unrepeatable."""
+    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+        raise bad_value(field, image, 'an image reference such as "registry/name:1.2.3"')
+    if "@" in image:
+        digest = image.split("@", 1)[1]
+        if not _DIGEST.match(digest):
+            raise bad_value(field, image, "a digest of the form sha256:<64 hex digits>")
+        return image
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        raise bad_value(field, image, "an image with an explicit tag (not untagged)")
+    tag = last.rsplit(":", 1)[1]
+    if tag == "latest" or not _IMAGE_TAG.match(tag):
+        raise bad_value(field, image, "an image with an exact version tag (not ':latest')")
+    return image
+
+
+def strip_nfs_export(value: str) -> str:
+    """UFS reports a mount point as "10.0.0.5:/"; the PersistentVolume wants only the server."""
+    if not isinstance(value, str):
+        raise bad_value(
+            "nfs_server", value, "an IP address or host name, optionally ending in ':/'"
+        )
+    server = value.strip()
+    if server.endswith(":/"):
+        server = server[:-2]
+    server = server.rstrip(":")
+    try:
+        ipaddress.ip_address(server)
+        return server
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(server):
+        raise bad_value(
+            "nfs_server", value, "an IP address or host name, optionally ending in ':/'"
+        )
+    return server
+
+
+def require_cidrs(field: str, cidrs: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for cidr in cidrs:
+        try:
+            out.append(str(ipaddress.ip_network(cidr, strict=False)))
+        except (ValueError, TypeError):
+            raise bad_value(field, cidr, 'CIDR blocks such as "10.0.0.0/8"') from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# conventions
+
+
+def app_labels(app: str, component: str) -> dict[str, str]:
+    """Selector labels: stable for the life of the workload (selectors are immutable)."""
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/component": component}
+
+
+def object_labels(app: str, component: str) -> dict[str, str]:
+    return {
+        **app_labels(app, component),
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def gpu_tolerations(taint_key: str) -> list[dict[str, Any]]:
+    """Tolerate the GPU taint whatever its value or effect (UK8S and kind use different values)."""
+    return [{"key": taint_key, "operator": "Exists"}]
+
+
+def restricted_container_security() -> dict[str, Any]:
+    """The Pod Security 'restricted' profile for one container."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def restricted_pod_security(uid: int = IMAGE_UID) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def seconds(value: int) -> str:
+    """Pulumi custom timeouts take Go durations."""
+    return f"{int(value)}s"
+
+
+def wait_timeouts(expected_s: int, *, margin_s: int = 600) -> pulumi.CustomTimeouts:
+    """How long `pulumi up` waits for an object to become ready: the expected time plus a margin
+    for pulling a multi-GB image onto a fresh node."""
+    total = seconds(expected_s + margin_s)
+    return pulumi.CustomTimeouts(create=total, update=total)
+
+
+# ---------------------------------------------------------------------------------------------
+# providers and options
+
+
+def kubernetes_provider(opts: pulumi.ResourceOptions | None) -> pulumi.ProviderResource:
+    """The explicit Kubernetes provider a component was given.
+
+    Why required: without it pulumi-kubernetes falls back to the ambient kubeconfig, and a
+    DaemonSet meant for the new UK8S cluster could land on whatever cluster the laptop points at.
+    """
+    candidates: list[Any] = []
+    if opts is not None:
+        if opts.provider is not None:
+            candidates.append(opts.provider)
+        providers = opts.providers
+        if isinstance(providers, Mapping):
+            candidates.extend(providers.values())
+        elif providers:
+            candidates.extend(providers)
+    for candidate in candidates:
+        if isinstance(candidate, pulumi.ProviderResource) and candidate.package == "kubernetes":
+            return candidate
+    raise ConfigError(
+        "opts: no Kubernetes provider given; pass ResourceOptions(provider=k8s_provider) or "
+        "providers={'kubernetes': k8s_provider} so nothing falls back to the ambient kubeconfig"
+    )
+
+
+def child_options(
+    parent: pulumi.Resource,
+    provider: pulumi.ProviderResource,
+    *,
+    depends_on: Sequence[pulumi.Resource] = (),
+    custom_timeouts: pulumi.CustomTimeouts | None = None,
+    delete_before_replace: bool | None = None,
+) -> pulumi.ResourceOptions:
+    """Every child is parented to its component and names the provider explicitly."""
+    return pulumi.ResourceOptions(
+        parent=parent,
+        provider=provider,
+        depends_on=list(depends_on) or None,
+        custom_timeouts=custom_timeouts,
+        delete_before_replace=delete_before_replace,
+    )

@@ -1,0 +1,331 @@
+"""`ModelStore`: the Kubernetes side of the model storage.
+
+A static PersistentVolume over the UFS mount point (NFS) — or a hostPath on a laptop cluster —,
+a claim bound to exactly that volume, and a Job that fills `/models/<model-name>` from the hub
+with the inference image's `llmserve fetch`. The Job is idempotent (a completion marker per
+revision), so re-running `pulumi up` costs nothing; the inference Deployment depends on it.
+
+How "the Deployment starts only after the Job has completed" holds: pulumi-kubernetes awaits a
+Job until its `Complete` condition is true (and fails on `Failed`), so the Job resource is not
+created, from the engine's point of view, before the download has finished and verified. The
+InferenceService lists `ModelStore.dependencies` in its `depends_on`, so its Deployment is
+registered only after that. `job_timeout_s` becomes both the Job's activeDeadlineSeconds and
+Pulumi's wait (plus a margin for the image pull).
+
+Changing the revision changes the Job's pod template, which Kubernetes cannot update in place:
+Pulumi replaces the Job (a new one runs the download, the old one is deleted) and the pod
+template of the Deployment carries the revision as an annotation, so the servers restart on the
+new weights only after the new Job has completed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import k8s_helpers as h
+
+TYPE_TOKEN = "llm-uk8s:k8s:ModelStore"
+SOURCES = ("huggingface", "bundled")
+VOLUME_MOUNT_IN_JOB = "/models"
+MODEL_MOUNT_IN_SERVER = "/app/models"
+NFS_MOUNT_OPTIONS = ("nolock", "nfsvers=4.0")
+MARKER_NAME = ".llm-uk8s-complete.json"
+_TOKEN_DIR = "/var/run/secrets/llm-uk8s/hub-token"
+_TOKEN_KEY = "token"
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass
+class ModelStoreArgs:
+    """What the model store needs; exactly one of `nfs_server` and `host_path` is set."""
+
+    namespace: pulumi.Input[str]
+    model_name: str
+    capacity_gi: int
+    source: str = "huggingface"
+    # UFS mount point address ("10.0.0.5" or UFS's own "10.0.0.5:/"); None on a laptop cluster.
+    nfs_server: pulumi.Input[str] | None = None
+    nfs_path: str = "/"
+    # Node directory for the local stack (kind, minikube, Docker Desktop).
+    host_path: str | None = None
+    repo_id: str | None = None
+    # A 40-hex commit: what was tested is what is served. A branch needs allow_unpinned.
+    revision: str | None = None
+    allow_unpinned: bool = False
+    hub_endpoint: str | None = None
+    hub_token: pulumi.Input[str] | None = None
+    fetch_image: str | None = None
+    job_timeout_s: int = 3600
+    fetch_cpu: str = "2"
+    fetch_memory: str = "4Gi"
+
+    def validate(self) -> None:
+        """Fail at `pulumi preview` time, naming the field, rather than on the cluster."""
+        h.require_model_dir_name("model_name", self.model_name)
+        h.require_positive_int("capacity_gi", self.capacity_gi)
+        h.require_choice("source", self.source, SOURCES)
+        if (self.nfs_server is None) == (self.host_path is None):
+            raise h.ConfigError(
+                "nfs_server/host_path: set exactly one (nfs_server for UFS, host_path for a "
+                f"local cluster); got nfs_server={self.nfs_server!r}, host_path={self.host_path!r}"
+            )
+        if self.host_path is not None and not self.host_path.startswith("/"):
+            raise h.bad_value("host_path", self.host_path, "an absolute path on the node")
+        if not self.nfs_path.startswith("/"):
+            raise h.bad_value("nfs_path", self.nfs_path, 'an absolute export path such as "/"')
+        if isinstance(self.nfs_server, str):
+            h.strip_nfs_export(self.nfs_server)
+        h.require_quantity("fetch_cpu", self.fetch_cpu)
+        h.require_quantity("fetch_memory", self.fetch_memory)
+        if self.source != "huggingface":
+            return
+        if not self.repo_id or self.repo_id.count("/") != 1:
+            raise h.bad_value("repo_id", self.repo_id, 'a hub repo id "ORG/NAME"')
+        if not self.revision:
+            raise h.bad_value("revision", self.revision, "a 40-hex commit sha")
+        if not self.allow_unpinned and not _COMMIT_SHA.match(self.revision):
+            raise h.bad_value(
+                "revision",
+                self.revision,
+                "a 40-hex commit sha (or set allow_unpinned for a branch/tag)",
+            )
+        if self.hub_endpoint is not None and not re.match(r"^https?://[^\s/]+", self.hub_endpoint):
+            raise h.bad_value("hub_endpoint", self.hub_endpoint, "an http(s) URL of a hub mirror")
+        if self.fetch_image is None:
+            raise h.bad_value(
+                "fetch_image", None, "the inference image (it carries `llmserve fetch`)"
+            )
+        h.require_pinned_image("fetch_image", self.fetch_image)
+        h.require_positive_int("job_timeout_s", self.job_timeout_s, minimum=60)
+
+
+def fetch_command(args: ModelStoreArgs) -> list[str]:
+    """The Job's command line: the image's own `llmserve fetch`, token by file, never by env."""
+    command = [
+        "llmserve",
+        "fetch",
+        "--repo-id",
+        str(args.repo_id),
+        "--revision",
+        str(args.revision),
+        "--dest",
+        f"{VOLUME_MOUNT_IN_JOB}/{args.model_name}",
+    ]
+    if args.hub_endpoint:
+        command += ["--endpoint", args.hub_endpoint]
+    if args.hub_token is not None:
+        command += ["--token-file", f"{_TOKEN_DIR}/{_TOKEN_KEY}"]
+    if args.allow_unpinned:
+        command.append("--allow-unpinned")
+    return command
+
+
+def prepare_dir_command(model_name: str, uid: int = h.IMAGE_UID) -> list[str]:
+    """A fresh UFS export (or hostPath) belongs to root; the unprivileged fetcher needs its dir."""
+    target = f"{VOLUME_MOUNT_IN_JOB}/{model_name}"
+    return ["sh", "-c", f"mkdir -p '{target}' && chown {uid}:{uid} '{target}'"]
+
+
+def access_modes(args: ModelStoreArgs) -> list[str]:
+    """UFS is shared by every node (RWX); a node directory is honest only as ReadWriteOnce (the
+    Job and the server share the local stack's single node)."""
+    return ["ReadWriteMany"] if args.nfs_server is not None else ["ReadWriteOnce"]
+
+
+def volume_source(args: ModelStoreArgs) -> dict[str, object]:
+    """The PersistentVolume's spec: UFS over NFS (RWX, Retain) or a node directory (local)."""
+    spec: dict[str, object] = {
+        "capacity": {"storage": f"{args.capacity_gi}Gi"},
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": "",
+        "volumeMode": "Filesystem",
+        "accessModes": access_modes(args),
+    }
+    if args.nfs_server is not None:
+        spec["mountOptions"] = list(NFS_MOUNT_OPTIONS)
+        spec["nfs"] = {
+            "server": pulumi.Output.from_input(args.nfs_server).apply(h.strip_nfs_export),
+            "path": args.nfs_path,
+        }
+    else:
+        spec["hostPath"] = {"path": args.host_path, "type": "DirectoryOrCreate"}
+    return spec
+
+
+class ModelStore(pulumi.ComponentResource):
+    """PersistentVolume + claim for the model volume, and the fetch Job that fills it."""
+
+    claim_name: pulumi.Output[str]
+    model_dir: str | None
+    fetch_job: k8s.batch.v1.Job | None
+    volume: k8s.core.v1.PersistentVolume
+    claim: k8s.core.v1.PersistentVolumeClaim
+
+    def __init__(
+        self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        args.validate()
+        provider = h.kubernetes_provider(opts)
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        labels = h.object_labels("model-store", name)
+        claim_resource_name = f"{name}-models"
+
+        self.volume = k8s.core.v1.PersistentVolume(
+            f"{name}-models",
+            metadata={"labels": labels},
+            spec={
+                **volume_source(args),
+                # Pre-bound: no other claim with storageClassName "" can take this volume.
+                "claimRef": {"namespace": args.namespace, "name": claim_resource_name},
+            },
+            opts=h.child_options(self, provider),
+        )
+        self.claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-models",
+            metadata={"name": claim_resource_name, "namespace": args.namespace, "labels": labels},
+            spec={
+                "accessModes": access_modes(args),
+                "storageClassName": "",
+                "volumeName": self.volume.metadata.apply(lambda m: m.name),
+                "resources": {"requests": {"storage": f"{args.capacity_gi}Gi"}},
+            },
+            opts=h.child_options(self, provider),
+        )
+        self.claim_name = self.claim.metadata.apply(lambda m: m.name)
+
+        self.fetch_job = None
+        self.token_secret: k8s.core.v1.Secret | None = None
+        if args.source == "huggingface":
+            self.model_dir = f"{MODEL_MOUNT_IN_SERVER}/{args.model_name}"
+            if args.hub_token is not None:
+                self.token_secret = k8s.core.v1.Secret(
+                    f"{name}-hub-token",
+                    metadata={"namespace": args.namespace, "labels": labels},
+                    type="Opaque",
+                    string_data={_TOKEN_KEY: pulumi.Output.secret(args.hub_token)},
+                    opts=h.child_options(self, provider),
+                )
+            self.fetch_job = self._fetch_job(name, args, provider, labels)
+        else:
+            # The image's bundled model: nothing to fetch, the server ignores the volume.
+            self.model_dir = None
+
+        self.register_outputs(
+            {
+                "claim_name": self.claim_name,
+                "model_dir": self.model_dir,
+                "fetch_job_name": self.fetch_job.metadata.apply(lambda m: m.name)
+                if self.fetch_job
+                else None,
+            }
+        )
+
+    @property
+    def dependencies(self) -> Sequence[pulumi.Resource]:
+        """What a consumer must wait for: the claim, and the download when there is one."""
+        return [self.claim] + ([self.fetch_job] if self.fetch_job is not None else [])
+
+    def _fetch_job(
+        self,
+        name: str,
+        args: ModelStoreArgs,
+        provider: pulumi.ProviderResource,
+        labels: dict[str, str],
+    ) -> k8s.batch.v1.Job:
+        assert args.fetch_image is not None  # validate() guarantees it
+        volumes: list[dict[str, object]] = [
+            {"name": "models", "persistentVolumeClaim": {"claimName": self.claim_name}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+        ]
+        mounts: list[dict[str, object]] = [
+            {"name": "models", "mountPath": VOLUME_MOUNT_IN_JOB},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ]
+        if self.token_secret is not None:
+            volumes.append(
+                {
+                    "name": "hub-token",
+                    "secret": {
+                        "secretName": self.token_secret.metadata.apply(lambda m: m.name),
+                        "defaultMode": 0o440,
+                    },
+                }
+            )
+            mounts.append({"name": "hub-token", "mountPath": _TOKEN_DIR, "readOnly": True})
+        resources = {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"cpu": args.fetch_cpu, "memory": args.fetch_memory},
+        }
+        return k8s.batch.v1.Job(
+            f"{name}-fetch",
+            metadata={
+                "namespace": args.namespace,
+                "labels": labels,
+                "annotations": {"llm-uk8s/model-revision": str(args.revision)},
+            },
+            spec={
+                "backoffLimit": 3,
+                "activeDeadlineSeconds": args.job_timeout_s,
+                "template": {
+                    "metadata": {"labels": {**labels, "llm-uk8s/role": "model-fetch"}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            **h.restricted_pod_security(),
+                            # The init container below is the one exception to non-root.
+                            "runAsNonRoot": False,
+                        },
+                        "initContainers": [
+                            {
+                                "name": "prepare-dir",
+                                "image": args.fetch_image,
+                                "command": prepare_dir_command(args.model_name),
+                                # Root without privileges: only the right to chown one directory.
+                                "securityContext": {
+                                    "runAsUser": 0,
+                                    "runAsNonRoot": False,
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+                                },
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "32Mi"},
+                                    "limits": {"cpu": "200m", "memory": "128Mi"},
+                                },
+                                "volumeMounts": [
+                                    {"name": "models", "mountPath": VOLUME_MOUNT_IN_JOB}
+                                ],
+                            }
+                        ],
+                        "containers": [
+                            {
+                                "name": "fetch",
+                                "image": args.fetch_image,
+                                "command": fetch_command(args),
+                                "env": [
+                                    {"name": "HOME", "value": "/tmp"},
+                                    {"name": "HF_HOME", "value": "/tmp/hf"},
+                                    {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+                                ],
+                                "securityContext": h.restricted_container_security(),
+                                "resources": resources,
+                                "volumeMounts": mounts,
+                            }
+                        ],
+                        "volumes": volumes,
+                    },
+                },
+            },
+            opts=h.child_options(
+                self,
+                provider,
+                depends_on=[self.claim],
+                custom_timeouts=h.wait_timeouts(args.job_timeout_s),
+            ),
+        )

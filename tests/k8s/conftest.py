@@ -1,0 +1,13 @@
+"""Fixtures: each stack's component graph rendered once per module under the mock runtime."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.k8s.stacks import STACKS, run_stack
+from tools.mock_runtime import Plan
+
+
+@pytest.fixture(scope="module", params=sorted(STACKS))
+def stack_plan(request: pytest.FixtureRequest) -> tuple[str, Plan]:
+    return request.param, run_stack(request.param)

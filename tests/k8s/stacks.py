@@ -1,0 +1,181 @@
+"""Builders for the Kubernetes components under the mock runtime, with realistic args per stack.
+
+Import as `tests.k8s.stacks` (pytest's pythonpath has the repo root)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.gpu import GpuDrivers, GpuDriversArgs
+from components.inference import InferenceService, InferenceServiceArgs
+from components.model_store import ModelStore, ModelStoreArgs
+from tools.mock_runtime import Plan, _mock_id, run_program
+
+GPU_SELECTOR = {"llm-uk8s/gpu": "true"}
+IMAGE = "uhub.service.ucloud.cn/llm-uk8s/llmserve:0.1.0"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+HUB_TOKEN = "hf_test_token_must_stay_secret"
+# Not an IP a UFS would hand out, so a test can tell it from any default.
+UFS_MOUNT_POINT = "10.23.45.67:/"
+UFS_IP = "10.23.45.67"
+MOCK_API_KEY = "mock-generated-api-key-0123456789"
+
+
+@dataclass
+class StackArgs:
+    """One environment's component args (what __main__.py would build from config)."""
+
+    store: ModelStoreArgs
+    gpu: GpuDriversArgs
+    inference: InferenceServiceArgs
+    provider_style: str = "providers"  # or "provider"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ufs_store(**overrides: Any) -> ModelStoreArgs:
+    base = ModelStoreArgs(
+        namespace="llm",
+        model_name="chatglm2-6b",
+        capacity_gi=500,
+        nfs_server=UFS_MOUNT_POINT,
+        repo_id="THUDM/chatglm2-6b",
+        revision=REVISION,
+        hub_token=pulumi.Output.secret(HUB_TOKEN),
+        fetch_image=IMAGE,
+    )
+    return replace(base, **overrides)
+
+
+def local_store(**overrides: Any) -> ModelStoreArgs:
+    base = ModelStoreArgs(
+        namespace="llm",
+        model_name="bundled",
+        capacity_gi=5,
+        source="bundled",
+        host_path="/var/lib/llm-uk8s/models",
+    )
+    return replace(base, **overrides)
+
+
+def gpu_inference(**overrides: Any) -> InferenceServiceArgs:
+    base = InferenceServiceArgs(
+        namespace="llm",
+        image=IMAGE,
+        model_claim_name="placeholder",
+        served_model_name="chatglm2-6b",
+        gpus_per_replica=1,
+        gpu_node_selector=GPU_SELECTOR,
+        model_revision=REVISION,
+    )
+    return replace(base, **overrides)
+
+
+def cpu_inference(**overrides: Any) -> InferenceServiceArgs:
+    base = InferenceServiceArgs(
+        namespace="llm",
+        image=IMAGE,
+        model_claim_name="placeholder",
+        served_model_name="smollm2-135m",
+        gpus_per_replica=0,
+        cpu_request="1",
+        cpu_limit="2",
+        memory_request="1Gi",
+        memory_limit="2Gi",
+        shm_size="256Mi",
+    )
+    return replace(base, **overrides)
+
+
+def dev_args() -> StackArgs:
+    return StackArgs(
+        store=ufs_store(),
+        gpu=GpuDriversArgs(mode="preinstalled", gpu_node_selector=GPU_SELECTOR),
+        inference=gpu_inference(service_type="NodePort"),
+    )
+
+
+def prod_args() -> StackArgs:
+    return StackArgs(
+        store=ufs_store(hub_endpoint="https://hf-mirror.com"),
+        gpu=GpuDriversArgs(mode="daemonset", gpu_node_selector=GPU_SELECTOR),
+        inference=gpu_inference(
+            replicas=2,
+            service_type="LoadBalancer",
+            network_policy=True,
+            allowed_cidrs=["203.0.113.0/24"],
+            load_balancer_annotations={
+                "service.beta.kubernetes.io/ucloud-load-balancer-type": "outer"
+            },
+        ),
+        provider_style="provider",
+    )
+
+
+def local_args() -> StackArgs:
+    return StackArgs(
+        store=local_store(),
+        gpu=GpuDriversArgs(mode="none"),
+        inference=cpu_inference(),
+    )
+
+
+STACKS: dict[str, Callable[[], StackArgs]] = {
+    "dev": dev_args,
+    "prod": prod_args,
+    "local": local_args,
+}
+
+
+def build(make: Callable[[], StackArgs]) -> Callable[[], None]:
+    """A program wiring the three components the way __main__.py does.
+
+    The args are made inside the program: Outputs belong to the event loop of the run."""
+
+    def program() -> None:
+        stack = make()
+        provider = k8s.Provider("cluster", kubeconfig=pulumi.Output.secret("{}"))
+        if stack.provider_style == "provider":
+            opts = pulumi.ResourceOptions(provider=provider)
+        else:
+            opts = pulumi.ResourceOptions(providers={"kubernetes": provider})
+        store = ModelStore("model", stack.store, opts=opts)
+        gpu = GpuDrivers("gpu", stack.gpu, opts=opts)
+        inference_args = replace(
+            stack.inference,
+            model_claim_name=store.claim_name,
+            model_dir=store.model_dir,
+            wait_for=[*store.dependencies, *gpu.daemonsets],
+        )
+        service = InferenceService("llm", inference_args, opts=opts)
+        pulumi.export("endpoint", service.endpoint)
+        pulumi.export("api_key", service.api_key)
+        pulumi.export("model_dir", store.model_dir)
+
+    return program
+
+
+def kubernetes_autoname(args: Any) -> dict[str, Any]:
+    """Like pulumi-kubernetes, fill metadata.name of objects created without one, so outputs such
+    as the PersistentVolume's name flow into the claim as they would on a real cluster. Same
+    stand-in name as the harness's manifest()."""
+    metadata = dict(args.inputs.get("metadata") or {})
+    if "apiVersion" not in args.inputs or metadata.get("name"):
+        return {}
+    metadata["name"] = _mock_id(args.typ, args.name)
+    return {"metadata": metadata}
+
+
+def run_stack(name: str, make: Callable[[], StackArgs] | None = None) -> Plan:
+    return run_program(
+        build(make or STACKS[name]),
+        stack=name,
+        outputs={
+            "*": kubernetes_autoname,
+            "random:index/randomPassword:RandomPassword": lambda _: {"result": MOCK_API_KEY},
+        },
+    )

@@ -1,0 +1,441 @@
+"""The components' graph under mocks: values flow where they should, options reach every child."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pulumi
+import pytest
+
+from components import k8s_helpers as h
+from components.gpu import GpuDriversArgs
+from components.inference import API_KEY_DIR, PORT
+from tests.k8s.stacks import (
+    GPU_SELECTOR,
+    HUB_TOKEN,
+    MOCK_API_KEY,
+    REVISION,
+    UFS_IP,
+    StackArgs,
+    dev_args,
+    gpu_inference,
+    local_args,
+    prod_args,
+    run_stack,
+    ufs_store,
+)
+from tools.mock_runtime import Plan, RecordedResource
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+DAEMONSET = "kubernetes:apps/v1:DaemonSet"
+JOB = "kubernetes:batch/v1:Job"
+PV = "kubernetes:core/v1:PersistentVolume"
+PVC = "kubernetes:core/v1:PersistentVolumeClaim"
+SECRET = "kubernetes:core/v1:Secret"
+SERVICE = "kubernetes:core/v1:Service"
+
+
+def pod_spec(resource: RecordedResource) -> dict:
+    return resource.manifest()["spec"]["template"]["spec"]
+
+
+def server_container(plan: Plan) -> dict:
+    return pod_spec(plan.one(DEPLOYMENT))["containers"][0]
+
+
+def llm_service(plan: Plan) -> RecordedResource:
+    return next(s for s in plan.by_type(SERVICE) if s.name == "llm")
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+# --- model store ------------------------------------------------------------------------------
+
+
+def test_pv_server_is_the_mount_point_ip_without_export_suffix() -> None:
+    plan = run_stack("dev")
+    pv = plan.one(PV).manifest()
+    assert pv["spec"]["nfs"] == {"server": UFS_IP, "path": "/"}
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert pv["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pv["spec"]["mountOptions"] == ["nolock", "nfsvers=4.0"]
+
+
+def test_pv_server_flows_from_an_output_not_a_copy() -> None:
+    """The mount point's IP is only known after UFS exists: an Output must reach the PV."""
+
+    def make() -> StackArgs:
+        stack = dev_args()
+        stack.store = ufs_store(
+            nfs_server=pulumi.Output.from_input("10.1.2.3:/").apply(lambda s: s)
+        )
+        return stack
+
+    pv = run_stack("dev", make).one(PV).manifest()
+    assert pv["spec"]["nfs"]["server"] == "10.1.2.3"
+
+
+def test_claim_binds_exactly_that_volume() -> None:
+    plan = run_stack("dev")
+    pv, pvc = plan.one(PV), plan.one(PVC)
+    claim = pvc.manifest()
+    assert claim["spec"]["storageClassName"] == ""
+    assert claim["spec"]["volumeName"] == pv.manifest()["metadata"]["name"]
+    assert pvc.depends_on(pv)
+    assert pv.manifest()["spec"]["claimRef"] == {
+        "namespace": claim["metadata"]["namespace"],
+        "name": claim["metadata"]["name"],
+    }
+
+
+def test_fetch_job_runs_the_image_fetch_command_pinned_and_resumable() -> None:
+    plan = run_stack("prod")
+    job = plan.one(JOB)
+    spec = pod_spec(job)
+    fetch = spec["containers"][0]
+    assert fetch["command"][:2] == ["llmserve", "fetch"]
+    cmd = fetch["command"]
+    assert cmd[cmd.index("--repo-id") + 1] == "THUDM/chatglm2-6b"
+    assert cmd[cmd.index("--revision") + 1] == REVISION
+    assert cmd[cmd.index("--dest") + 1] == "/models/chatglm2-6b"
+    assert cmd[cmd.index("--endpoint") + 1] == "https://hf-mirror.com"
+    token_file = cmd[cmd.index("--token-file") + 1]
+    mount = next(m for m in fetch["volumeMounts"] if token_file.startswith(m["mountPath"]))
+    assert mount["readOnly"] is True
+    assert spec["restartPolicy"] == "Never"
+    assert job.manifest()["spec"]["backoffLimit"] >= 1
+    # The Job's wait covers its own deadline.
+    deadline = job.manifest()["spec"]["activeDeadlineSeconds"]
+    assert int(job.custom_timeouts["create"].rstrip("s")) > deadline
+
+
+def test_hub_token_reaches_the_job_only_through_a_secret() -> None:
+    plan = run_stack("dev")
+    secrets = [s for s in plan.by_type(SECRET) if "hub-token" in s.name]
+    assert len(secrets) == 1
+    assert "stringData" in secrets[0].secret_inputs
+    for resource in plan.resources:
+        assert HUB_TOKEN not in repr(resource.inputs), resource.urn
+    env = env_of(pod_spec(plan.one(JOB))["containers"][0])
+    assert "HF_TOKEN" not in env
+
+
+def test_no_token_means_no_secret_and_no_token_flag() -> None:
+    def make() -> StackArgs:
+        stack = dev_args()
+        stack.store = ufs_store(hub_token=None)
+        return stack
+
+    plan = run_stack("dev", make)
+    assert not [s for s in plan.by_type(SECRET) if "hub-token" in s.name]
+    assert "--token-file" not in pod_spec(plan.one(JOB))["containers"][0]["command"]
+
+
+def test_deployment_waits_for_the_fetch_job_and_mounts_the_claim_read_only() -> None:
+    plan = run_stack("dev")
+    deployment, job, pvc = plan.one(DEPLOYMENT), plan.one(JOB), plan.one(PVC)
+    assert deployment.depends_on(job)
+    assert job.depends_on(pvc)
+    spec = pod_spec(deployment)
+    claim = next(v for v in spec["volumes"] if "persistentVolumeClaim" in v)
+    assert claim["persistentVolumeClaim"] == {
+        "claimName": pvc.manifest()["metadata"]["name"],
+        "readOnly": True,
+    }
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == claim["name"])
+    assert mount == {"name": claim["name"], "mountPath": "/app/models", "readOnly": True}
+    assert env_of(spec["containers"][0])["LLMSERVE_MODEL"]["value"] == "/app/models/chatglm2-6b"
+
+
+def test_a_new_revision_replaces_the_job_and_restarts_the_servers() -> None:
+    def annotations(plan: Plan) -> dict[str, str]:
+        return plan.one(DEPLOYMENT).manifest()["spec"]["template"]["metadata"]["annotations"]
+
+    first = run_stack("dev")
+    other_rev = "f" * 40
+
+    def make() -> StackArgs:
+        stack = dev_args()
+        stack.store = ufs_store(revision=other_rev)
+        stack.inference = replace(stack.inference, model_revision=other_rev)
+        return stack
+
+    second = run_stack("dev", make)
+    assert annotations(first)["llm-uk8s/model-revision"] == REVISION
+    assert annotations(second)["llm-uk8s/model-revision"] == other_rev
+    first_cmd = pod_spec(first.one(JOB))["containers"][0]["command"]
+    second_cmd = pod_spec(second.one(JOB))["containers"][0]["command"]
+    assert first_cmd != second_cmd  # a changed pod template: Kubernetes forces a new Job
+
+
+# --- providers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_every_kubernetes_object_uses_the_cluster_provider(stack: str) -> None:
+    plan = run_stack(stack)
+    provider = plan.one("pulumi:providers:kubernetes")
+    k8s_objects = [r for r in plan.resources if r.is_kubernetes_object]
+    assert k8s_objects
+    for resource in k8s_objects:
+        assert plan.provider_of(resource) is provider, resource.urn
+
+
+def test_components_refuse_to_run_without_an_explicit_provider() -> None:
+    from components.inference import InferenceService
+
+    def program() -> None:
+        InferenceService("llm", gpu_inference())
+
+    with pytest.raises(Exception, match="no Kubernetes provider"):
+        from tools.mock_runtime import run_program
+
+        run_program(program)
+
+
+def test_children_are_parented_to_their_component() -> None:
+    plan = run_stack("prod")
+    for token in ("ModelStore", "GpuDrivers", "InferenceService"):
+        component = plan.one(f"llm-uk8s:k8s:{token}")
+        assert plan.children(component), token
+    deployment = plan.one(DEPLOYMENT)
+    assert plan.get(deployment.parent).type == "llm-uk8s:k8s:InferenceService"
+
+
+# --- GPU settings -----------------------------------------------------------------------------
+
+
+def daemonset_names(plan: Plan) -> set[str]:
+    return {r.manifest()["metadata"]["name"] for r in plan.by_type(DAEMONSET)}
+
+
+def test_preinstalled_mode_deploys_device_plugin_and_dcgm_only() -> None:
+    plan = run_stack("dev")
+    assert daemonset_names(plan) == {"gpu-device-plugin", "gpu-dcgm-exporter"}
+    for ds in plan.by_type(DAEMONSET):
+        manifest = ds.manifest()
+        spec = manifest["spec"]["template"]["spec"]
+        assert manifest["metadata"]["namespace"] == "kube-system"
+        assert spec["nodeSelector"] == GPU_SELECTOR
+        assert {"key": "nvidia.com/gpu", "operator": "Exists"} in spec["tolerations"]
+        assert spec["priorityClassName"] == "system-node-critical"
+        for container in spec["containers"]:
+            assert not container["securityContext"].get("privileged", False)
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert "ALL" in container["securityContext"]["capabilities"]["drop"]
+            image = container["image"]
+            assert h.require_pinned_image("image", image) == image
+
+
+def test_daemonset_mode_adds_driver_and_toolkit_and_orders_them() -> None:
+    plan = run_stack("prod")
+    assert daemonset_names(plan) == {
+        "gpu-driver",
+        "gpu-toolkit",
+        "gpu-device-plugin",
+        "gpu-dcgm-exporter",
+    }
+    by_name = {r.manifest()["metadata"]["name"]: r for r in plan.by_type(DAEMONSET)}
+    assert by_name["gpu-toolkit"].depends_on(by_name["gpu-driver"])
+    assert by_name["gpu-device-plugin"].depends_on(by_name["gpu-toolkit"])
+    privileged = {
+        name
+        for name, r in by_name.items()
+        if any(c["securityContext"].get("privileged") for c in pod_spec(r)["containers"])
+    }
+    assert privileged == {"gpu-driver", "gpu-toolkit"}
+    assert pod_spec(by_name["gpu-device-plugin"])["runtimeClassName"] == "nvidia"
+    assert plan.by_type("kubernetes:node.k8s.io/v1:RuntimeClass")
+
+
+def test_inference_waits_for_the_gpu_daemonsets() -> None:
+    plan = run_stack("prod")
+    deployment = plan.one(DEPLOYMENT)
+    for ds in plan.by_type(DAEMONSET):
+        assert deployment.depends_on(ds), ds.name
+
+
+def test_gpu_container_requests_gpus_and_lands_on_gpu_nodes() -> None:
+    def make() -> StackArgs:
+        stack = dev_args()
+        stack.inference = replace(stack.inference, gpus_per_replica=2)
+        return stack
+
+    plan = run_stack("dev", make)
+    spec = pod_spec(plan.one(DEPLOYMENT))
+    container = spec["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert spec["nodeSelector"] == GPU_SELECTOR
+    assert {"key": "nvidia.com/gpu", "operator": "Exists"} in spec["tolerations"]
+    assert env_of(container)["LLMSERVE_DEVICE"]["value"] == "cuda"
+    strategy = plan.one(DEPLOYMENT).manifest()["spec"]["strategy"]["rollingUpdate"]
+    assert strategy == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_custom_taint_key_is_tolerated_everywhere() -> None:
+    def make() -> StackArgs:
+        stack = prod_args()
+        stack.gpu = GpuDriversArgs(
+            mode="preinstalled", gpu_node_selector=GPU_SELECTOR, gpu_taint_key="ucloud.cn/gpu"
+        )
+        stack.inference = replace(stack.inference, gpu_taint_key="ucloud.cn/gpu")
+        return stack
+
+    plan = run_stack("prod", make)
+    for r in [*plan.by_type(DAEMONSET), plan.one(DEPLOYMENT)]:
+        assert {"key": "ucloud.cn/gpu", "operator": "Exists"} in pod_spec(r)["tolerations"]
+
+
+# --- local stack ------------------------------------------------------------------------------
+
+
+def test_local_stack_has_no_gpu_objects_and_no_fetch_job() -> None:
+    plan = run_stack("local")
+    assert not plan.by_type(DAEMONSET)
+    assert not plan.by_type(JOB)
+    assert not [r for r in plan.resources if r.type.startswith("ucloud")]
+    assert "nvidia" not in repr([r.inputs for r in plan.resources])
+    spec = pod_spec(plan.one(DEPLOYMENT))
+    assert "nodeSelector" not in spec and "tolerations" not in spec
+    env = env_of(spec["containers"][0])
+    assert "LLMSERVE_MODEL" not in env  # the image's bundled model
+    assert env["LLMSERVE_DEVICE"]["value"] == "cpu"
+    pv = plan.one(PV).manifest()["spec"]
+    assert pv["hostPath"]["path"] == "/var/lib/llm-uk8s/models" and "nfs" not in pv
+    assert plan.outputs["model_dir"] is None
+
+
+# --- the server's pod -------------------------------------------------------------------------
+
+
+def test_server_pod_is_non_root_read_only_with_writable_tmp_and_shm() -> None:
+    spec = pod_spec(run_stack("dev").one(DEPLOYMENT))
+    container = spec["containers"][0]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    assert container["ports"] == [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+
+
+def test_probes_and_graceful_shutdown_follow_the_args() -> None:
+    def make() -> StackArgs:
+        stack = dev_args()
+        stack.inference = replace(stack.inference, startup_timeout_s=2400, drain_seconds=45)
+        return stack
+
+    plan = run_stack("dev", make)
+    deployment = plan.one(DEPLOYMENT)
+    spec = pod_spec(deployment)
+    container = spec["containers"][0]
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 2400
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert spec["terminationGracePeriodSeconds"] > 45
+    assert "preStop" in container["lifecycle"]
+    assert env_of(container)["LLMSERVE_DRAIN_SECONDS"]["value"] == "45"
+    assert int(deployment.custom_timeouts["create"].rstrip("s")) > 2400
+    assert deployment.manifest()["spec"]["progressDeadlineSeconds"] > 2400
+
+
+def test_api_key_is_generated_secret_and_mounted_as_a_file() -> None:
+    plan = run_stack("dev")
+    assert plan.by_type("random:index/randomPassword:RandomPassword")
+    assert "api_key" in plan.secret_outputs
+    assert plan.outputs["api_key"] == MOCK_API_KEY
+    secret = next(s for s in plan.by_type(SECRET) if "api-key" in s.name)
+    assert "stringData" in secret.secret_inputs
+    assert secret.raw_inputs["stringData"] == {"api-key": MOCK_API_KEY}
+    for resource in plan.resources:
+        assert MOCK_API_KEY not in repr(resource.inputs), resource.urn
+    container = server_container(plan)
+    env = env_of(container)
+    assert env["LLMSERVE_API_KEY_FILE"]["value"].startswith(API_KEY_DIR + "/")
+    assert "LLMSERVE_API_KEY" not in env
+    assert any(m["mountPath"] == API_KEY_DIR for m in container["volumeMounts"])
+
+
+def test_service_types() -> None:
+    dev = llm_service(run_stack("dev")).manifest()["spec"]
+    assert dev["type"] == "NodePort" and dev["ports"][0]["nodePort"] == 30619
+    prod_plan = run_stack("prod")
+    svc = llm_service(prod_plan).manifest()
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["metadata"]["annotations"] == {
+        "service.beta.kubernetes.io/ucloud-load-balancer-type": "outer"
+    }
+    assert svc["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+    local = llm_service(run_stack("local")).manifest()["spec"]
+    assert local["type"] == "ClusterIP" and "nodePort" not in local["ports"][0]
+
+
+def test_network_policy_only_when_asked() -> None:
+    policy = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+    assert not run_stack("dev").by_type(policy)
+    spec = run_stack("prod").one(policy).manifest()["spec"]
+    sources = spec["ingress"][0]["from"]
+    assert {"ipBlock": {"cidr": "203.0.113.0/24"}} in sources
+    assert spec["ingress"][0]["ports"] == [{"port": PORT, "protocol": "TCP"}]
+
+
+def test_pdb_never_blocks_a_single_replica_drain() -> None:
+    pdb = run_stack("dev").one("kubernetes:policy/v1:PodDisruptionBudget").manifest()
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_endpoint_output_for_cluster_ip() -> None:
+    plan = run_stack("local")
+    svc = llm_service(plan).manifest()["metadata"]["name"]
+    assert plan.outputs["endpoint"] == f"http://{svc}.llm.svc.cluster.local:{PORT}/v1"
+
+
+def test_endpoint_output_for_node_port_with_node_address() -> None:
+    def make() -> StackArgs:
+        stack = dev_args()
+        stack.inference = replace(stack.inference, node_address="106.75.1.2")
+        return stack
+
+    assert run_stack("dev", make).outputs["endpoint"] == "http://106.75.1.2:30619/v1"
+
+
+# --- bad args ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda s: setattr(s, "store", ufs_store(revision="main")), "revision"),
+        (
+            lambda s: setattr(s, "store", ufs_store(fetch_image="reg/llmserve:latest")),
+            "fetch_image",
+        ),
+        (lambda s: setattr(s, "store", ufs_store(nfs_server=None)), "nfs_server/host_path"),
+        (lambda s: setattr(s, "store", ufs_store(model_name="../etc")), "model_name"),
+        (lambda s: setattr(s, "gpu", GpuDriversArgs(mode="gpu-operator")), "mode"),
+        (lambda s: setattr(s, "gpu", GpuDriversArgs(mode="preinstalled")), "gpu_node_selector"),
+        (lambda s: setattr(s, "inference", gpu_inference(service_type="Ingress")), "service_type"),
+        (lambda s: setattr(s, "inference", gpu_inference(memory_limit="48 GB")), "memory_limit"),
+        (lambda s: setattr(s, "inference", gpu_inference(node_port=8080)), "node_port"),
+        (lambda s: setattr(s, "inference", gpu_inference(image="reg/llmserve")), "image"),
+    ],
+)
+def test_bad_args_name_the_field(mutate, field: str) -> None:
+    def make() -> StackArgs:
+        stack = dev_args()
+        mutate(stack)
+        return stack
+
+    with pytest.raises(Exception, match=rf"^{field}: ") as info:
+        run_stack("dev", make)
+    assert "allowed" in str(info.value) or "set exactly one" in str(info.value)
+
+
+def test_local_args_are_valid_as_given() -> None:
+    local_args().store.validate()
+    local_args().inference.validate()
