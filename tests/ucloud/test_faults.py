@@ -1,0 +1,103 @@
+"""Transient errors, throttling, failed states and timeouts, injected into the fake API."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.ucloud.base import Timings
+from components.ucloud.errors import ResourceFailedError, WaitTimeoutError
+from components.ucloud.retry import RetryPolicy
+from components.ucloud.ufs_volume import UfsVolumeProvider
+from components.ucloud.uk8s_cluster import Uk8sClusterProvider
+from components.ucloud.uk8s_node import Uk8sNodeProvider
+from components.ucloud.vpc import VpcProvider
+from tests.fake_ucloud import FakeUCloud
+from tests.ucloud.conftest import SleepLog, cluster_inputs, fast_timings, node_inputs, vpc_inputs
+
+
+@pytest.mark.parametrize("after_apply", [False, True], ids=["lost-request", "lost-answer"])
+def test_transient_error_on_create_leaves_exactly_one_vpc(
+    ucloud_env: FakeUCloud, timings: Timings, after_apply: bool
+) -> None:
+    ucloud_env.fail_next("CreateVPC", after_apply=after_apply)
+    created = VpcProvider(timings).create(vpc_inputs())
+    assert list(ucloud_env.resources("vpc")) == [created.id]
+    assert ucloud_env.count("CreateVPC") == (1 if after_apply else 2)
+
+
+def test_transient_errors_while_polling_are_retried(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
+) -> None:
+    ucloud_env.fail_next("ListUK8SClusterV2", times=2)
+    ucloud_env.http_error_next("ListUK8SClusterV2", status=503)
+    cluster = Uk8sClusterProvider(timings).create(cluster_inputs(network))
+    assert cluster.outs["status"] == "RUNNING"
+    assert list(ucloud_env.resources("cluster")) == [cluster.id]
+
+
+def test_throttling_is_retried_with_growing_delays(ucloud_env: FakeUCloud) -> None:
+    sleeps = SleepLog()
+    ucloud_env.throttle_next("CreateUFSVolume", times=3)
+    volume = UfsVolumeProvider(fast_timings(sleep=sleeps)).create(
+        {"region": "cn-bj2", "name": "models", "size": 500}
+    )
+    assert list(ucloud_env.resources("ufs")) == [volume.id]
+    assert ucloud_env.count("CreateUFSVolume") == 4
+    backoff = sleeps.delays[:3]
+    assert backoff == sorted(backoff) and backoff[0] < backoff[2]
+
+
+def test_retries_are_bounded(ucloud_env: FakeUCloud, timings: Timings) -> None:
+    ucloud_env.throttle_next("CreateVPC", times=100)
+    with pytest.raises(Exception, match="Too many requests"):
+        VpcProvider(timings).create(vpc_inputs())
+    assert ucloud_env.count("CreateVPC") == timings.retry.attempts
+
+
+def test_permanent_errors_are_not_retried(ucloud_env: FakeUCloud, timings: Timings) -> None:
+    ucloud_env.fail_next("CreateVPC", code=230, message="Params [Network] not available")
+    with pytest.raises(Exception, match="Params \\[Network\\] not available"):
+        VpcProvider(timings).create(vpc_inputs())
+    assert ucloud_env.count("CreateVPC") == 1
+
+
+@pytest.mark.parametrize("state", ["CREATEFAILED", "ABNORMAL"])
+def test_failed_cluster_is_reported_and_removed(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str], state: str
+) -> None:
+    ucloud_env.next_creation("cluster", state, "NORESOURCE: no O-type hosts left in cn-bj2-02")
+    with pytest.raises(ResourceFailedError) as failure:
+        Uk8sClusterProvider(timings).create(cluster_inputs(network))
+    message = str(failure.value)
+    assert state in message and "NORESOURCE: no O-type hosts left" in message
+    assert failure.value.resource_id.startswith("uk8s-")
+    assert ucloud_env.count("DelUK8SCluster") == 1
+    assert ucloud_env.resources("cluster") == {}
+
+
+def test_cluster_that_never_becomes_ready_times_out_naming_id_and_state(
+    ucloud_env: FakeUCloud, network: dict[str, str]
+) -> None:
+    ucloud_env.next_creation("cluster", None)
+    with pytest.raises(WaitTimeoutError) as failure:
+        Uk8sClusterProvider(fast_timings(timeout=0.2)).create(cluster_inputs(network))
+    cluster_id = next(iter(ucloud_env.resources("cluster")))
+    assert cluster_id in str(failure.value)
+    assert "last state: INITIALIZING" in str(failure.value)
+
+
+def test_failed_nodes_are_removed_and_reported(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
+) -> None:
+    cluster = Uk8sClusterProvider(timings).create(cluster_inputs(network))
+    ucloud_env.next_creation("node", "Install Fail", "NORESOURCE")
+    with pytest.raises(ResourceFailedError, match="Install Fail.*NORESOURCE"):
+        Uk8sNodeProvider(timings).create(node_inputs(cluster.id, network["subnet_id"], count=1))
+    remaining = ucloud_env.resources("node")
+    assert all(n.life.state == "Deleting" for n in remaining.values())
+    assert ucloud_env.count("DelUK8SClusterNodeV2") == 1
+
+
+def test_retry_policy_delays_double_up_to_the_cap() -> None:
+    policy = RetryPolicy(attempts=6, base_delay=1.0, max_delay=5.0)
+    assert list(policy.delays()) == [1.0, 2.0, 4.0, 5.0, 5.0]
