@@ -26,7 +26,7 @@ import numpy as np
 
 # Common English words: each is one token (with its leading space) in most BPE vocabularies, so N
 # words make a prompt of about N tokens; the server's usage.prompt_tokens says the truth.
-WORDS = tuple(
+_WORD_LIST = (
     "time year people way day man thing woman life child world school state family student "
     "group country problem hand part place case week company system program question work "
     "government number night point home water room mother area money story fact month lot "
@@ -34,7 +34,8 @@ WORDS = tuple(
     "power hour game line end member law car city community name president team minute idea "
     "kid body information back parent face others level office door health person art war "
     "history party result change morning reason research girl guy moment air teacher force"
-).split()
+)
+WORDS = tuple(_WORD_LIST.split())
 PERCENTILES = (50, 90, 99)
 UNLIMITED = 1_000_000  # --concurrency when only --request-rate paces the load
 ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
@@ -51,6 +52,7 @@ class RequestResult:
     output_tokens: int | None = None
     usage_reported: bool = False
     error: str | None = None
+    not_started: bool = False  # --max-duration passed before its turn came
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class BenchConfig:
     seed: int
     warmup: int
     timeout: float
+    max_duration: float | None
     json_out: str | None
 
 
@@ -127,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_positive_int("--warmup", 0, 10_000), default=0,
                    help="requests sent (at --concurrency) and discarded before measuring")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    p.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
+                   help="start no new request after this long (in-flight ones finish); "
+                   "requests never started are reported as not_started")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write results here")
     return p
 
@@ -135,6 +141,8 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
     args = build_parser().parse_args(argv)
     if not args.url.startswith(("http://", "https://")):
         build_parser().error(f"--url {args.url!r} must start with http:// or https://")
+    if args.max_duration is not None and not args.max_duration > 0:
+        build_parser().error(f"--max-duration {args.max_duration} must be > 0 seconds")
     if not 0.0 <= args.temperature <= 2.0:
         build_parser().error(f"--temperature {args.temperature} is out of range; allowed 0..2")
     concurrency = args.concurrency or (UNLIMITED if args.request_rate != float("inf") else 1)
@@ -143,7 +151,8 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
         num_requests=args.num_requests, concurrency=concurrency, request_rate=args.request_rate,
         prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens, api_key=args.api_key,
         ignore_eos=args.ignore_eos, temperature=args.temperature, seed=args.seed,
-        warmup=args.warmup, timeout=args.timeout, json_out=args.json_out)
+        warmup=args.warmup, timeout=args.timeout, max_duration=args.max_duration,
+        json_out=args.json_out)
 
 
 def make_prompt(rng: random.Random, tokens: int) -> str:
@@ -233,9 +242,12 @@ async def run_load(cfg: BenchConfig) -> tuple[list[RequestResult], float, str]:
         prompts = [make_prompt(rng, cfg.prompt_tokens)
                    for _ in range(cfg.warmup + cfg.num_requests)]
         gate = asyncio.Semaphore(cfg.concurrency)
+        deadline = float("inf")
 
         async def gated(prompt: str) -> RequestResult:
             async with gate:
+                if time.perf_counter() > deadline:
+                    return RequestResult(ok=False, start=time.perf_counter(), not_started=True)
                 return await one_request(client, cfg, request_body(cfg, model, prompt))
 
         if cfg.warmup:
@@ -243,9 +255,11 @@ async def run_load(cfg: BenchConfig) -> tuple[list[RequestResult], float, str]:
         arrivals = random.Random(cfg.seed + 1)
         tasks = []
         t0 = time.perf_counter()
+        if cfg.max_duration is not None:
+            deadline = t0 + cfg.max_duration
         for prompt in prompts[cfg.warmup:]:
-            tasks.append(asyncio.create_task(gated(prompt)))
-            if cfg.request_rate != float("inf"):
+            tasks.append(asyncio.create_task(gated(prompt)))  # past the deadline: not_started
+            if cfg.request_rate != float("inf") and time.perf_counter() <= deadline:
                 await asyncio.sleep(arrivals.expovariate(cfg.request_rate))
         results = list(await asyncio.gather(*tasks))
         return results, time.perf_counter() - t0, model
@@ -262,19 +276,21 @@ def _stats_ms(values: list[float]) -> dict[str, float | None]:
 def summarize(cfg: BenchConfig, model: str, results: list[RequestResult], duration: float) -> dict:
     """vLLM benchmark_serving's definitions: TPOT excludes the first token; ITL is per chunk gap."""
     ok = [r for r in results if r.ok]
+    not_started = sum(r.not_started for r in results)
     output_tokens = sum(r.output_tokens or 0 for r in ok)
     tpots = [(r.latency - r.ttft) / (r.output_tokens - 1)  # type: ignore[operator]
              for r in ok if r.output_tokens and r.output_tokens > 1]
     itls = [b - a for r in ok for a, b in zip(r.chunk_times, r.chunk_times[1:], strict=False)]
     prompt_lens = [r.prompt_tokens for r in ok if r.prompt_tokens is not None]
-    errors = Counter(r.error for r in results if not r.ok)
+    errors = Counter(r.error for r in results if not r.ok and not r.not_started)
     return {
         "config": {k: v for k, v in asdict(cfg).items() if k != "api_key"} | {
             "model": model,
             "request_rate": None if cfg.request_rate == float("inf") else cfg.request_rate,
             "concurrency": None if cfg.concurrency >= UNLIMITED else cfg.concurrency},
         "completed": len(ok),
-        "failed": len(results) - len(ok),
+        "failed": len(results) - len(ok) - not_started,
+        "not_started": not_started,
         "duration_s": round(duration, 3),
         "request_throughput_rps": round(len(ok) / duration, 3) if duration else None,
         "output_throughput_tok_s": round(output_tokens / duration, 1) if duration else None,
@@ -299,7 +315,8 @@ def format_table(summary: dict) -> str:
         ("Model", cfg["model"]),
         ("Endpoint", f"{cfg['url']}{ENDPOINTS[cfg['endpoint']]}"),
         ("Concurrency / request rate", f"{conc} / {rate}"),
-        ("Completed / failed requests", f"{summary['completed']} / {summary['failed']}"),
+        ("Completed / failed / not started", f"{summary['completed']} / {summary['failed']} / "
+         f"{summary['not_started']}"),
         ("Duration (s)", summary["duration_s"]),
         ("Prompt tokens asked / measured", f"{cfg['prompt_tokens']} / "
          f"{summary['mean_prompt_tokens']}"),

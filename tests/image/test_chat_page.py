@@ -81,6 +81,8 @@ def test_question_gets_a_streamed_answer_and_conversation_is_kept(
     page.fill("#api-key", llm_server.api_key)
     page.press("#api-key", "Enter")
     wait_reply_done(page)
+    assert page.locator(".msg.error").count() == 0  # the key fixed it: the notice goes
+    assert page.is_hidden("#key-form")
 
     growth = page.evaluate("window.__growth")
     reply = page.inner_text(".msg.assistant")

@@ -85,7 +85,7 @@ async function errorMessage(response) {
 async function handleRefusal(response) {
   const message = await errorMessage(response);
   if (response.status === 401) {
-    showError("The server needs a valid API key: " + message);
+    showError("The server needs a valid API key: " + message).dataset.kind = "auth";
     $("key-form").hidden = false;
     $("api-key").focus();
   } else if (response.status === 429) {
@@ -252,6 +252,7 @@ function init() {
     if (!key) return;
     sessionStorage.setItem(KEY_STORAGE, key);
     $("api-key").value = "";
+    for (const el of document.querySelectorAll('.msg.error[data-kind="auth"]')) el.remove();
     $("key-form").hidden = true;
     loadModels();
     if (state.lastUserText !== null) send(state.lastUserText, { resend: true });
