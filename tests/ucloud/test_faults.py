@@ -91,7 +91,7 @@ def test_failed_nodes_are_removed_and_reported(
 ) -> None:
     cluster = Uk8sClusterProvider(timings).create(cluster_inputs(network))
     ucloud_env.next_creation("node", "Install Fail", "NORESOURCE")
-    with pytest.raises(ResourceFailedError, match="Install Fail.*NORESOURCE"):
+    with pytest.raises(ResourceFailedError, match=r"Install Fail.*NORESOURCE"):
         Uk8sNodeProvider(timings).create(node_inputs(cluster.id, network["subnet_id"], count=1))
     remaining = ucloud_env.resources("node")
     assert all(n.life.state == "Deleting" for n in remaining.values())

@@ -1,0 +1,193 @@
+"""check(): every bad input is reported with its field, its value and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pulumi.runtime.rpc import UNKNOWN
+
+from components.ucloud.subnet import SubnetProvider
+from components.ucloud.ufs_mount_point import UfsMountPointProvider
+from components.ucloud.ufs_volume import UfsVolumeProvider
+from components.ucloud.uk8s_cluster import Uk8sClusterProvider
+from components.ucloud.uk8s_node import Uk8sNodeProvider
+from components.ucloud.vpc import VpcProvider
+from tests.ucloud.conftest import cluster_inputs, node_inputs, subnet_inputs, vpc_inputs
+
+NETWORK = {"vpc_id": "uvnet-1", "subnet_id": "subnet-1"}
+VOLUME = {"region": "cn-bj2", "name": "models", "size": 500}
+MOUNT = {"region": "cn-bj2", "volume_id": "ufs-1", "name": "k8s", **NETWORK}
+
+
+def reasons(provider: Any, inputs: dict[str, Any], olds: dict[str, Any] | None = None) -> dict:
+    result = provider.check(olds or {}, inputs)
+    return {failure.property: failure.reason for failure in result.failures}
+
+
+@pytest.mark.parametrize(
+    ("provider", "inputs"),
+    [
+        (VpcProvider(), vpc_inputs()),
+        (SubnetProvider(), subnet_inputs("uvnet-1")),
+        (UfsVolumeProvider(), VOLUME),
+        (UfsMountPointProvider(), MOUNT),
+        (Uk8sClusterProvider(), cluster_inputs(NETWORK)),
+        (Uk8sNodeProvider(), node_inputs("uk8s-1", "subnet-1")),
+    ],
+    ids=["vpc", "subnet", "ufs", "mount", "cluster", "node"],
+)
+def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]) -> None:
+    result = provider.check({}, inputs)
+    assert result.failures == []
+    assert set(provider.defaults) <= set(result.inputs)
+
+
+@pytest.mark.parametrize(
+    ("provider", "inputs", "field", "bad", "allowed"),
+    [
+        (
+            VpcProvider(),
+            vpc_inputs(cidr_blocks=["8.8.8.0/24"]),
+            "cidr_blocks",
+            "8.8.8.0/24",
+            "private IPv4",
+        ),
+        (VpcProvider(), vpc_inputs(cidr_blocks=[]), "cidr_blocks", "[]", "non-empty list"),
+        (VpcProvider(), vpc_inputs(region=""), "region", "''", "a value is required"),
+        (
+            SubnetProvider(),
+            subnet_inputs("uvnet-1", cidr_block="10.0.1.5/24"),
+            "cidr_block",
+            "10.0.1.5/24",
+            "/16 to /29",
+        ),
+        (
+            UfsVolumeProvider(),
+            {**VOLUME, "size": 450},
+            "size",
+            "450",
+            "from 500 to 100000 in steps of 100",
+        ),
+        (UfsVolumeProvider(), {**VOLUME, "size": 550}, "size", "550", "steps of 100"),
+        (
+            UfsVolumeProvider(),
+            {**VOLUME, "storage_type": "Turbo"},
+            "storage_type",
+            "Turbo",
+            "Advanced, Basic",
+        ),
+        (UfsVolumeProvider(), {**VOLUME, "protocol_type": "SMB"}, "protocol_type", "SMB", "NFSv4"),
+        (
+            UfsVolumeProvider(),
+            {**VOLUME, "charge_type": "Weekly"},
+            "charge_type",
+            "Weekly",
+            "Dynamic, Month, Year",
+        ),
+        (
+            UfsMountPointProvider(),
+            {**MOUNT, "subnet_id": None},
+            "subnet_id",
+            "None",
+            "a value is required",
+        ),
+        (
+            Uk8sClusterProvider(),
+            cluster_inputs(NETWORK, master_zones=["a", "b"]),
+            "master_zones",
+            "['a', 'b']",
+            "exactly 3",
+        ),
+        (
+            Uk8sClusterProvider(),
+            cluster_inputs(NETWORK, master_mem=5000),
+            "master_mem",
+            "5000",
+            "steps of 1024",
+        ),
+        (
+            Uk8sClusterProvider(),
+            cluster_inputs(NETWORK, master_machine_type="Z"),
+            "master_machine_type",
+            "Z",
+            "one of",
+        ),
+        (
+            Uk8sClusterProvider(),
+            cluster_inputs(NETWORK, service_cidr="10.0.0.0/8"),
+            "service_cidr",
+            "10.0.0.0/8",
+            "/12 to /24",
+        ),
+        (
+            Uk8sClusterProvider(),
+            cluster_inputs(NETWORK, external_api_server="yes"),
+            "external_api_server",
+            "yes",
+            "true or false",
+        ),
+        (
+            Uk8sNodeProvider(),
+            node_inputs("c", "s", gpu_type=None),
+            "gpu_type",
+            "None",
+            "a value is required",
+        ),
+        (Uk8sNodeProvider(), node_inputs("c", "s", count=0), "count", "0", "from 1 to 50"),
+        (
+            Uk8sNodeProvider(),
+            node_inputs("c", "s", taints=["gpu:NoSchedule"]),
+            "taints",
+            "gpu:NoSchedule",
+            "NoSchedule, PreferNoSchedule, NoExecute",
+        ),
+        (
+            Uk8sNodeProvider(),
+            node_inputs("c", "s", labels={"a,b": "c"}),
+            "labels",
+            "a,b",
+            "label names",
+        ),
+        (
+            Uk8sNodeProvider(),
+            node_inputs("c", "s", labels={f"k{i}": "v" for i in range(5)}),
+            "labels",
+            "k4",
+            "at most 4 labels",
+        ),
+    ],
+)
+def test_bad_input_names_field_value_and_allowed(
+    provider: Any, inputs: dict[str, Any], field: str, bad: str, allowed: str
+) -> None:
+    found = reasons(provider, inputs)
+    assert field in found, found
+    assert found[field].startswith(f"{field}: got ")
+    assert bad in found[field]
+    assert allowed in found[field]
+
+
+def test_password_rules_are_explained_without_echoing_the_password() -> None:
+    found = reasons(Uk8sClusterProvider(), cluster_inputs(NETWORK, password="weakpass"))
+    assert "password" in found and "weakpass" not in found["password"]
+    assert "upper-case" in found["password"]
+    node_found = reasons(Uk8sNodeProvider(), node_inputs("c", "s", password="short1A"))
+    assert "short1A" not in node_found["password"] and "8 to 30" in node_found["password"]
+
+
+def test_ufs_refuses_to_shrink() -> None:
+    found = reasons(UfsVolumeProvider(), {**VOLUME, "size": 500}, olds={**VOLUME, "size": 800})
+    assert "cannot shrink" in found["size"] and "800" in found["size"]
+
+
+def test_unknown_values_during_preview_are_not_judged() -> None:
+    inputs = cluster_inputs({"vpc_id": UNKNOWN, "subnet_id": UNKNOWN}, master_zones=UNKNOWN)
+    assert reasons(Uk8sClusterProvider(), inputs) == {}
+    assert reasons(SubnetProvider(), subnet_inputs(UNKNOWN, cidr_block=UNKNOWN)) == {}
+
+
+def test_check_turns_float_numbers_into_ints() -> None:
+    result = UfsVolumeProvider().check({}, {**VOLUME, "size": 600.0})
+    assert result.failures == [] and result.inputs["size"] == 600
+    assert isinstance(result.inputs["size"], int)
