@@ -45,7 +45,7 @@ def mocks() -> Iterator[Recorder]:
     recorder = Recorder()
     pulumi.runtime.set_mocks(recorder, preview=False)
     yield recorder
-    loop.close()
+    # Not closed: pulumi keeps module-level futures bound to the loop they were made on.
 
 
 def build_all() -> dict[str, Any]:
