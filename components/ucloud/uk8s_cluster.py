@@ -154,9 +154,13 @@ class Uk8sClusterProvider(UCloudProvider):
         cluster_id = api.retry.run(lambda: self.find(api, inputs) or self.create_once(api, inputs))
         try:
             self.wait_ready(api, cluster_id, inputs)
-        except ResourceFailedError:
+        except ResourceFailedError as failure:
             # A failed cluster still bills its masters: remove it before reporting.
-            self.delete(cluster_id, inputs)
+            # (A timeout keeps it: the next `pulumi up` finds and adopts it by name.)
+            try:
+                self.delete(cluster_id, inputs)
+            except Exception as cleanup_error:
+                failure.add_note(f"and removing {cluster_id} failed too: {cleanup_error}")
             raise
         return CreateResult(cluster_id, self.outputs_after_create(api, cluster_id, inputs))
 
@@ -175,8 +179,8 @@ class Uk8sClusterProvider(UCloudProvider):
 
     def read(self, id_: str, props: dict[str, Any]) -> Any:
         result = super().read(id_, props)
-        if result.id:
-            assert result.outs is not None
+        # UK8S hands out kubeconfigs only while RUNNING; otherwise keep the last ones.
+        if result.id and result.outs is not None and result.outs.get("status") == RUNNING:
             result.outs.update(self.kubeconfigs(self.api(props), id_))
         return result
 

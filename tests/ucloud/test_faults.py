@@ -101,3 +101,14 @@ def test_failed_nodes_are_removed_and_reported(
 def test_retry_policy_delays_double_up_to_the_cap() -> None:
     policy = RetryPolicy(attempts=6, base_delay=1.0, max_delay=5.0)
     assert list(policy.delays()) == [1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_failed_cleanup_is_reported_with_the_original_failure(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
+) -> None:
+    ucloud_env.next_creation("cluster", "CREATEFAILED", "quota exceeded")
+    ucloud_env.fail_next("DelUK8SCluster", code=230, message="delete protection is on")
+    with pytest.raises(ResourceFailedError) as failure:
+        Uk8sClusterProvider(timings).create(cluster_inputs(network))
+    assert "quota exceeded" in str(failure.value)
+    assert any("delete protection is on" in note for note in failure.value.__notes__)

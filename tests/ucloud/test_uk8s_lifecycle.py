@@ -95,3 +95,15 @@ def test_node_group_adds_scales_and_deletes(
     assert ucloud_env.resources("node") == {}
     provider.delete(group.id, shrunk.outs)
     assert provider.read(group.id, shrunk.outs).id == ""
+
+
+def test_refresh_of_an_abnormal_cluster_keeps_the_last_kubeconfig(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
+) -> None:
+    provider = Uk8sClusterProvider(timings)
+    cluster = provider.create(cluster_inputs(network))
+    record = ucloud_env.resources("cluster")[cluster.id]
+    record.life.move("ABNORMAL", "ABNORMAL", 0, "etcd unhealthy")
+    read = provider.read(cluster.id, cluster.outs)
+    assert read.outs is not None and read.outs["status"] == "ABNORMAL"
+    assert read.outs["kubeconfig"] == cluster.outs["kubeconfig"]
