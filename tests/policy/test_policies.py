@@ -1,0 +1,288 @@
+"""Each policy, called directly, with resources that pass and resources that fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.policy.harness import (
+    POLICIES,
+    deployment,
+    mutated,
+    pod_spec_of,
+    resource_violations,
+    stack_violations,
+)
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+DAEMONSET = "kubernetes:apps/v1:DaemonSet"
+JOB = "kubernetes:batch/v1:Job"
+CRONJOB = "kubernetes:batch/v1:CronJob"
+SERVICE = "kubernetes:core/v1:Service"
+PV = "kubernetes:core/v1:PersistentVolume"
+
+
+def check(policy: str, props: dict[str, Any], rtype: str = DEPLOYMENT, **config: Any) -> list[str]:
+    return resource_violations(POLICIES[policy], rtype, props, config)
+
+
+def test_the_reference_deployment_passes_every_resource_policy() -> None:
+    for name, policy in POLICIES.items():
+        if name != "exposed-service-requires-api-key":
+            assert resource_violations(policy, DEPLOYMENT, deployment()) == [], name
+
+
+# --- GPU --------------------------------------------------------------------------------------
+
+GPU = "gpu-workloads-request-gpus-and-tolerate-taint"
+
+
+def test_gpu_without_toleration_fails() -> None:
+    d = mutated(deployment())
+    pod_spec_of(d)["tolerations"] = [{"key": "other", "operator": "Exists"}]
+    assert any("does not tolerate the GPU taint 'nvidia.com/gpu'" in v for v in check(GPU, d))
+
+
+def test_gpu_toleration_by_equal_or_wildcard_passes() -> None:
+    for toleration in (
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present"},
+        {"operator": "Exists"},
+    ):
+        d = mutated(deployment())
+        pod_spec_of(d)["tolerations"] = [toleration]
+        assert check(GPU, d) == []
+
+
+def test_gpu_taint_key_comes_from_config() -> None:
+    assert check(GPU, deployment(), gpuTaintKey="ucloud.cn/gpu") != []
+
+
+def test_gpu_request_without_limit_fails() -> None:
+    d = deployment(
+        resources={
+            "requests": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        }
+    )
+    assert any("without a limit" in v for v in check(GPU, d))
+
+
+def test_cuda_server_without_gpu_fails() -> None:
+    d = deployment(resources={"limits": {"cpu": "1", "memory": "1Gi"}})
+    assert any("runs on CUDA" in v for v in check(GPU, d))
+
+
+def test_pinned_to_gpu_nodes_without_gpu_fails_except_daemonsets() -> None:
+    d = deployment(resources={"limits": {"cpu": "1", "memory": "1Gi"}}, env=[])
+    assert any("requests no nvidia.com/gpu" in v for v in check(GPU, d))
+    ds = mutated(d)
+    ds["kind"] = "DaemonSet"
+    assert check(GPU, ds, DAEMONSET) == []
+
+
+def test_cpu_workload_without_gpu_hints_passes() -> None:
+    d = deployment(resources={"limits": {"cpu": "1", "memory": "1Gi"}}, env=[])
+    del pod_spec_of(d)["nodeSelector"]
+    assert check(GPU, d) == []
+
+
+# --- limits and probes ------------------------------------------------------------------------
+
+LIMITS = "containers-have-limits"
+PROBES = "serving-containers-have-probes"
+
+
+def test_missing_memory_limit_fails() -> None:
+    d = deployment(resources={"limits": {"cpu": "1"}})
+    assert check(LIMITS, d) == ["container 'server' has no memory limit"]
+
+
+def test_missing_resources_fails_for_init_containers_and_jobs() -> None:
+    job = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "fetch",
+                            "image": "r/i:1",
+                            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+                        }
+                    ],
+                    "initContainers": [{"name": "prep", "image": "r/i:1"}],
+                }
+            }
+        }
+    }
+    assert check(LIMITS, job, JOB) == ["container 'prep' has no cpu or memory limit"]
+
+
+def test_cronjob_templates_are_checked() -> None:
+    cron = {
+        "spec": {
+            "jobTemplate": {
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "r/i:1"}]}}}
+            }
+        }
+    }
+    assert check(LIMITS, cron, CRONJOB) != []
+
+
+def test_missing_probes_fail_on_deployments_only() -> None:
+    d = mutated(deployment())
+    del pod_spec_of(d)["containers"][0]["livenessProbe"]
+    assert check(PROBES, d) == ["container 'server' has no livenessProbe"]
+    assert check(PROBES, d, DAEMONSET) == []
+
+
+def test_non_workloads_are_ignored() -> None:
+    assert check(LIMITS, {"spec": {"type": "ClusterIP"}}, SERVICE) == []
+
+
+# --- images -----------------------------------------------------------------------------------
+
+IMAGES = "no-latest-or-untagged-images"
+
+
+@pytest.mark.parametrize(
+    ("image", "problem"),
+    [
+        ("r/llmserve:latest", ":latest"),
+        ("r/llmserve", "untagged"),
+        ("localhost:5000/llmserve", "untagged"),
+        ("r/x@sha256:abc", "malformed digest"),
+        ("", "no image"),
+    ],
+)
+def test_unpinned_images_fail(image: str, problem: str) -> None:
+    violations = check(IMAGES, deployment(image=image))
+    assert len(violations) == 1 and problem in violations[0]
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "localhost:5000/llmserve:0.1.0",
+        "nvcr.io/nvidia/k8s-device-plugin:v0.20.1",
+        "r/x@sha256:" + "0" * 64,
+    ],
+)
+def test_pinned_images_pass(image: str) -> None:
+    assert check(IMAGES, deployment(image=image)) == []
+
+
+# --- volumes ----------------------------------------------------------------------------------
+
+RETAIN = "model-volumes-retain"
+
+
+@pytest.mark.parametrize(("reclaim", "ok"), [("Retain", True), ("Delete", False), (None, False)])
+def test_persistent_volumes_must_retain(reclaim: str | None, ok: bool) -> None:
+    spec: dict[str, Any] = {
+        "capacity": {"storage": "500Gi"},
+        "nfs": {"server": "10.0.0.5", "path": "/"},
+    }
+    if reclaim:
+        spec["persistentVolumeReclaimPolicy"] = reclaim
+    assert (check(RETAIN, {"spec": spec}, PV) == []) is ok
+
+
+# --- secrets in env ---------------------------------------------------------------------------
+
+SECRETS = "no-secret-in-plain-env"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "LLMSERVE_API_KEY", "value": "abc123"},
+        {"name": "HF_TOKEN", "value": "x"},
+        {"name": "DB_PASSWORD", "value": "hunter2"},
+        {"name": "EXTRA", "value": "hf_abcdefghijklmnopqrstuvwxyz"},
+        {"name": "OPENAI", "value": "sk-abcdefghijklmnopqrstuvwxyz"},
+    ],
+)
+def test_plain_secret_env_fails(entry: dict[str, str]) -> None:
+    violations = check(SECRETS, deployment(env=[entry]))
+    assert len(violations) == 1 and entry["name"] in violations[0]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "LLMSERVE_API_KEY_FILE", "value": "/var/run/secrets/k"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}},
+        {"name": "LLMSERVE_MAX_BATCH", "value": "64"},
+        {"name": "API_KEY", "value": ""},
+    ],
+)
+def test_secret_references_and_harmless_values_pass(entry: dict[str, Any]) -> None:
+    assert check(SECRETS, deployment(env=[entry])) == []
+
+
+# --- exposed services need an API key ----------------------------------------------------------
+
+EXPOSED = "exposed-service-requires-api-key"
+
+
+def service(kind: str = "NodePort", selector: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "llm", "namespace": "llm"},
+        "spec": {
+            "type": kind,
+            "selector": {"app": "llm"} if selector is None else selector,
+            "ports": [{"port": 7861}],
+        },
+    }
+
+
+def stack(*objects: dict[str, Any]) -> list[tuple[str, str | None]]:
+    typed = [(SERVICE if o["kind"] == "Service" else DEPLOYMENT, o) for o in objects]
+    return stack_violations(POLICIES[EXPOSED], typed)
+
+
+def test_exposed_service_with_keyed_backend_passes() -> None:
+    assert stack(service("NodePort"), deployment()) == []
+    assert stack(service("LoadBalancer"), deployment()) == []
+
+
+def test_exposed_service_without_key_fails_and_names_the_service() -> None:
+    d = deployment(env=[], volumeMounts=[])
+    violations = stack(service("NodePort"), d)
+    assert len(violations) == 1
+    message, urn = violations[0]
+    assert "Service 'llm'" in message and "'server'" in message and urn
+
+
+def test_key_file_must_come_from_a_secret_volume() -> None:
+    d = mutated(deployment())
+    pod_spec_of(d)["volumes"] = [{"name": "api-key", "emptyDir": {}}]
+    assert stack(service("NodePort"), d) != []
+
+
+def test_key_env_from_secret_ref_passes() -> None:
+    d = deployment(
+        env=[
+            {"name": "LLMSERVE_API_KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+        ],
+        volumeMounts=[],
+    )
+    assert stack(service("LoadBalancer"), d) == []
+
+
+def test_cluster_ip_needs_no_key() -> None:
+    assert stack(service("ClusterIP"), deployment(env=[], volumeMounts=[])) == []
+
+
+def test_exposed_service_selecting_nothing_fails() -> None:
+    assert stack(service("NodePort", {"app": "other"}), deployment()) != []
+    assert stack(service("NodePort", {}), deployment()) != []
+
+
+def test_other_namespaces_do_not_count() -> None:
+    d = mutated(deployment())
+    d["metadata"]["namespace"] = "elsewhere"
+    assert stack(service("NodePort"), d) != []
