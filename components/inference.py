@@ -163,14 +163,17 @@ def server_env(args: InferenceServiceArgs) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
-def probes() -> dict[str, dict[str, Any]]:
-    """The server answers /health as soon as it runs and /ready once weights are warm."""
+def probes(startup_timeout_s: int) -> dict[str, dict[str, Any]]:
+    """The server opens its port at once and loads weights in the background: /health answers
+    immediately, /ready once the weights are loaded and warmed. The startup probe waits on /ready
+    for the whole load budget (a multi-GB model over NFS) before liveness starts; a load that
+    overruns it restarts the container."""
     return {
         "startupProbe": {
-            "httpGet": {"path": "/health", "port": "http"},
+            "httpGet": {"path": "/ready", "port": "http"},
             "periodSeconds": STARTUP_PERIOD_S,
             "timeoutSeconds": 5,
-            # Filled in by pod_spec from startup_timeout_s.
+            "failureThreshold": math.ceil(startup_timeout_s / STARTUP_PERIOD_S),
         },
         "readinessProbe": {
             "httpGet": {"path": "/ready", "port": "http"},
@@ -188,10 +191,7 @@ def probes() -> dict[str, dict[str, Any]]:
 
 
 def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> dict[str, Any]:
-    container_probes = probes()
-    container_probes["startupProbe"]["failureThreshold"] = math.ceil(
-        args.startup_timeout_s / STARTUP_PERIOD_S
-    )
+    container_probes = probes(args.startup_timeout_s)
     container: dict[str, Any] = {
         "name": "server",
         "image": args.image,

@@ -335,6 +335,7 @@ def test_probes_and_graceful_shutdown_follow_the_args() -> None:
     container = spec["containers"][0]
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 2400
+    assert startup["httpGet"]["path"] == "/ready"  # the load, not just the process
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert spec["terminationGracePeriodSeconds"] > 45
