@@ -86,6 +86,7 @@ class ContinuousBatchingEngine:
         self._thread: threading.Thread | None = None
         self._batch = BatchCache()
         self._cache_tokens = 0
+        self._outbox: list[tuple[_Sequence, Delta]] = []
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
@@ -205,10 +206,11 @@ class ContinuousBatchingEngine:
         for seq in self._running:
             if seq.request_id in cancelled:
                 seq.finished = True
-                seq.emit(Delta("", seq.generated, finish_reason="cancelled"))
+                self._outbox.append((seq, Delta("", seq.generated, finish_reason="cancelled")))
         self._retire_finished()
 
     def _fail_running(self, message: str) -> None:
+        self._outbox = []
         for seq in self._running:
             seq.emit(Delta("", seq.generated, finish_reason="error", error=message))
         self._running = []
@@ -226,7 +228,7 @@ class ContinuousBatchingEngine:
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+                         cache=cache, use_cache=True, logits_to_keep=1)
         tokens = self._pick(seqs, out.logits[:, -1, :])
         self._batch.append(cache, mask)
         self._running.extend(seqs)
@@ -241,7 +243,7 @@ class ContinuousBatchingEngine:
         positions = torch.tensor([[s.position] for s in seqs], device=self.device)
         mask = self._batch.extend_mask()
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=self._batch.cache, use_cache=True)
+                         cache=self._batch.cache, use_cache=True)
         tokens = self._pick(seqs, out.logits[:, -1, :])
         for seq, token in zip(seqs, tokens, strict=True):
             seq.position += 1
@@ -271,7 +273,7 @@ class ContinuousBatchingEngine:
             finish = "length"
         text = seq.detok.take_new_text(final=finish is not None)
         seq.finished = finish is not None
-        seq.emit(Delta(text, seq.generated, finish_reason=finish))
+        self._outbox.append((seq, Delta(text, seq.generated, finish_reason=finish)))
 
     def _retire_finished(self) -> None:
         keep = [i for i, s in enumerate(self._running) if not s.finished]
@@ -279,3 +281,7 @@ class ContinuousBatchingEngine:
             self._batch.keep_rows(keep)
             self._running = [self._running[i] for i in keep]
         self._cache_tokens = sum(len(s.prompt_ids) + s.generated for s in self._running)
+        # Deltas go out only now, so a client that sees its last delta also sees its slot free.
+        outbox, self._outbox = self._outbox, []
+        for seq, delta in outbox:
+            seq.emit(delta)

@@ -1,0 +1,129 @@
+"""The engine in-process, behind its small interface: EOS handling, min_tokens, ignore_eos,
+cancellation of queued work, decoding of ids the tokenizer does not know, and sampling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import torch
+from llmserve.batching import ContinuousBatchingEngine
+from llmserve.detokenize import IncrementalDetokenizer
+from llmserve.engine import Delta, SamplingParams
+from llmserve.models import LoadedModel, load_model
+from llmserve.sampling import pick_next_tokens
+
+PROMPT = [1, 504, 3458, 314, 260, 1345]
+GREEDY = SamplingParams(max_tokens=8, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LoadedModel:
+    return load_model("random:tiny", "cpu", "float32")
+
+
+def make_engine(tiny: LoadedModel, eos: list[int], **kwargs: int) -> ContinuousBatchingEngine:
+    engine = ContinuousBatchingEngine(tiny.model, tiny.tokenizer, max_model_len=256,
+                                      eos_token_ids=eos, **kwargs)
+    engine.start()
+    return engine
+
+
+@pytest.fixture
+def engine_factory(tiny: LoadedModel) -> Iterator[list[ContinuousBatchingEngine]]:
+    engines: list[ContinuousBatchingEngine] = []
+    yield engines
+    for engine in engines:
+        engine.stop()
+
+
+async def run(engine: ContinuousBatchingEngine, params: SamplingParams) -> list[Delta]:
+    return [delta async for delta in engine.submit(PROMPT, params)]
+
+
+def first_greedy_token(tiny: LoadedModel) -> int:
+    with torch.no_grad():
+        return int(tiny.model(torch.tensor([PROMPT])).logits[0, -1].argmax())
+
+
+def test_eos_stops_unless_ignored_and_min_tokens_masks_it(
+        tiny: LoadedModel, engine_factory: list[ContinuousBatchingEngine]) -> None:
+    # Declare the model's own first greedy token to be EOS: a real EOS on demand.
+    eos = first_greedy_token(tiny)
+    engine = make_engine(tiny, [eos])
+    engine_factory.append(engine)
+
+    async def scenario() -> tuple[list[Delta], list[Delta], list[Delta]]:
+        return (await run(engine, GREEDY),
+                await run(engine, SamplingParams(max_tokens=8, temperature=0.0,
+                                                 ignore_eos=True)),
+                await run(engine, SamplingParams(max_tokens=8, temperature=0.0, min_tokens=3)))
+
+    stopped, ignored, at_least_three = asyncio.run(scenario())
+    assert (stopped[-1].finish_reason, stopped[-1].completion_tokens) == ("stop", 1)
+    assert "".join(d.text for d in stopped) == ""  # EOS itself is not text
+    assert (ignored[-1].finish_reason, ignored[-1].completion_tokens) == ("length", 8)
+    assert at_least_three[-1].completion_tokens >= 3
+
+
+def test_cancel_of_a_queued_request_ends_it_and_keeps_the_engine_serving(
+        tiny: LoadedModel, engine_factory: list[ContinuousBatchingEngine]) -> None:
+    engine = make_engine(tiny, [], max_batch=1, max_queue=4)
+    engine_factory.append(engine)
+
+    async def scenario() -> tuple[list[Delta], list[Delta], list[Delta]]:
+        busy = engine.submit(PROMPT, SamplingParams(max_tokens=200, temperature=0.0))
+        queued = engine.submit(PROMPT, GREEDY)
+        queued.cancel()
+        busy.cancel()
+        after = await run(engine, GREEDY)
+        return [d async for d in busy], [d async for d in queued], after
+
+    busy, queued, after = asyncio.run(scenario())
+    assert busy[-1].finish_reason == "cancelled" and busy[-1].completion_tokens < 200
+    assert queued[-1].finish_reason == "cancelled"
+    assert (after[-1].finish_reason, after[-1].completion_tokens) == ("length", 8)
+    assert engine.stats().running == 0 and engine.in_flight() == 0
+
+
+def test_ids_beyond_the_vocabulary_decode_to_nothing(tiny: LoadedModel) -> None:
+    detok = IncrementalDetokenizer(tiny.tokenizer)
+    hello = tiny.tokenizer.encode("Hello world")
+    for token in [hello[0], 60000, -5, 10**9, *hello[1:]]:
+        detok.add(token)
+    assert detok.take_new_text(final=True) == "Hello world"
+
+
+def test_stop_text_is_held_back_until_it_can_be_ruled_out(tiny: LoadedModel) -> None:
+    detok = IncrementalDetokenizer(tiny.tokenizer, stop=["END!"])
+    pieces = []
+    for token in tiny.tokenizer.encode("one two EN three END! four"):
+        detok.add(token)
+        pieces.append(detok.take_new_text())
+        assert "EN" not in "".join(pieces)[-2:] or not detok.stopped
+    assert detok.stopped
+    assert "".join(pieces) + detok.take_new_text(final=True) == "one two EN three "
+
+
+def test_top_p_keeps_only_the_nucleus_and_block_eos_masks() -> None:
+    logits = torch.tensor([[0.0, 5.0, 4.9, -3.0], [9.0, 1.0, 0.0, 0.0]])
+    params = [SamplingParams(max_tokens=1, temperature=1.0, top_p=0.3, seed=3),
+              SamplingParams(max_tokens=1, temperature=0.0)]
+    gens = [torch.Generator().manual_seed(3), None]
+    for _ in range(20):  # top_p=0.3 leaves one token: sampling is forced
+        assert pick_next_tokens(logits, params, gens, [False, False], [0]) == [1, 0]
+    assert pick_next_tokens(logits, params, gens, [False, True], [0]) == [1, 1]
+
+
+def test_seeded_sampling_does_not_depend_on_the_batch() -> None:
+    torch.manual_seed(0)
+    row = torch.randn(1, 50)
+    params = SamplingParams(max_tokens=1, temperature=1.0, seed=99)
+    alone = [pick_next_tokens(row, [params], [g], [False], [])[0]
+             for g in [torch.Generator().manual_seed(99)]]
+    others = torch.randn(3, 50)
+    batched = pick_next_tokens(torch.cat([others, row]), [GREEDY, GREEDY, GREEDY, params],
+                               [None, None, None, torch.Generator().manual_seed(99)],
+                               [False] * 4, [])
+    assert batched[3] == alone[0]
