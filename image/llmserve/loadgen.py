@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -231,6 +232,20 @@ async def discover_model(client: httpx.AsyncClient) -> str:
     return models[0]["id"]
 
 
+async def template_overhead(client: httpx.AsyncClient, cfg: BenchConfig, model: str) -> int:
+    """Tokens the server adds around a prompt (chat template, BOS), measured with a one-word
+    request, so that --prompt-tokens is what the model really reads. 0 if usage is not reported."""
+    probe = dataclasses.replace(cfg, output_tokens=1, ignore_eos=False)
+    result = await one_request(client, probe, request_body(probe, model, WORDS[0]))
+    if result.prompt_tokens is None:
+        return 0
+    overhead = max(0, result.prompt_tokens - 1)
+    if overhead >= cfg.prompt_tokens:
+        print(f"llmserve bench: the server adds {overhead} tokens to every prompt, more than "
+              f"--prompt-tokens {cfg.prompt_tokens}; prompts will be 1 word", file=sys.stderr)
+    return overhead
+
+
 async def run_load(cfg: BenchConfig) -> tuple[list[RequestResult], float, str]:
     headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
     limits = httpx.Limits(max_connections=min(cfg.concurrency, cfg.num_requests) + 4,
@@ -238,8 +253,9 @@ async def run_load(cfg: BenchConfig) -> tuple[list[RequestResult], float, str]:
     async with httpx.AsyncClient(base_url=cfg.url, headers=headers, limits=limits,
                                  timeout=httpx.Timeout(cfg.timeout, connect=30.0)) as client:
         model = cfg.model or await discover_model(client)
+        words = cfg.prompt_tokens - await template_overhead(client, cfg, model)
         rng = random.Random(cfg.seed)
-        prompts = [make_prompt(rng, cfg.prompt_tokens)
+        prompts = [make_prompt(rng, max(1, words))
                    for _ in range(cfg.warmup + cfg.num_requests)]
         gate = asyncio.Semaphore(cfg.concurrency)
         deadline = float("inf")

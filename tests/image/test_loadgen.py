@@ -22,12 +22,13 @@ def bench(server: RunningServer, tmp_path: Path, *extra: str) -> tuple[int, dict
 def test_concurrency_run_reports_every_metric(
         llm_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, summary, _ = bench(llm_server, tmp_path, "--num-requests", "6", "--concurrency", "3",
-                             "--prompt-tokens", "24", "--output-tokens", "12", "--ignore-eos")
+                             "--prompt-tokens", "48", "--output-tokens", "12", "--ignore-eos")
     assert code == 0, summary.get("errors")
     assert summary["completed"] == 6 and summary["failed"] == 0
     assert summary["usage_reported"] is True
     assert summary["total_output_tokens"] == 6 * 12  # ignore_eos + min_tokens force full length
-    assert summary["mean_prompt_tokens"] >= 24  # words -> at least one token each, plus template
+    # the chat template's own tokens are measured and taken off, so the model reads ~48 tokens
+    assert 48 <= summary["mean_prompt_tokens"] <= 50
     assert summary["output_throughput_tok_s"] > 0 and summary["request_throughput_rps"] > 0
     for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_latency_ms"):
         stats = summary[key]
@@ -103,3 +104,15 @@ def test_summary_percentiles_follow_the_samples() -> None:
     assert summary["itl_ms"]["p99"] == pytest.approx(50.0)
     assert summary["output_throughput_tok_s"] == pytest.approx(6.0)  # 12 tokens / 2 s
     assert summary["mean_prompt_tokens"] == pytest.approx(11.0)
+
+
+def test_max_duration_stops_starting_requests(llm_server: RunningServer, tmp_path: Path) -> None:
+    # One request of 200 tokens on CPU outlasts 50 ms many times over, so the queue behind it
+    # is never started; everything is accounted for and nothing counts as failed.
+    code, summary, _ = bench(llm_server, tmp_path, "--num-requests", "10", "--concurrency", "1",
+                             "--prompt-tokens", "8", "--output-tokens", "200", "--ignore-eos",
+                             "--max-duration", "0.05")
+    assert code == 0, summary.get("errors")
+    assert summary["completed"] >= 1 and summary["failed"] == 0
+    assert summary["not_started"] >= 1
+    assert summary["completed"] + summary["not_started"] == 10

