@@ -211,3 +211,14 @@ def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch,
         monkeypatch.delenv(var, raising=False)
     assert fetch.main(["--repo-id", REPO]) == fetch.EXIT_USAGE
     assert "--revision" in caplog.text and "--dest" in caplog.text
+
+
+def test_cli_dispatches_fetch(hub: FakeHub, repo: FakeRepo, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(IMAGE_DIR)}
+    result = subprocess.run(
+        [sys.executable, "-m", "llmserve", "fetch", "--repo-id", REPO, "--revision", repo.commit,
+         "--dest", str(tmp_path), "--endpoint", hub.url],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "complete: 5 files verified" in result.stderr
+    assert (tmp_path / fetch.MARKER_NAME).is_file()
