@@ -6,10 +6,11 @@ repo and revision exits 0 at once, without touching the network. An interrupted 
 file it had finished (huggingface_hub's per-file metadata) and the next run fetches only the rest;
 a file cut off mid-transfer is retried with HTTP Range inside the run, but huggingface_hub 2.4
 deliberately does not reuse partial files across processes (unsafe on NFS), so a killed run
-restarts that one file.
+restarts that one file. A branch or tag (only with --allow-unpinned) is resolved once; the
+marker records the commit and re-runs keep it.
 
 Exit codes: 0 done (or already done), 2 bad arguments, 3 repo/revision/file not found,
-4 authentication refused, 5 verification failed, 6 network or server error.
+4 authentication refused, 5 verification failed, 6 network or server error, 7 disk too small.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ DEFAULT_ALLOW_PATTERNS = (
 PICKLE_WEIGHTS = "*.bin"
 HASH_CHUNK = 8 * 1024 * 1024
 
-EXIT_OK, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_VERIFY, EXIT_NETWORK = 0, 2, 3, 4, 5, 6
+EXIT_OK, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_VERIFY, EXIT_NETWORK, EXIT_DISK = (
+    0, 2, 3, 4, 5, 6, 7)
 
 
 class FetchError(Exception):
@@ -366,7 +368,7 @@ class Fetcher:
         free = shutil.disk_usage(self.req.dest).free
         if needed > free:
             raise FetchError(f"--dest {str(self.req.dest)!r} has {free} bytes free, the "
-                             f"files still missing need {needed}", EXIT_NETWORK)
+                             f"files still missing need {needed}", EXIT_DISK)
 
 
 def explain_hub_error(e: Exception, req: FetchRequest) -> FetchError:

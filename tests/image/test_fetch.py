@@ -222,3 +222,14 @@ def test_cli_dispatches_fetch(hub: FakeHub, repo: FakeRepo, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "complete: 5 files verified" in result.stderr
     assert (tmp_path / fetch.MARKER_NAME).is_file()
+
+
+def test_too_little_disk_is_refused_before_downloading(
+        hub: FakeHub, repo: FakeRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    real = fetch.shutil.disk_usage
+    monkeypatch.setattr(fetch.shutil, "disk_usage",
+                        lambda p: real(p)._replace(free=1000))
+    assert run_fetch(hub, tmp_path, repo.commit) == fetch.EXIT_DISK
+    assert "--dest" in caplog.text and "bytes free" in caplog.text
+    assert hub.gets() == {}
