@@ -16,6 +16,7 @@ memory on padding; models with sliding-window attention are refused."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -46,8 +47,9 @@ class _Sequence:
     request_id: str
     prompt_ids: list[int]
     params: SamplingParams
-    emit: Callable[[Delta], None]
+    emit: Callable[[Delta], None]  # thread-safe delivery of one delta
     detok: IncrementalDetokenizer
+    stream: RequestStream | None = None
     generator: torch.Generator | None = None
     generated: int = 0
     last_token: int = 0
@@ -98,6 +100,7 @@ class ContinuousBatchingEngine:
         stream = RequestStream(prompt_tokens=len(prompt_ids), _cancel=self.cancel,
                                _loop=asyncio.get_running_loop())
         seq = self._new_sequence(stream.request_id, prompt_ids, params, stream.push)
+        seq.stream = stream
         with self._wake:
             if self._stopping or self._thread is None or not self._thread.is_alive():
                 raise EngineStoppedError("the engine is not running")
@@ -282,6 +285,19 @@ class ContinuousBatchingEngine:
             self._running = [self._running[i] for i in keep]
         self._cache_tokens = sum(len(s.prompt_ids) + s.generated for s in self._running)
         # Deltas go out only now, so a client that sees its last delta also sees its slot free.
+        # One loop callback per step for all deltas, not one per request.
         outbox, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[RequestStream, Delta]]] = {}
         for seq, delta in outbox:
-            seq.emit(delta)
+            if seq.stream is None:
+                seq.emit(delta)
+            else:
+                by_loop.setdefault(seq.stream.loop, []).append((seq.stream, delta))
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+                loop.call_soon_threadsafe(_deliver, items)
+
+
+def _deliver(items: list[tuple[RequestStream, Delta]]) -> None:
+    for stream, delta in items:
+        stream.push_on_loop(delta)

@@ -1,13 +1,17 @@
 """Token ids to text, one step at a time, with stop strings.
 
-Decoding only a short window of recent tokens keeps each step cheap; text is held back while the
-last bytes are an incomplete UTF-8 character or might be the start of a stop string, so a client
-never sees half a character or a stop string it should not."""
+Fast tokenizers decode through `tokenizers`' DecodeStream (one Rust call per token, which matters
+at hundreds of tokens per step); others decode a short window of recent tokens. Text is held back
+while the last bytes are an incomplete UTF-8 character or might be the start of a stop string,
+so a client never sees half a character or a stop string it should not."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from tokenizers import Tokenizer
+from tokenizers.decoders import DecodeStream
 
 _REPLACEMENT = "\ufffd"
 
@@ -24,6 +28,9 @@ class IncrementalDetokenizer:
         self.text = ""  # all text decoded so far (up to a stop string, if one was found)
         self._emitted = 0
         self.stopped = False
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._backend = backend if isinstance(backend, Tokenizer) else None
+        self._stream = DecodeStream(skip_special_tokens=True) if self._backend else None
 
     def _decode(self, tokens: list[int]) -> str:
         return self._tokenizer.decode(tokens, skip_special_tokens=True)
@@ -32,6 +39,12 @@ class IncrementalDetokenizer:
         """Append one token. Ids beyond the tokenizer's vocabulary (random weights, padded
         embedding tables) carry no text and are skipped rather than crashing the decoder."""
         if self.stopped or not 0 <= token_id < self._vocab_size:
+            return
+        if self._stream is not None:
+            piece = self._stream.step(self._backend, token_id)
+            if piece:
+                self.text += piece
+                self._check_stop()
             return
         self._tokens.append(token_id)
         before = self._decode(self._tokens[self._prefix_offset:self._read_offset])

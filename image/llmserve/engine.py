@@ -7,6 +7,7 @@ replace the first one without touching the wire protocol or the routes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -69,9 +70,18 @@ class RequestStream:
     _queue: asyncio.Queue[Delta] = field(default_factory=asyncio.Queue)
     finished: bool = False
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
     def push(self, delta: Delta) -> None:
-        """Called from any thread."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, delta)
+        """Called from any thread. A closed loop means nobody is listening any more."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, delta)
+
+    def push_on_loop(self, delta: Delta) -> None:
+        """Called on the event loop (engines batch many deltas into one loop callback)."""
+        self._queue.put_nowait(delta)
 
     def cancel(self) -> None:
         if not self.finished:
@@ -79,13 +89,16 @@ class RequestStream:
 
     async def __aiter__(self) -> AsyncIterator[Delta]:
         while not self.finished:
-            delta = await self._queue.get()
-            if delta.finish_reason is not None:
-                self.finished = True
-            yield delta
+            yield await self.next_delta()
 
     async def next_delta(self) -> Delta:
+        """The next delta, merged with any others already waiting: a client that falls behind
+        gets fewer, larger chunks instead of an ever longer backlog."""
         delta = await self._queue.get()
+        while delta.finish_reason is None and not self._queue.empty():
+            later = self._queue.get_nowait()
+            delta = Delta(delta.text + later.text, later.completion_tokens,
+                          later.finish_reason, later.error)
         if delta.finish_reason is not None:
             self.finished = True
         return delta

@@ -95,6 +95,31 @@ def test_ids_beyond_the_vocabulary_decode_to_nothing(tiny: LoadedModel) -> None:
     assert detok.take_new_text(final=True) == "Hello world"
 
 
+class _SlowTokenizer:
+    """Only decode() and len(): the windowed fallback path for tokenizers without Rust."""
+
+    def __init__(self, tokenizer: object) -> None:
+        self._tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return len(self._tokenizer)  # type: ignore[arg-type]
+
+    def decode(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
+        return self._tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["decode-stream", "windowed"])
+def test_multibyte_text_round_trips_token_by_token(tiny: LoadedModel, slow: bool) -> None:
+    text = "Grüße, 你好 🙂 done"
+    detok = IncrementalDetokenizer(_SlowTokenizer(tiny.tokenizer) if slow else tiny.tokenizer)
+    pieces = []
+    for token in tiny.tokenizer.encode(text):
+        detok.add(token)
+        pieces.append(detok.take_new_text())
+        assert "\ufffd" not in pieces[-1]
+    assert "".join(pieces) + detok.take_new_text(final=True) == text
+
+
 def test_stop_text_is_held_back_until_it_can_be_ruled_out(tiny: LoadedModel) -> None:
     detok = IncrementalDetokenizer(tiny.tokenizer, stop=["END!"])
     pieces = []
