@@ -1,13 +1,27 @@
-"""llm-uk8s: read the stack's config, compose the components into one graph, export outputs."""
+"""llm-uk8s: read the stack's config, compose the components into one graph, export outputs.
+
+UFS -> mount point -> PV -> claim -> fetch Job -> Deployment, and
+cluster -> GPU nodes -> Kubernetes provider -> GPU DaemonSets -> Deployment.
+"""
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components import config as stack_config
 from components.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs, local_provider
+from components.gpu import GpuDrivers, GpuDriversArgs
+from components.inference import InferenceService, InferenceServiceArgs
+from components.model_store import ModelStore, ModelStoreArgs
 from components.storage import ModelStorage, ModelStorageArgs
+
+# UK8S's cloud controller makes an internet-facing UCloud ULB for such a Service.
+UCLOUD_LB_ANNOTATIONS = {"service.beta.kubernetes.io/ucloud-load-balancer-type": "outer"}
+LOCAL_MODEL_HOST_PATH = "/var/lib/llm-uk8s/models"
 
 cfg = stack_config.load()
 
+nfs_server: pulumi.Input[str] | None = None
+node_address: pulumi.Input[str] | None = None
 if cfg.uses_ucloud:
     cluster = GpuCluster(
         "gpu",
@@ -52,9 +66,84 @@ if cfg.uses_ucloud:
         ),
     )
     provider = cluster.provider
+    nfs_server = storage.mount_point_ip
+    node_address = cluster.node_ips.apply(lambda ips: ips[0] if ips else "")
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("clusterId", cluster.cluster_id)
     pulumi.export("ufsVolumeId", storage.volume_id)
     pulumi.export("ufsMountIp", storage.mount_point_ip)
 else:
     provider = local_provider(cfg.kube_context)
+
+on_cluster = pulumi.ResourceOptions(provider=provider)
+namespace = k8s.core.v1.Namespace(
+    "namespace",
+    metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "llm-uk8s"}},
+    opts=on_cluster,
+)
+
+drivers = GpuDrivers(
+    "gpu-drivers",
+    GpuDriversArgs(
+        mode=cfg.gpu_driver_mode,
+        gpu_node_selector=cfg.node_labels,
+        gpu_taint_key=cfg.gpu_taint_key or "nvidia.com/gpu",
+    ),
+    opts=on_cluster,
+)
+
+store = ModelStore(
+    "model-store",
+    ModelStoreArgs(
+        namespace=namespace.metadata["name"],
+        model_name=cfg.model_name,
+        capacity_gi=cfg.ufs_size_gb if cfg.uses_ucloud else 20,
+        source=cfg.model_source,
+        nfs_server=nfs_server,
+        host_path=None if cfg.uses_ucloud else LOCAL_MODEL_HOST_PATH,
+        repo_id=cfg.model_repo_id if cfg.model_source == "huggingface" else None,
+        revision=cfg.model_revision if cfg.model_source == "huggingface" else None,
+        # A release tag (config allows v1.0-style tags) is pinned by the config's rule.
+        allow_unpinned=cfg.model_source == "huggingface" and not cfg.revision_is_commit,
+        hub_endpoint=cfg.hub_endpoint or None,
+        hub_token=stack_config.hub_token(),
+        fetch_image=cfg.inference_image,
+    ),
+    opts=on_cluster,
+)
+
+inference = InferenceService(
+    "inference",
+    InferenceServiceArgs(
+        namespace=namespace.metadata["name"],
+        image=cfg.inference_image,
+        model_claim_name=store.claim_name,
+        served_model_name=cfg.model_name,
+        model_dir=store.model_dir,
+        model_revision=cfg.model_revision or None,
+        replicas=cfg.replicas,
+        gpus_per_replica=cfg.gpus_per_replica,
+        cpu_request=cfg.inference_cpu,
+        cpu_limit=cfg.inference_cpu,
+        memory_request=cfg.inference_memory,
+        memory_limit=cfg.inference_memory,
+        gpu_node_selector=cfg.node_labels if cfg.gpus_per_replica else {},
+        gpu_taint_key=cfg.gpu_taint_key or "nvidia.com/gpu",
+        service_type=cfg.service_type,
+        node_port=cfg.node_port,
+        load_balancer_annotations=UCLOUD_LB_ANNOTATIONS if cfg.uses_ucloud else {},
+        node_address=node_address,
+        network_policy=cfg.network_policy,
+        allowed_cidrs=cfg.allowed_cidrs,
+        max_batch=cfg.max_batch,
+        max_model_len=cfg.max_model_len,
+        wait_for=[*store.dependencies, *drivers.daemonsets],
+    ),
+    opts=on_cluster,
+)
+
+pulumi.export("endpoint", inference.endpoint)
+pulumi.export("clusterEndpoint", inference.cluster_endpoint)
+pulumi.export("apiKey", inference.api_key)
+pulumi.export("modelPath", store.model_dir or "bundled in the image")
+pulumi.export("namespace", namespace.metadata["name"])

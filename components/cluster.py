@@ -80,6 +80,7 @@ class GpuCluster(pulumi.ComponentResource):
     cluster_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     node_ids: pulumi.Output[list[str]]
+    node_ips: pulumi.Output[list[str]]
     provider: k8s.Provider
 
     def __init__(
@@ -179,6 +180,9 @@ class GpuCluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig)
         self.node_ids = pulumi.Output.all(*[g.node_ids for g in node_groups]).apply(
             lambda groups: [node for group in groups for node in group]
+        )
+        self.node_ips = pulumi.Output.all(*[g.private_ips for g in node_groups]).apply(
+            lambda groups: [ip for group in groups for ip in group]
         )
         self.register_outputs(
             {

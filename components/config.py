@@ -298,6 +298,10 @@ class StackConfig(BaseModel):
         return self.gpu_node_taints[0].split(":")[0].split("=")[0] if self.gpu_node_taints else None
 
     @property
+    def revision_is_commit(self) -> bool:
+        return bool(_SHA.match(self.model_revision))
+
+    @property
     def uses_ucloud(self) -> bool:
         return self.platform == "ucloud"
 

@@ -75,7 +75,7 @@ class RecordedResource:
         if "name" not in metadata and "generateName" not in metadata:
             # pulumi-kubernetes auto-names such objects "<resource name>-<random suffix>" at apply
             # time; a stable stand-in keeps the plan reviewable and the schema check meaningful.
-            metadata["name"] = _mock_id(self.type, self.name)
+            metadata["name"] = mock_id(self.type, self.name)
         return manifest
 
     def depends_on(self, other: RecordedResource) -> bool:
@@ -171,7 +171,8 @@ def _ints_as_ints(value: Any) -> Any:
     return value
 
 
-def _mock_id(type_token: str, name: str) -> str:
+def mock_id(type_token: str, name: str) -> str:
+    """A stable stand-in for a cloud id or an auto-generated name."""
     digest = hashlib.sha256(f"{type_token}/{name}".encode()).hexdigest()[:8]
     return f"{name}-{digest}"
 
@@ -192,12 +193,17 @@ class DeterministicMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict]:
         outputs = {k: v for k, v in args.inputs.items() if k not in _HIDDEN_INPUTS}
+        if args.custom and args.typ.startswith("kubernetes:") and "apiVersion" in outputs:
+            # pulumi-kubernetes names an unnamed object "<resource name>-<suffix>" and returns it.
+            metadata = dict(outputs.get("metadata") or {})
+            metadata.setdefault("name", mock_id(args.typ, args.name))
+            outputs["metadata"] = metadata
         factory = self._factory_for(args.typ)
         if factory is not None:
             outputs.update(factory(args))
         if not args.custom:
             return None, outputs
-        return _mock_id(args.typ, args.name), outputs
+        return mock_id(args.typ, args.name), outputs
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
         return {}, None

@@ -66,7 +66,7 @@ def render_tree(plan: Plan) -> str:
     lines: list[str] = []
 
     def walk(parent: str | None, depth: int) -> None:
-        for r in children.get(parent, []):
+        for r in sorted(children.get(parent, []), key=lambda r: (r.type, r.name)):
             flags = " [protected]" if r.protect else ""
             lines.append(f"{'  ' * depth}+ {r.type}  {r.name}{flags}")
             walk(r.urn, depth + 1)
@@ -86,7 +86,11 @@ def write_plan(plan: Plan, out_dir: Path) -> None:
         + "\n"
     )
     (out_dir / "manifests.yaml").write_text(
-        yaml.safe_dump_all(plan.manifests(), sort_keys=True, default_flow_style=False)
+        yaml.safe_dump_all(
+            sorted(plan.manifests(), key=lambda m: (m["kind"], m["metadata"]["name"])),
+            sort_keys=True,
+            default_flow_style=False,
+        )
     )
     outputs = {k: ("[secret]" if k in plan.secret_outputs else v) for k, v in plan.outputs.items()}
     (out_dir / "outputs.json").write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")

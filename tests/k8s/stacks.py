@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from components.gpu import GpuDrivers, GpuDriversArgs
 from components.inference import InferenceService, InferenceServiceArgs
 from components.model_store import ModelStore, ModelStoreArgs
-from tools.mock_runtime import Plan, _mock_id, run_program
+from tools.mock_runtime import Plan, mock_id, run_program
 
 GPU_SELECTOR = {"llm-uk8s/gpu": "true"}
 IMAGE = "uhub.service.ucloud.cn/llm-uk8s/llmserve:0.1.0"
@@ -166,7 +166,7 @@ def kubernetes_autoname(args: Any) -> dict[str, Any]:
     metadata = dict(args.inputs.get("metadata") or {})
     if "apiVersion" not in args.inputs or metadata.get("name"):
         return {}
-    metadata["name"] = _mock_id(args.typ, args.name)
+    metadata["name"] = mock_id(args.typ, args.name)
     return {"metadata": metadata}
 
 

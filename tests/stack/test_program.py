@@ -84,7 +84,12 @@ def test_secrets_stay_secret(dev: Plan) -> None:
     assert all("password" in n.secret_inputs for n in dev.by_type(UCLOUD + "Uk8sNode"))
     assert "kubeconfig" in dev.secret_outputs
     assert "kubeconfig" in dev.one("pulumi:providers:kubernetes").secret_inputs
-    password = dev.one("random:index/randomPassword:RandomPassword").outputs
+    (password_resource,) = [
+        r
+        for r in dev.by_type("random:index/randomPassword:RandomPassword")
+        if r.name == "gpu-host-password"
+    ]
+    password = password_resource.outputs
     assert password["result"] == "[secret]"
     masked = json.dumps([r.inputs for r in dev.resources]) + json.dumps(
         {k: v for k, v in dev.outputs.items() if k not in dev.secret_outputs}
