@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 from pulumi.dynamic import Resource
+from pulumi.runtime.stack import wait_for_rpcs
 
 from components.ucloud import (
     Subnet,
@@ -45,7 +46,11 @@ def mocks() -> Iterator[Recorder]:
     recorder = Recorder()
     pulumi.runtime.set_mocks(recorder, preview=False)
     yield recorder
-    # Not closed: pulumi keeps module-level futures bound to the loop they were made on.
+    # Drain what the test left running: Pulumi tracks every Output globally, and a later
+    # program run under mocks waits for all of them.
+    loop.run_until_complete(wait_for_rpcs())
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def build_all() -> dict[str, Any]:
@@ -100,7 +105,7 @@ def test_type_tokens_and_inputs_under_mocks(mocks: Recorder) -> None:
 
 
 def test_secret_outputs_are_requested_and_user_options_kept(
-    monkeypatch: pytest.MonkeyPatch,
+    mocks: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: dict[str, tuple[dict, pulumi.ResourceOptions]] = {}
 
