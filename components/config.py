@@ -17,6 +17,9 @@ from typing import Annotated, Any, Literal
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from components.ucloud.uk8s_node import GROUP_LABEL
+from components.ucloud.uk8s_node import MAX_LABELS as UK8S_MAX_LABELS
+
 PROJECT = "llm-uk8s"
 
 # GPU models UCloud documents for its G machine family (UHost "GpuType").
@@ -43,7 +46,8 @@ MACHINE_TYPES = ("N", "C", "G", "O", "OS", "OM", "OPRO", "OMAX", "O.BM")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # Minor versions kubernetes-validate ships schemas for that UK8S also offers (1.26 and later).
 K8S_MINORS = range(26, 35)
-MAX_NODE_LABELS = 5
+# UK8S takes five label pairs per node; the node provider spends one on its group marker.
+MAX_NODE_LABELS = UK8S_MAX_LABELS - 1
 PRIVATE_RANGES = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
@@ -177,7 +181,10 @@ class StackConfig(BaseModel):
     @classmethod
     def _labels(cls, values: list[str]) -> list[str]:
         if len(values) > MAX_NODE_LABELS:
-            raise ValueError(f"has {len(values)} labels; UK8S allows at most {MAX_NODE_LABELS}")
+            raise ValueError(
+                f"has {len(values)} labels; at most {MAX_NODE_LABELS} (UK8S takes "
+                f"{UK8S_MAX_LABELS}, one is {GROUP_LABEL})"
+            )
         for key, value in _split_pairs(values, "gpuNodeLabels"):
             if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
                 raise ValueError(

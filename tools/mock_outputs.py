@@ -42,7 +42,7 @@ def factories(config: Mapping[str, str], project: str = "llm-uk8s") -> dict[str,
         return {
             "status": "RUNNING",
             "api_server": f"https://{api}:6443",
-            "external_api_server": "https://203.0.113.10:6443",
+            "external_api_server_address": "https://203.0.113.10:6443",
             "kubeconfig": FAKE_KUBECONFIG.format(api="203.0.113.10", name=name),
             "internal_kubeconfig": FAKE_KUBECONFIG.format(api=api, name=name),
         }

@@ -49,7 +49,7 @@ def test_stacks_differ_where_the_environments_should() -> None:
         ({"subnetCidr": "10.61.0.0/24"}, ["llm-uk8s:subnetCidr", "inside vpcCidr 10.60.0.0/16"]),
         ({"vpcCidr": "8.8.0.0/16"}, ["llm-uk8s:vpcCidr = '8.8.0.0/16'", "10.0.0.0/8"]),
         ({"gpuType": "H100X"}, ["llm-uk8s:gpuType = 'H100X'", "'T4'", "'A800'"]),
-        ({"gpuNodeLabels": [f"k{i}=v" for i in range(6)]}, ["llm-uk8s:gpuNodeLabels", "at most 5"]),
+        ({"gpuNodeLabels": [f"k{i}=v" for i in range(5)]}, ["llm-uk8s:gpuNodeLabels", "at most 4"]),
         ({"gpuNodeLabels": ["no-equals-sign"]}, ["llm-uk8s:gpuNodeLabels", "key=value"]),
         ({"gpuNodeTaints": ["k=v:Sometimes"]}, ["llm-uk8s:gpuNodeTaints", "NoSchedule"]),
         ({"gpusPerNode": 3}, ["llm-uk8s:gpusPerNode = 3", "1, 2, 4 or 8"]),
