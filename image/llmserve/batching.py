@@ -176,7 +176,9 @@ class ContinuousBatchingEngine:
                             self._decode()
                     except Exception as err:  # one bad step must not kill the server
                         log.exception("generation step failed; failing the running batch")
-                        self._fail_running(f"generation failed: {type(err).__name__}: {err}")
+                        stranded = [s for s in admitted if s not in self._running]
+                        self._fail_running(f"generation failed: {type(err).__name__}: {err}",
+                                           stranded)
         finally:
             with self._wake:
                 leftovers = list(self._pending) + self._running
@@ -212,9 +214,10 @@ class ContinuousBatchingEngine:
                 self._outbox.append((seq, Delta("", seq.generated, finish_reason="cancelled")))
         self._retire_finished()
 
-    def _fail_running(self, message: str) -> None:
+    def _fail_running(self, message: str, stranded: list[_Sequence]) -> None:
+        """Ends every running request, and admitted ones not yet in the batch, with an error."""
         self._outbox = []
-        for seq in self._running:
+        for seq in self._running + stranded:
             seq.emit(Delta("", seq.generated, finish_reason="error", error=message))
         self._running = []
         self._batch = BatchCache()

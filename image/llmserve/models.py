@@ -138,17 +138,29 @@ def _check_hf_directory(path: Path) -> None:
         )
 
 
+def load_tokenizer(source: str) -> Any:
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return load_gguf_tokenizer(path)
+    if path.is_dir():
+        return AutoTokenizer.from_pretrained(path)
+    raise ModelLoadError(f"LLMSERVE_TOKENIZER={source!r} is neither a directory nor a .gguf "
+                         "file; allowed: a Hugging Face tokenizer directory or a .gguf file")
+
+
 def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: str = "auto",
-               name: str | None = None) -> LoadedModel:
+               name: str | None = None, tokenizer_source: str | None = None) -> LoadedModel:
     device = pick_device(device_setting)
     dtype = pick_dtype(dtype_setting, device)
+    override = load_tokenizer(tokenizer_source) if tokenizer_source else None
     if spec is not None and spec.startswith("random:"):
         preset = spec.removeprefix("random:")
         try:
             model = build_random_model(preset, device, dtype)
         except ValueError as err:
             raise ModelLoadError(str(err)) from None
-        tokenizer = load_gguf_tokenizer(bundled_smollm2_gguf())
+        tokenizer = override if override is not None else load_gguf_tokenizer(
+            bundled_smollm2_gguf())
         return _finish(model, tokenizer, name or f"random-{preset}", device, dtype)
 
     path = Path(spec) if spec is not None else bundled_smollm2_gguf()
@@ -159,14 +171,14 @@ def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: st
         if path.suffix.lower() != ".gguf":
             raise ModelLoadError(f"LLMSERVE_MODEL={spec!r} is a file but not .gguf; allowed: a "
                                  "Hugging Face model directory, a .gguf file, random:<preset>")
-        tokenizer = load_gguf_tokenizer(path)
+        tokenizer = override if override is not None else load_gguf_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(
             path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa")
         default_name = path.stem
     else:
         _check_hf_directory(path)
         AutoConfig.from_pretrained(path)  # fail early with transformers' own message
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = override if override is not None else AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
         default_name = path.name
     return _finish(model.to(device).eval(), tokenizer, name or default_name, device, dtype)

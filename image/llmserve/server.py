@@ -24,7 +24,8 @@ log = logging.getLogger("llmserve.server")
 
 
 def build_backend(settings: Settings) -> Backend:
-    loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_name)
+    loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_name,
+                        settings.tokenizer)
     max_model_len = settings.max_model_len or loaded.max_model_len
     engine = ContinuousBatchingEngine(
         loaded.model, loaded.tokenizer, max_model_len=max_model_len,

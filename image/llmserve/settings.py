@@ -23,6 +23,7 @@ class SettingsError(ValueError):
 class Settings:
     model: str | None  # HF directory, .gguf file, random:<preset>; None = bundled SmolLM2
     model_name: str | None  # id shown in /v1/models; None = derived from the model path
+    tokenizer: str | None = None  # HF directory or .gguf; None = the model's own
     host: str = "127.0.0.1"
     port: int = 7861
     api_key: str | None = None
@@ -88,6 +89,9 @@ _FIELDS = [
      "HF model directory, .gguf file or random:<preset> (default: bundled SmolLM2-135M GGUF)"),
     ("--model-name", "LLMSERVE_MODEL_NAME", "model_name", _text,
      "model id served in /v1/models (default: derived from the model path)"),
+    ("--tokenizer", "LLMSERVE_TOKENIZER", "tokenizer", _text,
+     "tokenizer source (HF directory or .gguf) instead of the model's own; random presets "
+     "default to the bundled SmolLM2 tokenizer"),
     ("--host", "LLMSERVE_HOST", "host", _text, "address to listen on (default 127.0.0.1)"),
     ("--port", "LLMSERVE_PORT", "port", _int_in(1, 65535), "port to listen on (default 7861)"),
     ("--max-batch", "LLMSERVE_MAX_BATCH", "max_batch", _int_in(1, 4096),
@@ -157,6 +161,7 @@ def load_settings(args: argparse.Namespace | None = None,
     return Settings(
         model=values.pop("model", None),  # type: ignore[arg-type]
         model_name=values.pop("model_name", None),  # type: ignore[arg-type]
+        tokenizer=values.pop("tokenizer", None),  # type: ignore[arg-type]
         api_key=_read_api_key(env, key_file_flag),
         **values,  # type: ignore[arg-type]
     )

@@ -152,3 +152,18 @@ def test_seeded_sampling_does_not_depend_on_the_batch() -> None:
                                [None, None, None, torch.Generator().manual_seed(99)],
                                [False] * 4, [])
     assert batched[3] == alone[0]
+
+
+def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_recovers(
+        tiny: LoadedModel, engine_factory: list[ContinuousBatchingEngine]) -> None:
+    engine = make_engine(tiny, [])
+    engine_factory.append(engine)
+    vocab = tiny.model.config.vocab_size
+
+    async def scenario() -> tuple[list[Delta], list[Delta]]:
+        broken = [d async for d in engine.submit([1, vocab + 5], GREEDY)]  # bad embedding index
+        return broken, await run(engine, GREEDY)
+
+    broken, after = asyncio.run(asyncio.wait_for(scenario(), timeout=120))
+    assert broken[-1].finish_reason == "error" and "generation failed" in (broken[-1].error or "")
+    assert (after[-1].finish_reason, after[-1].completion_tokens) == ("length", 8)
