@@ -143,17 +143,20 @@ class ContinuousBatchingEngine:
                          generator=generator)
 
     def _warm_up(self) -> None:
-        """One short request through the real prefill and decode path, before /ready says yes:
-        the first real request must not pay for lazy CUDA init or kernel selection."""
+        """Two short requests of different lengths through the real prefill (with padding) and
+        decode path before /ready says yes: on a GPU the first shapes pay for lazy CUDA init and
+        kernel selection, and a real user's first request must not."""
         sink: list[Delta] = []
-        seq = self._new_sequence("warmup", [self.pad_token_id] * 4,
-                                 SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True),
-                                 sink.append)
+        params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+        lengths = [max(2, min(128, self.max_model_len // 4)), 2]
+        seqs = [self._new_sequence(f"warmup-{n}", [self.pad_token_id] * n, params, sink.append)
+                for n in lengths]
         with torch.inference_mode():
-            self._prefill([seq])
+            self._prefill(seqs)
             while self._running:
                 self._decode()
-        if not sink or sink[-1].finish_reason != "length":
+        finished = [d.finish_reason for d in sink if d.finish_reason is not None]
+        if finished != ["length", "length"]:
             raise RuntimeError(f"warm-up generation did not finish as expected: {sink!r}")
 
     def _run(self) -> None:
