@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -34,6 +34,7 @@ class RunningServer:
     url: str
     log_path: Path
     api_key: str | None = None
+    startup: list[tuple[int, int, str]] = field(default_factory=list)  # (/health, /ready, status)
 
     def client(self, **kwargs: object) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.api_key or "unused",
@@ -89,7 +90,11 @@ def start_server(tmp_path: Path, model: str | None, api_key: str | None = None,
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/ready", timeout=5).status_code == 200:
+            ready = httpx.get(f"{server.url}/ready", timeout=5)
+            health = httpx.get(f"{server.url}/health", timeout=5)
+            server.startup.append((health.status_code, ready.status_code,
+                                   ready.json().get("status", "")))
+            if ready.status_code == 200:
                 return server
         except httpx.TransportError:
             pass

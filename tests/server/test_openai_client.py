@@ -145,6 +145,9 @@ def test_health_ready_and_metrics_need_no_key(guarded_server: RunningServer) -> 
 
 
 def test_bundled_smollm2_answers_a_real_question(smollm2_server: RunningServer) -> None:
+    # Loading the GGUF takes seconds: meanwhile the process is alive but not ready.
+    assert (200, 503, "loading") in smollm2_server.startup
+    assert smollm2_server.startup[-1] == (200, 200, "ready")
     client = smollm2_server.client()
     assert [m.id for m in client.models.list().data] == ["SmolLM2-135M-Instruct.Q4_1"]
     reply = client.chat.completions.create(
@@ -152,3 +155,24 @@ def test_bundled_smollm2_answers_a_real_question(smollm2_server: RunningServer) 
         messages=[{"role": "user", "content": "What is the capital of France?"}])
     assert "Paris" in (reply.choices[0].message.content or "")
     assert reply.choices[0].finish_reason == "stop"  # a real model ends its answer itself
+
+
+def test_metrics_count_requests_tokens_and_latency(tiny_server: RunningServer) -> None:
+    import httpx
+
+    client = tiny_server.client()
+    client.completions.create(model="random-tiny", prompt="count me", max_tokens=5)
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="random-tiny", prompt="count me", max_tokens=0)
+    text = httpx.get(tiny_server.url + "/metrics").text
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples['llmserve_requests_total{route="/v1/completions",status="200"}'] >= 1
+    assert samples['llmserve_requests_total{route="/v1/completions",status="400"}'] >= 1
+    assert samples["llmserve_generation_tokens_total"] >= 5
+    assert samples["llmserve_prompt_tokens_total"] >= 2
+    assert samples["llmserve_time_to_first_token_seconds_count"] >= 1
+    assert samples["llmserve_time_per_output_token_seconds_count"] >= 1
+    for gauge in ("llmserve_queue_depth", "llmserve_running_batch_size",
+                  "llmserve_cache_usage_ratio"):
+        assert gauge in samples
