@@ -20,6 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from llmserve.chatglm import ChatGLMCheckpointError, is_chatglm_checkpoint, load_chatglm
+from llmserve.chatglm_tokenizer import ChatGLMTokenizerError, load_chatglm2_tokenizer
 from llmserve.presets import build_random_model
 
 log = logging.getLogger("llmserve.models")
@@ -169,17 +170,12 @@ def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: st
             path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa")
         default_name = path.stem
     elif is_chatglm_checkpoint(path):
-        if override is None:
-            raise ModelLoadError(
-                f"LLMSERVE_MODEL={spec!r} is a ChatGLM2/3 checkpoint: its weights load natively "
-                "but its tokenizer is remote code (tokenization_chatglm.py, needs sentencepiece), "
-                "which this server does not run; allowed: set LLMSERVE_TOKENIZER to a Hugging "
-                "Face fast-tokenizer directory for the same vocabulary")
         try:
+            tokenizer = override if override is not None else load_chatglm2_tokenizer(path)
             model = load_chatglm(path, device, dtype)
-        except ChatGLMCheckpointError as err:
+        except (ChatGLMCheckpointError, ChatGLMTokenizerError) as err:
             raise ModelLoadError(f"LLMSERVE_MODEL={spec!r}: {err}") from None
-        return _finish(model, override, name or path.name, device, dtype)
+        return _finish(model, tokenizer, name or path.name, device, dtype)
     else:
         _check_hf_directory(path)
         AutoConfig.from_pretrained(path)  # fail early with transformers' own message

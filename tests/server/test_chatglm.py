@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from llmserve.chatglm import ChatGLMCheckpointError, glm_config_from_chatglm, load_chatglm
+from llmserve.chatglm_tokenizer import ChatGLM2Tokenizer, chatglm2_prompt
 from safetensors.torch import save_file
+from sentencepiece import SentencePieceProcessor, SentencePieceTrainer
+
+from tests.server.conftest import start_server
 
 CONFIG = {
     "model_type": "chatglm", "architectures": ["ChatGLMModel"], "padded_vocab_size": 96,
@@ -23,17 +27,17 @@ CONFIG = {
 }
 
 
-def chatglm_weights(seed: int = 0) -> dict[str, torch.Tensor]:
+def chatglm_weights(seed: int = 0, vocab: int = 96) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     h, ffn, heads, groups, hn = 64, 80, 4, 2, 16
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g) * 0.2
 
-    weights = {"transformer.embedding.word_embeddings.weight": rand(96, h),
+    weights = {"transformer.embedding.word_embeddings.weight": rand(vocab, h),
                "transformer.rotary_pos_emb.inv_freq": torch.ones(hn // 4),
                "transformer.encoder.final_layernorm.weight": 1 + rand(h),
-               "transformer.output_layer.weight": rand(96, h)}
+               "transformer.output_layer.weight": rand(vocab, h)}
     qkv = heads * hn + 2 * groups * hn
     for i in range(2):
         p = f"transformer.encoder.layers.{i}."
@@ -168,3 +172,55 @@ def test_pytorch_bin_shards_load_too(tmp_path: Path) -> None:
     with torch.no_grad():
         ours = model(input_ids=ids[None]).logits[0]
     torch.testing.assert_close(ours, chatglm_reference_logits(weights, ids), rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- the tokenizer
+def train_sentencepiece(path: Path) -> SentencePieceProcessor:
+    """A small BPE SentencePiece model with byte fallback, like ChatGLM2's tokenizer.model."""
+    corpus = ["你好 世界 今天天气很好", "Hello world, how are you today?",
+              "北京是中国的首都", "什么是机器学习? 机器学习是人工智能的一个分支",
+              "The quick brown fox jumps over the lazy dog."] * 40
+    with path.open("wb") as model:
+        SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=model,
+                                   vocab_size=400, model_type="bpe", character_coverage=1.0,
+                                   byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                                   minloglevel=2)
+    return SentencePieceProcessor(model_file=str(path))
+
+
+def test_chatglm2_prompt_is_build_prompt_over_messages() -> None:
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好!"},
+                {"role": "user", "content": "1+1?"}]
+    assert chatglm2_prompt(messages) == (
+        "[Round 1]\n\n\u95ee\uff1aBe brief.\n你好\n\n\u7b54\uff1a你好!\n\n"
+        "[Round 2]\n\n\u95ee\uff1a1+1?\n\n\u7b54\uff1a")
+
+
+def test_tokenizer_prefixes_gmask_sop_and_puts_specials_after_the_vocabulary(
+        tmp_path: Path) -> None:
+    sp = train_sentencepiece(tmp_path / "tokenizer.model")
+    tokenizer = ChatGLM2Tokenizer(tmp_path / "tokenizer.model")
+    assert len(tokenizer) == 405 and tokenizer.special_ids["[gMASK]"] == 401
+    assert tokenizer.special_ids["sop"] == 403 and tokenizer.eos_token_id == 2
+    text = "你好 world"
+    assert tokenizer.encode(text) == [401, 403, *sp.encode(text)]
+    assert tokenizer.decode([401, 403, *sp.encode(text), 2]) == sp.decode(sp.encode(text))
+
+
+def test_a_chatglm2_checkpoint_serves_chat_end_to_end(tmp_path: Path) -> None:
+    checkpoint = write_checkpoint(tmp_path / "chatglm2-tiny", {**CONFIG, "padded_vocab_size": 512},
+                                  chatglm_weights(vocab=512))
+    sp = train_sentencepiece(checkpoint / "tokenizer.model")
+    server = start_server(tmp_path, str(checkpoint))
+    try:
+        messages = [{"role": "user", "content": "你好"}]
+        reply = server.client().chat.completions.create(
+            model="chatglm2-tiny", messages=messages, max_tokens=5,  # type: ignore[arg-type]
+            temperature=0, extra_body={"ignore_eos": True})
+    finally:
+        server.stop()
+    expected_prompt = [401, 403, *sp.encode(chatglm2_prompt(messages))]
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == len(expected_prompt)
+    assert reply.usage.completion_tokens == 5
