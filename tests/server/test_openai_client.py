@@ -7,7 +7,7 @@ import re
 import openai
 import pytest
 
-from tests.server.conftest import RunningServer
+from tests.server.conftest import IMAGE_DIR, RunningServer
 
 HELLO = [{"role": "user", "content": "Write one sentence about the sea."}]
 
@@ -176,3 +176,13 @@ def test_metrics_count_requests_tokens_and_latency(tiny_server: RunningServer) -
     for gauge in ("llmserve_queue_depth", "llmserve_running_batch_size",
                   "llmserve_cache_usage_ratio"):
         assert gauge in samples
+
+
+def test_chat_page_and_its_static_files_are_served(tiny_server: RunningServer) -> None:
+    import httpx
+
+    page = httpx.get(tiny_server.url + "/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    static = sorted(p.name for p in (IMAGE_DIR / "llmserve" / "static").iterdir())
+    for name in static:
+        assert httpx.get(f"{tiny_server.url}/static/{name}").status_code == 200, name

@@ -72,3 +72,10 @@ def test_cli_unknown_model_preset_exits_1_with_the_allowed_ones() -> None:
                      "--device", "cpu")
     assert result.returncode == 1
     assert "random:huge" in result.stderr and "random:tiny" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["fetch", "bench"])
+def test_fetch_and_bench_dispatch_to_their_modules(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"llmserve {command}" in result.stdout or "usage" in result.stdout.lower()
