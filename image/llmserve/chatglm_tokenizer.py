@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sentencepiece import SentencePieceProcessor
-
 SPECIAL_TOKENS = ("[MASK]", "[gMASK]", "[sMASK]", "sop", "eop")
 QUESTION = "\u95ee\uff1a"  # "question" + FULLWIDTH COLON, exactly as ChatGLM2 was trained
 ANSWER = "\u7b54\uff1a"  # "answer" + FULLWIDTH COLON
@@ -56,6 +54,9 @@ class ChatGLM2Tokenizer:
     chat_template = "chatglm2 [Round N] format (built in)"
 
     def __init__(self, model_file: Path) -> None:
+        # Imported here: only ChatGLM2 checkpoints need sentencepiece.
+        from sentencepiece import SentencePieceProcessor
+
         self._sp = SentencePieceProcessor(model_file=str(model_file))
         base = self._sp.vocab_size()
         self.special_ids = {token: base + i for i, token in enumerate(SPECIAL_TOKENS)}
