@@ -42,7 +42,7 @@ from llmserve.sampling import pick_next_tokens
 log = logging.getLogger("llmserve.engine")
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two requests are never 'equal'
 class _Sequence:
     request_id: str
     prompt_ids: list[int]
