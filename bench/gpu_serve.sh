@@ -4,6 +4,7 @@
 #   2. starts `llmserve serve` with the ChatGLM2-6B-shaped random model in bf16 on 127.0.0.1,
 #   3. runs `llmserve bench` at concurrency 1, 16, 64, 256 (128-token prompts, 256 output tokens,
 #      ignore_eos so random weights still produce full-length replies),
+#   3b. runs concurrency 1 again with CUDA graphs off (LLMSERVE_CUDA_GRAPHS=off), side by side,
 #   4. stops the server and runs the transformers anchors (a run-time copy of
 #      ../shared/bench/anchors_gpu.py, carried, never committed) on the same machine,
 #   5. writes everything under $OUT: gpu_serve.log, server.log, bench_c<N>.json, anchors.json and
@@ -81,15 +82,16 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 "$PY" -c "import sys, torch, transformers, fastapi; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'fastapi', fastapi.__version__, 'cuda', torch.cuda.is_available())"
 
 # --- 2. server --------------------------------------------------------------------------------
-say "starting llmserve: model=$MODEL device=$DEVICE dtype=$DTYPE"
-env -u LLMSERVE_API_KEY -u LLMSERVE_API_KEY_FILE \
-  LLMSERVE_DEVICE="$DEVICE" LLMSERVE_DTYPE="$DTYPE" \
-  LLMSERVE_MAX_BATCH="${BENCH_MAX_BATCH:-256}" LLMSERVE_MAX_QUEUE="${BENCH_MAX_QUEUE:-1024}" \
-  LLMSERVE_LOG_LEVEL="${BENCH_SERVER_LOG_LEVEL:-warning}" \
-  "$PY" -m llmserve serve --model "$MODEL" --host 127.0.0.1 --port "$PORT" >"$OUT/server.log" 2>&1 &
-SERVER_PID=$!
+start_server() {  # extra VAR=value settings for this server run as arguments
+  say "starting llmserve: model=$MODEL device=$DEVICE dtype=$DTYPE $*"
+  env -u LLMSERVE_API_KEY -u LLMSERVE_API_KEY_FILE \
+    LLMSERVE_DEVICE="$DEVICE" LLMSERVE_DTYPE="$DTYPE" \
+    LLMSERVE_MAX_BATCH="${BENCH_MAX_BATCH:-256}" LLMSERVE_MAX_QUEUE="${BENCH_MAX_QUEUE:-1024}" \
+    LLMSERVE_LOG_LEVEL="${BENCH_SERVER_LOG_LEVEL:-warning}" "$@" \
+    "$PY" -m llmserve serve --model "$MODEL" --host 127.0.0.1 --port "$PORT" >>"$OUT/server.log" 2>&1 &
+  SERVER_PID=$!
 
-"$PY" - "$URL" "$READY_TIMEOUT_S" "$SERVER_PID" <<'PYEOF'
+  "$PY" - "$URL" "$READY_TIMEOUT_S" "$SERVER_PID" <<'PYEOF'
 import os, sys, time, urllib.error, urllib.request
 url, timeout, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 deadline = time.monotonic() + timeout
@@ -107,6 +109,8 @@ while time.monotonic() < deadline:
     time.sleep(1)
 sys.exit(f"server not ready after {timeout:.0f}s: see server.log")
 PYEOF
+}
+start_server
 say "server ready"
 
 # --- 3. load generator ----------------------------------------------------------------------
@@ -130,6 +134,18 @@ done
 
 say "stopping the server"
 stop_server
+
+# --- 3b. the same single stream with CUDA graphs off, side by side (same machine, same call) --
+NO_GRAPHS_JSON=/tmp/llmserve-nographs-c1.json  # not under $OUT: a call brings back 8 files
+rm -f "$NO_GRAPHS_JSON"
+if [ "${BENCH_COMPARE_NO_GRAPHS:-1}" = 1 ] && (( $(left) - ANCHOR_RESERVE_S > 90 )); then
+  start_server LLMSERVE_CUDA_GRAPHS=off
+  say "concurrency 1 with CUDA graphs off"
+  timeout $(( $(left) - ANCHOR_RESERVE_S )) "$PY" -m llmserve bench --url "$URL" --num-requests 2 \
+    --concurrency 1 --prompt-tokens "$PROMPT_TOKENS" --output-tokens "$OUTPUT_TOKENS" \
+    --ignore-eos --seed 1 --max-duration 40 --json "$NO_GRAPHS_JSON" || say "no-graphs run rc=$?"
+  stop_server
+fi
 
 # --- 4. anchors on the same machine ---------------------------------------------------------
 if [ -n "$ANCHOR_PATHS" ]; then
@@ -157,6 +173,12 @@ for path in sorted(out.glob("bench_c*.json"), key=lambda p: int(p.stem[7:])):
     s = json.loads(path.read_text())
     done = f"{s['completed']}" + (f" (+{s['failed']} failed)" if s["failed"] else "")
     rows.append(f"| {s['config']['concurrency']} | {done} | {s['output_throughput_tok_s']} | "
+                f"{s['request_throughput_rps']} | {trio(s['ttft_ms'])} | {trio(s['tpot_ms'])} | "
+                f"{trio(s['itl_ms'])} | {s['mean_prompt_tokens']} |")
+no_graphs = Path("/tmp/llmserve-nographs-c1.json")
+if no_graphs.exists():
+    s = json.loads(no_graphs.read_text())
+    rows.append(f"| 1, CUDA graphs off | {s['completed']} | {s['output_throughput_tok_s']} | "
                 f"{s['request_throughput_rps']} | {trio(s['ttft_ms'])} | {trio(s['tpot_ms'])} | "
                 f"{trio(s['itl_ms'])} | {s['mean_prompt_tokens']} |")
 anchors = out / "anchors.json"

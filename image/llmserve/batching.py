@@ -9,7 +9,8 @@ We own this loop instead of using transformers' ContinuousBatchingManager becaus
 manager has one sampling mode and one seed for the whole batch and no stop strings or
 min_tokens; the OpenAI protocol needs all of those per request.
 
-Limits (see image/README.md): eager PyTorch, no CUDA graphs and no paged attention; the cache of
+Small batches (LLMSERVE_GRAPH_MAX_BATCH) decode from CUDA graphs on a GPU (graphs.py); larger
+ones run eagerly. Limits (see image/README.md): no paged attention; the cache of
 the running batch is left-padded, so a batch mixing very long and very short requests spends
 memory on padding; models with sliding-window attention are refused."""
 
@@ -36,10 +37,15 @@ from llmserve.engine import (
     RequestStream,
     SamplingParams,
 )
+from llmserve.graphs import GraphedDecoder
 from llmserve.kvcache import BatchCache
 from llmserve.sampling import pick_next_tokens
 
 log = logging.getLogger("llmserve.engine")
+
+# Longest cache a graphed step covers; longer batches decode eagerly. Bounds the fixed buffers
+# (ChatGLM2-6B: 8 rows x 4096 tokens = 0.9 GiB).
+GRAPH_MAX_LEN = 4096
 
 
 @dataclass(eq=False)  # identity: two requests are never 'equal'
@@ -69,6 +75,8 @@ class ContinuousBatchingEngine:
         max_batch: int = 32,
         max_queue: int = 256,
         max_prefill_tokens: int | None = None,
+        graph_max_batch: int = 0,
+        cuda_graphs: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -89,6 +97,11 @@ class ContinuousBatchingEngine:
         self._batch = BatchCache()
         self._cache_tokens = 0
         self._outbox: list[tuple[_Sequence, Delta]] = []
+        # Small batches decode from fixed buffers (and CUDA graphs on a GPU); 0 turns that off.
+        self._graphed = GraphedDecoder(
+            model, max_rows=graph_max_batch, max_len=min(max_model_len + 1, GRAPH_MAX_LEN),
+            pad_token_id=self.pad_token_id, use_cuda_graphs=cuda_graphs,
+        ) if graph_max_batch else None
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
@@ -250,10 +263,14 @@ class ContinuousBatchingEngine:
         seqs = self._running
         ids = torch.tensor([[s.last_token] for s in seqs], device=self.device)
         positions = torch.tensor([[s.position] for s in seqs], device=self.device)
-        mask = self._batch.extend_mask()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         cache=self._batch.cache, use_cache=True)
-        tokens = self._pick(seqs, out.logits[:, -1, :])
+        if self._graphed is not None and self._graphed.fits(len(seqs), self._batch.length + 1):
+            logits = self._graphed.decode(self._batch, ids, positions)
+        else:
+            mask = self._batch.extend_mask()
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             cache=self._batch.cache, use_cache=True)
+            logits = out.logits[:, -1, :]
+        tokens = self._pick(seqs, logits)
         for seq, token in zip(seqs, tokens, strict=True):
             seq.position += 1
             self._accept(seq, token)

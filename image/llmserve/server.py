@@ -18,7 +18,7 @@ import uvicorn
 from llmserve.app import Backend, ServerState, create_app
 from llmserve.batching import ContinuousBatchingEngine
 from llmserve.models import load_model
-from llmserve.settings import Settings
+from llmserve.settings import Settings, SettingsError
 
 log = logging.getLogger("llmserve.server")
 
@@ -27,10 +27,17 @@ def build_backend(settings: Settings) -> Backend:
     loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_name,
                         settings.tokenizer)
     max_model_len = settings.max_model_len or loaded.max_model_len
+    on_cuda = next(loaded.model.parameters()).device.type == "cuda"
+    if settings.cuda_graphs == "on" and not on_cuda:
+        raise SettingsError("LLMSERVE_CUDA_GRAPHS=on but the model runs on the CPU; "
+                            "allowed: auto or off without a GPU")
+    graphs = settings.cuda_graphs == "on" or (settings.cuda_graphs == "auto" and on_cuda)
     engine = ContinuousBatchingEngine(
         loaded.model, loaded.tokenizer, max_model_len=max_model_len,
         eos_token_ids=loaded.eos_token_ids, max_batch=settings.max_batch,
-        max_queue=settings.max_queue)
+        max_queue=settings.max_queue,
+        graph_max_batch=min(settings.graph_max_batch, settings.max_batch) if graphs else 0,
+        cuda_graphs=graphs)
     engine.start()
     vocab = int(loaded.model.get_input_embeddings().num_embeddings)
     log.info("serving %s on %s (%s), context %d tokens, batch %d, queue %d", loaded.name,

@@ -35,6 +35,8 @@ class Settings:
     drain_seconds: float = 30.0
     max_body_bytes: int = 4 * 1024 * 1024
     log_level: str = "info"
+    cuda_graphs: str = "auto"  # auto = on when the model runs on CUDA
+    graph_max_batch: int = 8  # decode steps of at most this many requests replay CUDA graphs
 
 
 # (flag, env var, Settings field, parser, help)
@@ -107,6 +109,10 @@ _FIELDS = [
      "on SIGTERM, how long in-flight requests may finish (default 30)"),
     ("--max-body-bytes", "LLMSERVE_MAX_BODY_BYTES", "max_body_bytes",
      _int_in(1024, 1024 * 1024 * 1024), "largest accepted request body (default 4 MiB)"),
+    ("--cuda-graphs", "LLMSERVE_CUDA_GRAPHS", "cuda_graphs", _choice(("auto", "on", "off")),
+     "replay decode steps of small batches from CUDA graphs: auto|on|off (default auto: on CUDA)"),
+    ("--graph-max-batch", "LLMSERVE_GRAPH_MAX_BATCH", "graph_max_batch", _int_in(1, 256),
+     "largest batch decoded from CUDA graphs; larger ones run eagerly (default 8)"),
     ("--log-level", "LLMSERVE_LOG_LEVEL", "log_level",
      _choice(("critical", "error", "warning", "info", "debug")),
      "uvicorn log level (default info)"),
