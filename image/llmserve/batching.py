@@ -9,10 +9,12 @@ We own this loop instead of using transformers' ContinuousBatchingManager becaus
 manager has one sampling mode and one seed for the whole batch and no stop strings or
 min_tokens; the OpenAI protocol needs all of those per request.
 
-Small batches (LLMSERVE_GRAPH_MAX_BATCH) decode from CUDA graphs on a GPU (graphs.py); larger
-ones run eagerly. Limits (see image/README.md): no paged attention; the cache of
-the running batch is left-padded, so a batch mixing very long and very short requests spends
-memory on padding; models with sliding-window attention are refused."""
+On a GPU, decode steps replay CUDA graphs (graphs.py) for batches of up to
+LLMSERVE_GRAPH_MAX_BATCH rows whose cache buffers fit in memory; larger ones run eagerly.
+
+Limits (see image/README.md): no paged attention; the cache of the running batch is left-padded,
+so a batch mixing very long and very short requests spends memory on padding; models with
+sliding-window attention are refused."""
 
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from llmserve.sampling import pick_next_tokens
 log = logging.getLogger("llmserve.engine")
 
 # Longest cache a graphed step covers; longer batches decode eagerly. Bounds the fixed buffers
-# (ChatGLM2-6B: 8 rows x 4096 tokens = 0.9 GiB).
+# (ChatGLM2-6B: 112 MiB per row at 4096 tokens).
 GRAPH_MAX_LEN = 4096
 
 
@@ -97,7 +99,8 @@ class ContinuousBatchingEngine:
         self._batch = BatchCache()
         self._cache_tokens = 0
         self._outbox: list[tuple[_Sequence, Delta]] = []
-        # Small batches decode from fixed buffers (and CUDA graphs on a GPU); 0 turns that off.
+        # Batches of up to graph_max_batch rows decode from fixed buffers (and CUDA graphs on a
+        # GPU); 0 turns that off.
         self._graphed = GraphedDecoder(
             model, max_rows=graph_max_batch, max_len=min(max_model_len + 1, GRAPH_MAX_LEN),
             pad_token_id=self.pad_token_id, use_cuda_graphs=cuda_graphs,

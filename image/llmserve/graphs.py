@@ -1,11 +1,11 @@
-"""Decode steps of small batches replayed from captured CUDA graphs.
+"""Decode steps replayed from captured CUDA graphs.
 
 Why: at batch 1 a 6B model's decode step is hundreds of small kernel launches; eager PyTorch spends
 ~28 ms launching what the GPU reads in ~3 ms (12 GB of weights at 4.8 TB/s). A captured graph
 replays the whole step with one launch. Graphs need fixed shapes and fixed addresses, so the
-running batch's keys/values live here in fixed buffers [rows, kv heads, max_len, head dim] while
-the batch is small, and each step runs the graph for (rows rounded up to a power of two, length
-rounded up to a power of two). Larger batches are GPU-bound already and stay eager.
+running batch's keys/values live here in fixed buffers [rows, kv heads, max_len, head dim], and
+each step runs the graph for (rows rounded up to a power of two, length rounded up to a power
+of two). Batches with more rows than the buffers hold stay eager.
 
 The batch keeps its layout (kvcache.BatchCache: rows left-padded to one length): its layers are
 made views of these buffers, so a step writes one column in place and no copy is needed; after a
@@ -24,6 +24,7 @@ from llmserve.kvcache import BatchCache
 log = logging.getLogger("llmserve.graphs")
 
 MIN_LENGTH_BUCKET = 128
+MEMORY_FRACTION = 0.4  # of the GPU memory free after loading the model
 
 
 def _bucket(n: int, floor: int, cap: int) -> int:
@@ -31,6 +32,28 @@ def _bucket(n: int, floor: int, cap: int) -> int:
     while size < n:
         size *= 2
     return min(size, cap)
+
+
+def _rows_that_fit(model: Any, max_len: int) -> int:
+    """Rows whose fixed buffers take at most MEMORY_FRACTION of the GPU memory still free.
+
+    Why: the buffers are allocated whole, up front; on a small GPU (a T4 holding a 6B model)
+    fewer rows get graphs and larger batches simply run eagerly."""
+    config = getattr(model, "config", None)
+    device = next(model.parameters()).device
+    if config is None or device.type != "cuda":
+        return 1 << 30
+    text = getattr(config, "text_config", None) or config
+    layers = int(getattr(text, "num_hidden_layers", 0) or 0)
+    heads = int(getattr(text, "num_attention_heads", 0) or 0)
+    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(text, "head_dim", None) or (text.hidden_size // max(heads, 1)))
+    dtype_bytes = torch.finfo(next(model.parameters()).dtype).bits // 8
+    per_row = 2 * layers * kv_heads * head_dim * max_len * dtype_bytes
+    if per_row <= 0:
+        return 0
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free * MEMORY_FRACTION // per_row)
 
 
 class _FixedCache:
@@ -54,8 +77,8 @@ class GraphedDecoder:
     def __init__(self, model: Any, *, max_rows: int, max_len: int, pad_token_id: int,
                  use_cuda_graphs: bool) -> None:
         self.model = model
-        self.max_rows = max_rows
         self.max_len = max_len
+        self.max_rows = min(max_rows, _rows_that_fit(model, max_len))
         self.pad_token_id = pad_token_id
         self.use_cuda_graphs = use_cuda_graphs
         self.device = next(model.parameters()).device
@@ -65,7 +88,7 @@ class GraphedDecoder:
         self._pool: Any = None
         self.captures = 0
         self.replays = 0
-        rows = _bucket(max_rows, 1, max_rows)
+        rows = max(self.max_rows, 1)
         self._ids = torch.full((rows, 1), pad_token_id, dtype=torch.long, device=self.device)
         self._positions = torch.zeros((rows, 1), dtype=torch.long, device=self.device)
         self._column = torch.zeros((1,), dtype=torch.long, device=self.device)

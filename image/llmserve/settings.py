@@ -36,7 +36,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     log_level: str = "info"
     cuda_graphs: str = "auto"  # auto = on when the model runs on CUDA
-    graph_max_batch: int = 8  # decode steps of at most this many requests replay CUDA graphs
+    graph_max_batch: int = 256  # most rows a graphed step covers (also capped by memory)
 
 
 # (flag, env var, Settings field, parser, help)
@@ -112,7 +112,8 @@ _FIELDS = [
     ("--cuda-graphs", "LLMSERVE_CUDA_GRAPHS", "cuda_graphs", _choice(("auto", "on", "off")),
      "replay decode steps of small batches from CUDA graphs: auto|on|off (default auto: on CUDA)"),
     ("--graph-max-batch", "LLMSERVE_GRAPH_MAX_BATCH", "graph_max_batch", _int_in(1, 256),
-     "largest batch decoded from CUDA graphs; larger ones run eagerly (default 8)"),
+     "largest batch decoded from CUDA graphs (also capped by LLMSERVE_MAX_BATCH and by GPU "
+     "memory); larger ones run eagerly (default 256)"),
     ("--log-level", "LLMSERVE_LOG_LEVEL", "log_level",
      _choice(("critical", "error", "warning", "info", "debug")),
      "uvicorn log level (default info)"),
