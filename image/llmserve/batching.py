@@ -79,6 +79,7 @@ class ContinuousBatchingEngine:
         max_prefill_tokens: int | None = None,
         graph_max_batch: int = 0,
         cuda_graphs: bool = False,
+        compile_step: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -104,6 +105,7 @@ class ContinuousBatchingEngine:
         self._graphed = GraphedDecoder(
             model, max_rows=graph_max_batch, max_len=min(max_model_len + 1, GRAPH_MAX_LEN),
             pad_token_id=self.pad_token_id, use_cuda_graphs=cuda_graphs,
+            compile_step=compile_step,
         ) if graph_max_batch else None
 
     # ------------------------------------------------------------------ public interface
@@ -169,6 +171,8 @@ class ContinuousBatchingEngine:
                 for n in lengths]
         with torch.inference_mode():
             self._prefill(seqs)
+            if self._graphed is not None and self._graphed.use_cuda_graphs:
+                self._graphed.precapture(self._batch)
             while self._running:
                 self._decode()
         finished = [d.finish_reason for d in sink if d.finish_reason is not None]

@@ -75,8 +75,11 @@ class GraphedDecoder:
     """Runs the decode step for batches of up to `max_rows` rows from fixed buffers."""
 
     def __init__(self, model: Any, *, max_rows: int, max_len: int, pad_token_id: int,
-                 use_cuda_graphs: bool) -> None:
+                 use_cuda_graphs: bool, compile_step: bool = False) -> None:
         self.model = model
+        # torch.compile fuses the step's many small element-wise kernels (norms, rotary, SiLU)
+        # before capture; dynamic shapes, so one compilation serves every (rows, length) bucket.
+        self._step_model = torch.compile(model, dynamic=True) if compile_step else model
         self.max_len = max_len
         self.max_rows = min(max_rows, _rows_that_fit(model, max_len))
         self.pad_token_id = pad_token_id
@@ -124,6 +127,32 @@ class GraphedDecoder:
             layer.values = self._values[i][:rows, :, : length + 1]
         return logits
 
+    def precapture(self, batch: BatchCache) -> None:
+        """Capture every (rows, length) bucket before serving, so no request waits for a capture
+        (or a compilation). Uses `batch` (the engine's warm-up rows) for the buffers' shapes and
+        leaves the buffers' rows as scratch: call it only while nothing is being served."""
+        assert batch.cache is not None
+        if not self._keys:
+            self._allocate(batch.cache.layers)
+        lengths = []
+        size = MIN_LENGTH_BUCKET
+        while True:
+            lengths.append(min(size, self.max_len))
+            if size >= self.max_len:
+                break
+            size *= 2
+        rows_buckets = sorted({_bucket(n, 1, self.max_rows) for n in range(1, self.max_rows + 1)})
+        self._ids.fill_(self.pad_token_id)
+        self._positions.zero_()
+        self._column.fill_(0)
+        self._mask.zero_()
+        self._mask[:, 0] = True  # every row attends to the column it writes: no NaN
+        for rows in rows_buckets:
+            for length in lengths:
+                self._run(rows, length)
+        log.info("decode graphs ready: %d rows buckets x %d length buckets (%d captured)",
+                 len(rows_buckets), len(lengths), self.captures)
+
     # ------------------------------------------------------------------ internals
 
     def _adopt(self, batch: BatchCache, rows: int, length: int) -> None:
@@ -153,7 +182,7 @@ class GraphedDecoder:
     def _forward(self, rows: int, length: int) -> torch.Tensor:
         cache = _FixedCache([k[:rows, :, :length] for k in self._keys],
                             [v[:rows, :, :length] for v in self._values], self._column)
-        out = self.model(input_ids=self._ids[:rows],
+        out = self._step_model(input_ids=self._ids[:rows],
                          attention_mask=self._mask[:rows, None, None, :length],
                          position_ids=self._positions[:rows], cache=cache, use_cache=True,
                          logits_to_keep=1)
@@ -166,10 +195,14 @@ class GraphedDecoder:
         if captured is None:
             try:
                 captured = self._capture(rows, length)
-            except Exception:  # a model that cannot be captured still serves, eagerly
-                log.exception("CUDA graph capture failed; decoding eagerly from now on")
-                self.use_cuda_graphs = False
-                return self._forward(rows, length)
+            except Exception:
+                if self._step_model is self.model:  # a model that cannot be captured still serves
+                    log.exception("CUDA graph capture failed; decoding eagerly from now on")
+                    self.use_cuda_graphs = False
+                    return self._forward(rows, length)
+                log.exception("capturing the compiled step failed; capturing it uncompiled")
+                self._step_model = self.model
+                return self._run(rows, length)
         graph, logits = captured
         graph.replay()
         self.replays += 1

@@ -37,7 +37,7 @@ def build_backend(settings: Settings) -> Backend:
         eos_token_ids=loaded.eos_token_ids, max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         graph_max_batch=min(settings.graph_max_batch, settings.max_batch) if graphs else 0,
-        cuda_graphs=graphs)
+        cuda_graphs=graphs, compile_step=graphs and settings.compile == "on")
     engine.start()
     vocab = int(loaded.model.get_input_embeddings().num_embeddings)
     log.info("serving %s on %s (%s), context %d tokens, batch %d, queue %d", loaded.name,
