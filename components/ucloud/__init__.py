@@ -1,6 +1,9 @@
-"""UCloud resources (VPC, subnet, UFS, UK8S) as Pulumi dynamic providers over ucloud-sdk-python3."""
+"""UCloud resources (VPC, subnet, EIP, NAT gateway, UFS, UK8S) as Pulumi dynamic providers
+over ucloud-sdk-python3."""
 
 from components.ucloud.base import Timings
+from components.ucloud.eip import Eip, EipArgs, EipProvider
+from components.ucloud.nat_gateway import NatGateway, NatGatewayArgs, NatGatewayProvider
 from components.ucloud.subnet import Subnet, SubnetArgs, SubnetProvider
 from components.ucloud.ufs_mount_point import (
     UfsMountPoint,
@@ -13,6 +16,12 @@ from components.ucloud.uk8s_node import Uk8sNode, Uk8sNodeArgs, Uk8sNodeProvider
 from components.ucloud.vpc import Vpc, VpcArgs, VpcProvider
 
 __all__ = [
+    "Eip",
+    "EipArgs",
+    "EipProvider",
+    "NatGateway",
+    "NatGatewayArgs",
+    "NatGatewayProvider",
     "Subnet",
     "SubnetArgs",
     "SubnetProvider",

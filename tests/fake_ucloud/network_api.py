@@ -44,6 +44,8 @@ def delete_vpc(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     record = cloud.get("vpc", p["VPCId"], "VPC")
     if any(s.fields["VPCId"] == record.id for s in cloud.kind("subnet").values()):
         raise ApiError(IN_USE, f"VPC [{record.id}] still has subnets")
+    if any(g.fields["VPCId"] == record.id for g in cloud.kind("natgw").values()):
+        raise ApiError(IN_USE, f"VPC [{record.id}] still has NAT gateways")
     cloud.kind("vpc").pop(record.id)
     return {}
 
@@ -95,6 +97,9 @@ def delete_subnet(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     users = [c for c in cloud.kind("cluster").values() if c.fields["SubnetId"] == record.id]
     if users:
         raise ApiError(IN_USE, f"subnet [{record.id}] is used by cluster {users[0].id}")
+    gateways = [g for g in cloud.kind("natgw").values() if record.id in g.fields["SubnetIds"]]
+    if gateways:
+        raise ApiError(IN_USE, f"subnet [{record.id}] is bound to NAT gateway {gateways[0].id}")
     cloud.kind("subnet").pop(record.id)
     return {}
 

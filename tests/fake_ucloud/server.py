@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.fake_ucloud import network_api, uk8s_api
+from tests.fake_ucloud import nat_api, network_api, uk8s_api
 from tests.fake_ucloud.cloud import FakeCloud, Outcome
 from tests.fake_ucloud.faults import Fault
 from tests.fake_ucloud.protocol import (
@@ -21,7 +21,7 @@ from tests.fake_ucloud.protocol import (
     unflatten,
 )
 
-HANDLERS = {**network_api.HANDLERS, **uk8s_api.HANDLERS}
+HANDLERS = {**network_api.HANDLERS, **nat_api.HANDLERS, **uk8s_api.HANDLERS}
 
 
 class FakeUCloud:
@@ -120,7 +120,7 @@ class FakeUCloud:
         return sum(1 for name, _ in self.calls if name == action)
 
     def resources(self, kind: str) -> dict[str, Any]:
-        """Live records of a kind: "vpc", "subnet", "ufs", "cluster", "node"."""
+        """Live records of a kind: "vpc", "subnet", "eip", "natgw", "ufs", "cluster", "node"."""
         with self._lock:
             return dict(self.cloud.kind(kind))
 

@@ -118,3 +118,26 @@ def node_inputs(cluster_id: str, subnet_id: str, **overrides: Any) -> dict[str, 
         "taints": ["nvidia.com/gpu=true:NoSchedule"],
         **overrides,
     }
+
+
+def eip_inputs(**overrides: Any) -> dict[str, Any]:
+    return {
+        "region": REGION,
+        "project_id": PROJECT,
+        "name": "llm-nat-eip",
+        "bandwidth": 20,
+        "internet_type": "BGP",
+        **overrides,
+    }
+
+
+def nat_inputs(network: dict[str, str], eip_id: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "region": REGION,
+        "project_id": PROJECT,
+        "name": "llm-nat",
+        "vpc_id": network["vpc_id"],
+        "subnet_ids": [network["subnet_id"]],
+        "eip_ids": [eip_id],
+        **overrides,
+    }

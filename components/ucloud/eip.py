@@ -1,0 +1,186 @@
+"""ucloud_eip as a Pulumi dynamic resource: AllocateEIP / DescribeEIP / UpdateEIPAttribute /
+ModifyEIPBandwidth / ReleaseEIP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from components.ucloud.api import UCloudApi
+from components.ucloud.base import Live, Timings, UCloudProvider
+from components.ucloud.errors import is_not_found
+from components.ucloud.resource import MODULE, resource_props
+from components.ucloud.validation import Checker
+
+# Our names -> AllocateEIP's OperatorName (the SDK docs spell BGP "Bgp").
+OPERATOR_NAMES = {"BGP": "Bgp", "International": "International"}
+CHARGE_TYPES = ("Dynamic", "Month", "Year")
+# Bandwidth limits per pay mode, from the SDK's AllocateEIP docs (they vary by region).
+BANDWIDTH_LIMITS = {"Bandwidth": 10000, "Traffic": 300}
+FREE, USED = "free", "used"
+ATTRIBUTES = ("name", "tag", "remark")
+
+
+def _public_ip(item: Mapping[str, Any]) -> str:
+    addresses = item.get("EIPAddr") or []
+    return str(addresses[0].get("IP") or "") if addresses else ""
+
+
+def _operator_matches(item: Mapping[str, Any], internet_type: str) -> bool:
+    """DescribeEIP answers "BGP" where AllocateEIP was sent "Bgp": compare without case."""
+    wanted = OPERATOR_NAMES.get(internet_type, internet_type).lower()
+    return any(
+        str(addr.get("OperatorName") or "").lower() == wanted for addr in item.get("EIPAddr") or []
+    )
+
+
+class EipProvider(UCloudProvider):
+    """Name, tag, remark and bandwidth change in place; the line and the billing replace."""
+
+    kind = "EIP"
+    defaults: Mapping[str, Any] = {
+        "region": None,
+        "project_id": None,
+        "name": None,
+        "bandwidth": 1,
+        "internet_type": "BGP",
+        "charge_type": "Dynamic",
+        "charge_mode": "Bandwidth",
+        "tag": "Default",
+        "remark": "",
+    }
+    updatable = frozenset({"name", "tag", "remark", "bandwidth"})
+    integer_fields = frozenset({"bandwidth"})
+    # "freeze" (frozen for arrears) is neither: it stays pending until the wait times out.
+    ready_states = frozenset({FREE, USED})
+
+    def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        checker.text("name")
+        checker.text("tag", required=False)
+        checker.text("remark", required=False, max_len=255)
+        checker.choice("internet_type", OPERATOR_NAMES)
+        checker.choice("charge_type", CHARGE_TYPES)
+        checker.choice("charge_mode", BANDWIDTH_LIMITS)
+        mode = checker.inputs.get("charge_mode")
+        # An unknown or bad mode: judge the bandwidth by the stricter (Traffic) limit.
+        limit = BANDWIDTH_LIMITS.get(mode, 0) if isinstance(mode, str) else 0
+        limit = limit or BANDWIDTH_LIMITS["Traffic"]
+        checker.integer("bandwidth", 1, limit)
+
+    def _lookup(self, api: UCloudApi, id_: str) -> dict[str, Any] | None:
+        try:
+            response = api.call_once("unet", "describe_eip", {"EIPIds": [id_]})
+        except Exception as error:
+            if is_not_found(error):
+                return None
+            raise
+        items = [i for i in response.get("EIPSet") or [] if i.get("EIPId") == id_]
+        return items[0] if items else None
+
+    def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
+        item = api.retry.run(lambda: self._lookup(api, id_))
+        if item is None:
+            return None
+        return Live(
+            str(item.get("Status") or ""),
+            {
+                "public_ip": _public_ip(item),
+                "name": item.get("Name"),
+                "tag": item.get("Tag"),
+                "remark": item.get("Remark") or "",
+                "bandwidth": int(item.get("Bandwidth") or 0),
+            },
+        )
+
+    def find(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str | None:
+        # Only an unbound EIP can be the one an interrupted create made: never adopt one in use.
+        items = api.paged(lambda page: api.call_once("unet", "describe_eip", page), "EIPSet")
+        for item in items:
+            if (
+                item.get("Name") == inputs["name"]
+                and item.get("Tag") == inputs["tag"]
+                and item.get("Status") == FREE
+                and _operator_matches(item, inputs["internet_type"])
+            ):
+                return str(item["EIPId"])
+        return None
+
+    def create_once(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str:
+        response = api.call_once(
+            "unet",
+            "allocate_eip",
+            {
+                "Name": inputs["name"],
+                "Bandwidth": inputs["bandwidth"],
+                "OperatorName": OPERATOR_NAMES[inputs["internet_type"]],
+                "ChargeType": inputs["charge_type"],
+                "PayMode": inputs["charge_mode"],
+                "Tag": inputs["tag"],
+                "Remark": inputs["remark"],
+            },
+        )
+        return str(response["EIPSet"][0]["EIPId"])
+
+    def apply_update(
+        self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
+    ) -> None:
+        if any(olds.get(key) != news[key] for key in ATTRIBUTES):
+            api.call(
+                "unet",
+                "update_eip_attribute",
+                {"EIPId": id_, "Name": news["name"], "Tag": news["tag"], "Remark": news["remark"]},
+            )
+        if olds.get("bandwidth") != news["bandwidth"]:
+            api.call("unet", "modify_eip_bandwidth", {"EIPId": id_, "Bandwidth": news["bandwidth"]})
+
+    def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        # UCloud only releases an unbound EIP; the NAT gateway using it is deleted first.
+        api.call_once("unet", "release_eip", {"EIPId": id_})
+
+
+@dataclass
+class EipArgs:
+    """Inputs of an elastic IP; names follow the Terraform resource ucloud_eip.
+
+    internet_type: "BGP" (mainland regions) or "International"; charge_mode: "Bandwidth"
+    or "Traffic"; charge_type: "Dynamic" (hourly), "Month" or "Year".
+    """
+
+    region: pulumi.Input[str]
+    name: pulumi.Input[str]
+    bandwidth: pulumi.Input[int] = 1
+    internet_type: pulumi.Input[str] = "BGP"
+    charge_type: pulumi.Input[str] = "Dynamic"
+    charge_mode: pulumi.Input[str] = "Bandwidth"
+    project_id: pulumi.Input[str] | None = None
+    tag: pulumi.Input[str] = "Default"
+    remark: pulumi.Input[str] = ""
+
+
+class Eip(Resource, module=MODULE, name="Eip"):
+    """A UCloud elastic IP. Its id is the EIP id (eip-...); `public_ip` is its address."""
+
+    region: pulumi.Output[str]
+    project_id: pulumi.Output[str | None]
+    name: pulumi.Output[str]
+    bandwidth: pulumi.Output[int]
+    internet_type: pulumi.Output[str]
+    charge_type: pulumi.Output[str]
+    charge_mode: pulumi.Output[str]
+    tag: pulumi.Output[str]
+    remark: pulumi.Output[str]
+    public_ip: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: EipArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        timings: Timings | None = None,
+    ) -> None:
+        props = resource_props(args, computed=["public_ip"])
+        super().__init__(EipProvider(timings), resource_name, props, opts)
