@@ -32,6 +32,11 @@ def main() -> None:
 
     vpc = create("vpc", {"name": "v", "cidr_blocks": ["10.0.0.0/16"]})
     subnet = create("subnet", {"name": "s", "vpc_id": vpc.id, "cidr_block": "10.0.1.0/24"})
+    eip = create("eip", {"name": "nat-ip", "bandwidth": 5})
+    create(
+        "nat",
+        {"name": "nat", "vpc_id": vpc.id, "subnet_ids": [subnet.id], "eip_ids": [eip.id]},
+    )
     volume = create("ufs", {"name": "m", "size": 500})
     network = {"vpc_id": vpc.id, "subnet_id": subnet.id}
     mount = create("mount", {"name": "k8s", "volume_id": volume.id, **network})
@@ -65,6 +70,7 @@ def main() -> None:
             "ids": {name: id_ for name, id_, _ in done},
             "reads": reads,
             "mount_ip": mount.outs["mount_point_ip"],
+            "public_ip": eip.outs["public_ip"],
         },
         sys.stdout,
     )

@@ -7,13 +7,22 @@ from typing import Any
 import pytest
 from pulumi.runtime.rpc import UNKNOWN
 
+from components.ucloud.eip import EipProvider
+from components.ucloud.nat_gateway import NatGatewayProvider
 from components.ucloud.subnet import SubnetProvider
 from components.ucloud.ufs_mount_point import UfsMountPointProvider
 from components.ucloud.ufs_volume import UfsVolumeProvider
 from components.ucloud.uk8s_cluster import Uk8sClusterProvider
 from components.ucloud.uk8s_node import Uk8sNodeProvider
 from components.ucloud.vpc import VpcProvider
-from tests.ucloud.conftest import cluster_inputs, node_inputs, subnet_inputs, vpc_inputs
+from tests.ucloud.conftest import (
+    cluster_inputs,
+    eip_inputs,
+    nat_inputs,
+    node_inputs,
+    subnet_inputs,
+    vpc_inputs,
+)
 
 NETWORK = {"vpc_id": "uvnet-1", "subnet_id": "subnet-1"}
 VOLUME = {"region": "cn-bj2", "name": "models", "size": 500}
@@ -34,8 +43,10 @@ def reasons(provider: Any, inputs: dict[str, Any], olds: dict[str, Any] | None =
         (UfsMountPointProvider(), MOUNT),
         (Uk8sClusterProvider(), cluster_inputs(NETWORK)),
         (Uk8sNodeProvider(), node_inputs("uk8s-1", "subnet-1")),
+        (EipProvider(), eip_inputs()),
+        (NatGatewayProvider(), nat_inputs(NETWORK, "eip-1")),
     ],
-    ids=["vpc", "subnet", "ufs", "mount", "cluster", "node"],
+    ids=["vpc", "subnet", "ufs", "mount", "cluster", "node", "eip", "nat"],
 )
 def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]) -> None:
     result = provider.check({}, inputs)
@@ -156,6 +167,63 @@ def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]
             "k4",
             "at most 4 labels",
         ),
+        (
+            EipProvider(),
+            eip_inputs(internet_type="bgp"),
+            "internet_type",
+            "bgp",
+            "BGP, International",
+        ),
+        (
+            EipProvider(),
+            eip_inputs(charge_mode="Share"),
+            "charge_mode",
+            "Share",
+            "Bandwidth, Traffic",
+        ),
+        (
+            EipProvider(),
+            eip_inputs(charge_type="Weekly"),
+            "charge_type",
+            "Weekly",
+            "Dynamic, Month, Year",
+        ),
+        (EipProvider(), eip_inputs(bandwidth=0), "bandwidth", "0", "from 1 to 10000"),
+        (
+            EipProvider(),
+            eip_inputs(charge_mode="Traffic", bandwidth=500),
+            "bandwidth",
+            "500",
+            "from 1 to 300",
+        ),
+        (
+            NatGatewayProvider(),
+            nat_inputs(NETWORK, "eip-1", subnet_ids=[]),
+            "subnet_ids",
+            "[]",
+            "a non-empty list of subnet ids",
+        ),
+        (
+            NatGatewayProvider(),
+            nat_inputs(NETWORK, "eip-1", eip_ids="eip-1"),
+            "eip_ids",
+            "eip-1",
+            "a non-empty list of EIP ids",
+        ),
+        (
+            NatGatewayProvider(),
+            nat_inputs(NETWORK, "eip-1", enable_white_list="no"),
+            "enable_white_list",
+            "no",
+            "true or false",
+        ),
+        (
+            NatGatewayProvider(),
+            nat_inputs(NETWORK, "eip-1", vpc_id=""),
+            "vpc_id",
+            "''",
+            "a value is required",
+        ),
     ],
 )
 def test_bad_input_names_field_value_and_allowed(
@@ -191,3 +259,13 @@ def test_check_turns_float_numbers_into_ints() -> None:
     result = UfsVolumeProvider().check({}, {**VOLUME, "size": 600.0})
     assert result.failures == [] and result.inputs["size"] == 600
     assert isinstance(result.inputs["size"], int)
+
+
+def test_nat_gateway_id_lists_compare_as_sets() -> None:
+    provider = NatGatewayProvider()
+    olds = provider.check({}, nat_inputs(NETWORK, "eip-1", subnet_ids=["subnet-2", "subnet-1"]))
+    again = nat_inputs(NETWORK, "eip-1", subnet_ids=["subnet-1", "subnet-2"])
+    assert olds.inputs["subnet_ids"] == ["subnet-1", "subnet-2"]
+    assert provider.diff("natgw-1", olds.inputs, again).changes is False
+    preview = nat_inputs({"vpc_id": UNKNOWN, "subnet_id": UNKNOWN}, UNKNOWN, subnet_ids=UNKNOWN)
+    assert reasons(provider, preview) == {}

@@ -7,6 +7,8 @@ from dataclasses import replace
 import pytest
 
 from components.ucloud.base import Timings
+from components.ucloud.eip import EipProvider
+from components.ucloud.nat_gateway import NatGatewayProvider
 from components.ucloud.retry import RetryPolicy
 from components.ucloud.subnet import SubnetProvider
 from components.ucloud.ufs_mount_point import UfsMountPointProvider
@@ -19,6 +21,8 @@ from tests.ucloud.conftest import (
     PROJECT,
     REGION,
     cluster_inputs,
+    eip_inputs,
+    nat_inputs,
     node_inputs,
     subnet_inputs,
     vpc_inputs,
@@ -85,3 +89,24 @@ def test_a_namesake_in_another_vpc_is_not_adopted(ucloud_env: FakeUCloud, timing
     first = VpcProvider(timings).create(vpc_inputs())
     second = VpcProvider(timings).create(vpc_inputs(cidr_blocks=["172.16.0.0/16"]))
     assert first.id != second.id
+
+
+def test_eip_and_nat_gateway_are_found_not_duplicated(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
+) -> None:
+    eip_id = crash_then_resume(ucloud_env, timings, EipProvider, "AllocateEIP", eip_inputs())
+    assert list(ucloud_env.resources("eip")) == [eip_id]
+    nat_id = crash_then_resume(
+        ucloud_env, timings, NatGatewayProvider, "CreateNATGW", nat_inputs(network, eip_id)
+    )
+    assert list(ucloud_env.resources("natgw")) == [nat_id]
+
+
+def test_an_eip_in_use_is_never_adopted(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
+) -> None:
+    used = EipProvider(timings).create(eip_inputs())
+    NatGatewayProvider(timings).create(nat_inputs(network, used.id))
+    fresh = EipProvider(timings).create(eip_inputs())  # same name and tag, but the first is bound
+    assert fresh.id != used.id
+    assert ucloud_env.count("AllocateEIP") == 2

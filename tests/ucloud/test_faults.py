@@ -5,14 +5,26 @@ from __future__ import annotations
 import pytest
 
 from components.ucloud.base import Timings
+from components.ucloud.eip import EipProvider
 from components.ucloud.errors import ResourceFailedError, WaitTimeoutError
+from components.ucloud.nat_gateway import NatGatewayProvider
 from components.ucloud.retry import RetryPolicy
+from components.ucloud.subnet import SubnetProvider
 from components.ucloud.ufs_volume import UfsVolumeProvider
 from components.ucloud.uk8s_cluster import Uk8sClusterProvider
 from components.ucloud.uk8s_node import Uk8sNodeProvider
 from components.ucloud.vpc import VpcProvider
 from tests.fake_ucloud import FakeUCloud
-from tests.ucloud.conftest import SleepLog, cluster_inputs, fast_timings, node_inputs, vpc_inputs
+from tests.ucloud.conftest import (
+    SleepLog,
+    cluster_inputs,
+    eip_inputs,
+    fast_timings,
+    nat_inputs,
+    node_inputs,
+    subnet_inputs,
+    vpc_inputs,
+)
 
 
 @pytest.mark.parametrize("after_apply", [False, True], ids=["lost-request", "lost-answer"])
@@ -112,3 +124,31 @@ def test_failed_cleanup_is_reported_with_the_original_failure(
         Uk8sClusterProvider(timings).create(cluster_inputs(network))
     assert "quota exceeded" in str(failure.value)
     assert any("delete protection is on" in note for note in failure.value.__notes__)
+
+
+def test_transient_errors_around_the_nat_gateway_are_retried(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
+) -> None:
+    ucloud_env.throttle_next("AllocateEIP")
+    eip = EipProvider(timings).create(eip_inputs())
+    ucloud_env.fail_next("DescribeFirewall")
+    ucloud_env.http_error_next("CreateNATGW", status=502)
+    ucloud_env.fail_next("DescribeNATGW", times=2)
+    nat = NatGatewayProvider(timings).create(nat_inputs(network, eip.id))
+    assert list(ucloud_env.resources("eip")) == [eip.id]
+    assert list(ucloud_env.resources("natgw")) == [nat.id]
+    assert ucloud_env.count("AllocateEIP") == 2 and ucloud_env.count("CreateNATGW") == 2
+    ucloud_env.fail_next("DeleteNATGW")
+    NatGatewayProvider(timings).delete(nat.id, nat.outs)
+    assert ucloud_env.resources("natgw") == {}
+
+
+def test_nat_gateway_with_a_foreign_subnet_fails_with_ucloud_message(
+    ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
+) -> None:
+    eip = EipProvider(timings).create(eip_inputs())
+    other_vpc = VpcProvider(timings).create(vpc_inputs(name="other", cidr_blocks=["10.1.0.0/16"]))
+    foreign = SubnetProvider(timings).create(subnet_inputs(other_vpc.id, cidr_block="10.1.1.0/24"))
+    with pytest.raises(Exception, match="is not in VPC"):
+        NatGatewayProvider(timings).create(nat_inputs(network, eip.id, subnet_ids=[foreign.id]))
+    assert ucloud_env.count("CreateNATGW") == 1

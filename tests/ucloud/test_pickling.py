@@ -13,6 +13,8 @@ from pathlib import Path
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.ucloud.base import Timings
+from components.ucloud.eip import EipProvider
+from components.ucloud.nat_gateway import NatGatewayProvider
 from components.ucloud.retry import RetryPolicy
 from components.ucloud.subnet import SubnetProvider
 from components.ucloud.ufs_mount_point import UfsMountPointProvider
@@ -33,6 +35,8 @@ QUICK = Timings(
 PROVIDERS = {
     "vpc": VpcProvider(QUICK),
     "subnet": SubnetProvider(QUICK),
+    "eip": EipProvider(QUICK),
+    "nat": NatGatewayProvider(QUICK),
     "ufs": UfsVolumeProvider(QUICK),
     "mount": UfsMountPointProvider(QUICK),
     "cluster": Uk8sClusterProvider(QUICK),
@@ -66,9 +70,11 @@ def test_pickled_providers_create_read_delete_in_a_fresh_process(fake: FakeUClou
     assert set(result["ids"]) == set(PROVIDERS)
     assert result["reads"] == result["ids"]
     assert result["mount_ip"].count(".") == 3
-    for kind in ("vpc", "subnet", "ufs", "cluster", "node"):
+    assert result["public_ip"].count(".") == 3
+    for kind in ("vpc", "subnet", "eip", "natgw", "ufs", "cluster", "node"):
         assert fake.resources(kind) == {}, kind
     assert fake.count("CreateUK8SClusterV2") == 1 and fake.count("DelUK8SCluster") == 1
+    assert fake.count("CreateNATGW") == 1 and fake.count("ReleaseEIP") == 1
 
 
 def test_serialized_provider_carries_no_keys(ucloud_env: FakeUCloud) -> None:

@@ -12,6 +12,10 @@ from pulumi.dynamic import Resource
 from pulumi.runtime.stack import wait_for_rpcs
 
 from components.ucloud import (
+    Eip,
+    EipArgs,
+    NatGateway,
+    NatGatewayArgs,
     Subnet,
     SubnetArgs,
     UfsMountPoint,
@@ -56,6 +60,8 @@ def mocks() -> Iterator[Recorder]:
 def build_all() -> dict[str, Any]:
     vpc = Vpc("vpc", VpcArgs(region="cn-bj2", name="v", cidr_blocks=["10.0.0.0/16"]))
     subnet = Subnet("subnet", SubnetArgs("cn-bj2", vpc.id, "10.0.1.0/24", "s"))
+    eip = Eip("eip", EipArgs(region="cn-bj2", name="nat-ip", bandwidth=20))
+    nat = NatGateway("nat", NatGatewayArgs("cn-bj2", "nat", vpc.id, [subnet.id], [eip.id]))
     volume = UfsVolume("ufs", UfsVolumeArgs(region="cn-bj2", name="m", size=500))
     mount = UfsMountPoint("mount", UfsMountPointArgs("cn-bj2", volume.id, "k8s", vpc.id, subnet.id))
     cluster = Uk8sCluster(
@@ -70,6 +76,8 @@ def build_all() -> dict[str, Any]:
     return {
         "vpc": vpc,
         "subnet": subnet,
+        "eip": eip,
+        "nat": nat,
         "ufs": volume,
         "mount": mount,
         "cluster": cluster,
@@ -92,6 +100,8 @@ def test_type_tokens_and_inputs_under_mocks(mocks: Recorder) -> None:
     assert tokens == {
         "vpc": "pulumi-python:dynamic/ucloud:Vpc",
         "subnet": "pulumi-python:dynamic/ucloud:Subnet",
+        "eip": "pulumi-python:dynamic/ucloud:Eip",
+        "nat": "pulumi-python:dynamic/ucloud:NatGateway",
         "ufs": "pulumi-python:dynamic/ucloud:UfsVolume",
         "mount": "pulumi-python:dynamic/ucloud:UfsMountPoint",
         "cluster": "pulumi-python:dynamic/ucloud:Uk8sCluster",
@@ -102,6 +112,8 @@ def test_type_tokens_and_inputs_under_mocks(mocks: Recorder) -> None:
         assert not {k for k in args.inputs if "key" in k.lower()}, args.inputs
     subnet_inputs = next(a for a in mocks.made if a.name == "subnet").inputs
     assert subnet_inputs["vpc_id"] == "vpc-id"  # a real edge, not only depends_on
+    nat_inputs = next(a for a in mocks.made if a.name == "nat").inputs
+    assert nat_inputs["eip_ids"] == ["eip-id"] and nat_inputs["subnet_ids"] == ["subnet-id"]
 
 
 def test_secret_outputs_are_requested_and_user_options_kept(
