@@ -1,8 +1,12 @@
-"""`GpuCluster`: VPC, subnet, UK8S cluster and GPU nodes, plus the Kubernetes provider for them.
+"""`GpuCluster`: VPC, subnet, NAT gateway, UK8S cluster and GPU nodes, plus the Kubernetes provider.
 
 Why one component: everything after it (GPU DaemonSets, model store, inference) must talk to this
 cluster and only this one. The provider is built from the cluster's kubeconfig output (a secret) and
 waits for the GPU nodes, so nothing is applied to a cluster that cannot yet run it.
+
+Why a NAT gateway: the nodes have no public IPs, and UCloud only lets hosts without one reach the
+internet through a NAT gateway on their subnet. Without it nothing but UHub images pull (the
+NVIDIA device plugin and DCGM come from nvcr.io) and the model fetch cannot reach its hub.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.ucloud import (
+    Eip,
+    EipArgs,
+    NatGateway,
+    NatGatewayArgs,
     Subnet,
     SubnetArgs,
     Uk8sCluster,
@@ -57,6 +65,10 @@ class GpuClusterArgs:
     external_api_server: bool
     charge_type: str
     gpu_nodes: GpuNodePoolArgs
+    # Outbound bandwidth shared by every node (image pulls, model download), and the EIP's line:
+    # "BGP" in mainland regions, "International" elsewhere.
+    nat_bandwidth_mbps: int = 20
+    nat_internet_type: str = "BGP"
 
 
 def master_zones(zones: list[str]) -> list[str]:
@@ -77,6 +89,8 @@ class GpuCluster(pulumi.ComponentResource):
 
     vpc_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str]
+    nat_gateway_id: pulumi.Output[str]
+    nat_public_ip: pulumi.Output[str]
     cluster_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     node_ids: pulumi.Output[list[str]]
@@ -111,6 +125,33 @@ class GpuCluster(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        nat_ip = Eip(
+            f"{name}-nat-eip",
+            EipArgs(
+                **common,
+                name=f"{args.cluster_name}-nat",
+                bandwidth=args.nat_bandwidth_mbps,
+                internet_type=args.nat_internet_type,
+                charge_type=args.charge_type,
+                tag="llm-uk8s",
+            ),
+            opts=child,
+        )
+        # Binding the subnet is what gives every node in it outbound access (SNAT).
+        nat = NatGateway(
+            f"{name}-nat",
+            NatGatewayArgs(
+                **common,
+                name=f"{args.cluster_name}-nat",
+                vpc_id=vpc.id,
+                subnet_ids=[subnet.id],
+                eip_ids=[nat_ip.id],
+                tag="llm-uk8s",
+            ),
+            opts=child,
+        )
+        # Nodes pull images and install packages while they join: the way out must exist first.
+        needs_internet = pulumi.ResourceOptions(parent=self, depends_on=[nat])
         # UK8S needs a root password for every host; nobody should have to choose one.
         password = random.RandomPassword(
             f"{name}-host-password",
@@ -140,7 +181,7 @@ class GpuCluster(pulumi.ComponentResource):
                 charge_type=args.charge_type,
                 external_api_server=args.external_api_server,
             ),
-            opts=child,
+            opts=needs_internet,
         )
         pool = args.gpu_nodes
         node_groups = [
@@ -164,7 +205,7 @@ class GpuCluster(pulumi.ComponentResource):
                     labels=pool.labels,
                     taints=pool.taints,
                 ),
-                opts=child,
+                opts=needs_internet,
             )
             for zone, count in nodes_per_zone(args.zones, pool.count).items()
         ]
@@ -176,6 +217,8 @@ class GpuCluster(pulumi.ComponentResource):
         )
         self.vpc_id = vpc.id
         self.subnet_id = subnet.id
+        self.nat_gateway_id = nat.id
+        self.nat_public_ip = nat_ip.public_ip
         self.cluster_id = cluster.id
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig)
         self.node_ids = pulumi.Output.all(*[g.node_ids for g in node_groups]).apply(
@@ -188,6 +231,8 @@ class GpuCluster(pulumi.ComponentResource):
             {
                 "vpc_id": self.vpc_id,
                 "subnet_id": self.subnet_id,
+                "nat_gateway_id": self.nat_gateway_id,
+                "nat_public_ip": self.nat_public_ip,
                 "cluster_id": self.cluster_id,
                 "kubeconfig": self.kubeconfig,
                 "node_ids": self.node_ids,

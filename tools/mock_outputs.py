@@ -54,6 +54,13 @@ def factories(config: Mapping[str, str], project: str = "llm-uk8s") -> dict[str,
             "private_ips": [str(hosts + 100 + i) for i in range(count)],
         }
 
+    def eip(args: MockResourceArgs) -> dict[str, Any]:
+        # TEST-NET-3 (RFC 5737): reads as a public address, can never be a real one.
+        return {"public_ip": "203.0.113.20"}
+
+    def nat_gateway(args: MockResourceArgs) -> dict[str, Any]:
+        return {"effective_firewall_id": "firewall-offline-plan", "create_time": 0}
+
     def password(args: MockResourceArgs) -> dict[str, Any]:
         return {"result": f"offline-{args.name}", "bcryptHash": "offline"}
 
@@ -61,5 +68,7 @@ def factories(config: Mapping[str, str], project: str = "llm-uk8s") -> dict[str,
         "*:UfsMountPoint": mount_point,
         "*:Uk8sCluster": cluster,
         "*:Uk8sNode": nodes,
+        "*:Eip": eip,
+        "*:NatGateway": nat_gateway,
         "random:index/randomPassword:RandomPassword": password,
     }
