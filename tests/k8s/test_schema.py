@@ -44,3 +44,12 @@ def test_a_wrong_type_is_caught(stack_plan: tuple[str, Plan]) -> None:
     broken = copy.deepcopy(service)
     broken["spec"]["ports"][0]["port"] = "seven-eight-six-one"
     assert schema_errors(broken, "1.30.0")
+
+
+def test_the_secret_mask_has_one_source() -> None:
+    """The unmasking above must recognise exactly what the mock runtime writes: the same object,
+    imported, not a copy of the string that could drift."""
+    import tools.mock_runtime
+    from tests.k8s import validate
+
+    assert validate.SECRET_MASK is tools.mock_runtime.SECRET_MASK

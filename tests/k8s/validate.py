@@ -12,9 +12,10 @@ from typing import Any
 
 import kubernetes_validate
 
+# What the mock runtime puts where a secret value was (Pulumi marks the whole field secret).
+from tools.mock_runtime import SECRET_MASK
+
 DEFAULT_VERSION = "1.30.0"
-# What tools.mock_runtime puts where a secret value was (Pulumi marks the whole field secret).
-SECRET_MASK = "[secret]"
 _SECRET_FIELDS = ("data", "stringData")
 
 
