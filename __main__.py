@@ -10,12 +10,10 @@ import pulumi_kubernetes as k8s
 from components import config as stack_config
 from components.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs, local_provider
 from components.gpu import GpuDrivers, GpuDriversArgs
-from components.inference import InferenceService, InferenceServiceArgs
+from components.inference import InferenceService, InferenceServiceArgs, ucloud_lb_annotations
 from components.model_store import ModelStore, ModelStoreArgs
 from components.storage import ModelStorage, ModelStorageArgs
 
-# UK8S's cloud controller makes an internet-facing UCloud ULB for such a Service.
-UCLOUD_LB_ANNOTATIONS = {"service.beta.kubernetes.io/ucloud-load-balancer-type": "outer"}
 LOCAL_MODEL_HOST_PATH = "/var/lib/llm-uk8s/models"
 
 cfg = stack_config.load()
@@ -87,7 +85,7 @@ drivers = GpuDrivers(
     GpuDriversArgs(
         mode=cfg.gpu_driver_mode,
         gpu_node_selector=cfg.node_labels,
-        gpu_taint_key=cfg.gpu_taint_key or "nvidia.com/gpu",
+        gpu_taint_keys=cfg.gpu_taint_keys,
     ),
     opts=on_cluster,
 )
@@ -97,17 +95,15 @@ store = ModelStore(
     ModelStoreArgs(
         namespace=namespace.metadata["name"],
         model_name=cfg.model_name,
-        capacity_gi=cfg.ufs_size_gb if cfg.uses_ucloud else 20,
         source=cfg.model_source,
         nfs_server=nfs_server,
         host_path=None if cfg.uses_ucloud else LOCAL_MODEL_HOST_PATH,
         repo_id=cfg.model_repo_id if cfg.model_source == "huggingface" else None,
         revision=cfg.model_revision if cfg.model_source == "huggingface" else None,
-        # A release tag (config allows v1.0-style tags) is pinned by the config's rule.
-        allow_unpinned=cfg.model_source == "huggingface" and not cfg.revision_is_commit,
         hub_endpoint=cfg.hub_endpoint or None,
         hub_token=stack_config.hub_token(),
         fetch_image=cfg.inference_image,
+        job_timeout_s=cfg.model_fetch_timeout_seconds,
     ),
     opts=on_cluster,
 )
@@ -120,7 +116,7 @@ inference = InferenceService(
         model_claim_name=store.claim_name,
         served_model_name=cfg.model_name,
         model_dir=store.model_dir,
-        model_revision=cfg.model_revision or None,
+        model_revision=store.revision,
         replicas=cfg.replicas,
         gpus_per_replica=cfg.gpus_per_replica,
         cpu_request=cfg.inference_cpu,
@@ -128,16 +124,19 @@ inference = InferenceService(
         memory_request=cfg.inference_memory,
         memory_limit=cfg.inference_memory,
         gpu_node_selector=cfg.node_labels if cfg.gpus_per_replica else {},
-        gpu_taint_key=cfg.gpu_taint_key or "nvidia.com/gpu",
+        gpu_taint_keys=cfg.gpu_taint_keys,
+        runtime_class_name=drivers.runtime_class_name if cfg.gpus_per_replica else None,
         service_type=cfg.service_type,
         node_port=cfg.node_port,
-        load_balancer_annotations=UCLOUD_LB_ANNOTATIONS if cfg.uses_ucloud else {},
+        load_balancer_annotations=(
+            ucloud_lb_annotations(cfg.load_balancer_type) if cfg.uses_ucloud else {}
+        ),
         node_address=node_address,
         network_policy=cfg.network_policy,
         allowed_cidrs=cfg.allowed_cidrs,
         max_batch=cfg.max_batch,
         max_model_len=cfg.max_model_len,
-        wait_for=[*store.dependencies, *drivers.daemonsets],
+        wait_for=[*store.dependencies, *drivers.gpu_ready],
     ),
     opts=on_cluster,
 )

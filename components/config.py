@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from components import k8s_helpers as h
 from components.ucloud.uk8s_node import GROUP_LABEL
 from components.ucloud.uk8s_node import MAX_LABELS as UK8S_MAX_LABELS
 
@@ -55,15 +56,7 @@ PRIVATE_RANGES = tuple(
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
 _LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
-_TAG = re.compile(r"^v\d+(\.\d+)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
-_IMAGE = re.compile(
-    r"^[a-z0-9][-a-z0-9._/:]*[a-z0-9](:[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?"
-    r"(@sha256:[0-9a-f]{64})?$"
-)
 
 
 class ConfigError(ValueError):
@@ -122,21 +115,23 @@ class StackConfig(BaseModel):
     ufs_size_gb: int = Field(alias="ufsSizeGb", ge=100, le=102400)
     ufs_storage_type: Literal["Basic", "Advanced"] = Field(alias="ufsStorageType")
     retain_model_data: bool = Field(alias="retainModelData")
-    namespace: str = Field(pattern=_DNS_LABEL.pattern)
+    namespace: str = Field(pattern=h.DNS_LABEL.pattern)
     model_name: str = Field(alias="modelName", pattern=r"^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$")
     model_source: Literal["huggingface", "bundled"] = Field(alias="modelSource")
     model_repo_id: str = Field(alias="modelRepoId")
     model_revision: str = Field(alias="modelRevision")
+    model_fetch_timeout_seconds: int = Field(alias="modelFetchTimeoutSeconds", ge=300, le=86400)
     hub_endpoint: str = Field(alias="hubEndpoint", pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$")
     inference_image: str = Field(alias="inferenceImage")
     replicas: int = Field(ge=0, le=64)
     gpus_per_replica: Literal[0, 1, 2, 4, 8] = Field(alias="gpusPerReplica")
-    inference_cpu: str = Field(alias="inferenceCpu", pattern=_QUANTITY.pattern)
-    inference_memory: str = Field(alias="inferenceMemory", pattern=_QUANTITY.pattern)
+    inference_cpu: str = Field(alias="inferenceCpu", pattern=h.QUANTITY.pattern)
+    inference_memory: str = Field(alias="inferenceMemory", pattern=h.QUANTITY.pattern)
     max_batch: int = Field(alias="maxBatch", ge=1, le=1024)
     max_model_len: int = Field(alias="maxModelLen", ge=128, le=1_048_576)
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(alias="serviceType")
     node_port: int = Field(alias="nodePort", ge=30000, le=32767)
+    load_balancer_type: Literal["inner", "outer"] = Field(alias="loadBalancerType")
     allowed_cidrs: list[str] = Field(alias="allowedCidrs")
     network_policy: bool = Field(alias="networkPolicy")
     kube_context: str = Field(alias="kubeContext")
@@ -210,11 +205,9 @@ class StackConfig(BaseModel):
     @field_validator("inference_image")
     @classmethod
     def _pinned_image(cls, value: str) -> str:
-        if not _IMAGE.match(value):
-            raise ValueError("is not an image reference (registry/name:tag)")
-        last = value.rsplit("/", 1)[-1]
-        if "@sha256:" not in value and (":" not in last or last.endswith(":latest")):
-            raise ValueError("must carry a pinned tag or digest (not untagged, not :latest)")
+        problem = h.pinned_image_problem(value)
+        if problem is not None:
+            raise ValueError(f"must be {problem}")
         return value
 
     # ---- cross-field checks --------------------------------------------------------------
@@ -274,7 +267,7 @@ class StackConfig(BaseModel):
         if self.model_source == "huggingface":
             if not _REPO_ID.match(self.model_repo_id):
                 out.append(f"{PROJECT}:modelRepoId = {self.model_repo_id!r}: must be org/name")
-            if not (_SHA.match(self.model_revision) or _TAG.match(self.model_revision)):
+            if not h.is_pinned_revision(self.model_revision):
                 out.append(
                     f"{PROJECT}:modelRevision = {self.model_revision!r}: pin a 40-character "
                     "commit sha (or a release tag such as v1.0); branches like main move"
@@ -284,12 +277,37 @@ class StackConfig(BaseModel):
                 f"{PROJECT}:modelSource = 'bundled': the bundled model is a small CPU "
                 "demo; a GPU stack needs modelSource huggingface"
             )
+        out += self._load_balancer_problems()
         if self.allowed_cidrs and self.service_type == "ClusterIP" and not self.network_policy:
             out.append(
                 f"{PROJECT}:allowedCidrs is set but nothing enforces it: use serviceType "
                 "LoadBalancer or networkPolicy true"
             )
         return out
+
+    def _load_balancer_problems(self) -> list[str]:
+        """An internet-facing ULB that admits only private sources serves nobody on the internet,
+        and an inner ULB never sees public sources: either way the settings contradict."""
+        if self.service_type != "LoadBalancer" or not self.allowed_cidrs:
+            return []
+        nets = [ipaddress.ip_network(c, strict=False) for c in self.allowed_cidrs]
+        private = [
+            n for n in nets if n.version == 4 and any(n.subnet_of(r) for r in PRIVATE_RANGES)
+        ]
+        if self.load_balancer_type == "outer" and len(private) == len(nets):
+            return [
+                f"{PROJECT}:loadBalancerType = 'outer': allowedCidrs {self.allowed_cidrs!r} are "
+                "all private, so an internet-facing ULB would admit nobody from outside; use "
+                "loadBalancerType inner (allowed: inner, outer)"
+            ]
+        if self.load_balancer_type == "inner" and len(private) < len(nets):
+            public = [str(n) for n in nets if n not in private]
+            return [
+                f"{PROJECT}:loadBalancerType = 'inner': allowedCidrs has public ranges {public!r} "
+                "that a VPC-internal ULB never receives; use loadBalancerType outer "
+                "(allowed: inner, outer)"
+            ]
+        return []
 
     @property
     def resolved_cluster_name(self) -> str:
@@ -300,13 +318,11 @@ class StackConfig(BaseModel):
         return dict(_split_pairs(self.gpu_node_labels, "gpuNodeLabels"))
 
     @property
-    def gpu_taint_key(self) -> str | None:
-        """The taint GPU pods must tolerate (the first taint's key), if any."""
-        return self.gpu_node_taints[0].split(":")[0].split("=")[0] if self.gpu_node_taints else None
-
-    @property
-    def revision_is_commit(self) -> bool:
-        return bool(_SHA.match(self.model_revision))
+    def gpu_taint_keys(self) -> list[str]:
+        """Every GPU taint key GPU pods must tolerate (a node admits a pod only if it tolerates
+        all its NoSchedule taints); nvidia.com/gpu when none is configured."""
+        keys = [t.split(":")[0].split("=")[0] for t in self.gpu_node_taints]
+        return list(dict.fromkeys(keys)) or [h.DEFAULT_GPU_TAINT_KEY]
 
     @property
     def uses_ucloud(self) -> bool:

@@ -27,7 +27,7 @@ v0.20.1, DCGM exporter 4.6.1-4.8.4, container toolkit v1.20.1) and driver 580.12
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,8 @@ DAEMONSET_WAIT_S = 1800
 class GpuDriversArgs:
     mode: str
     gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
-    gpu_taint_key: str = h.DEFAULT_GPU_TAINT_KEY
+    # Every taint key of the GPU nodes: a pod must tolerate all of them to land there.
+    gpu_taint_keys: Sequence[str] = (h.DEFAULT_GPU_TAINT_KEY,)
     namespace: str = "kube-system"
     device_plugin_image: str = DEVICE_PLUGIN_IMAGE
     dcgm_exporter_image: str = DCGM_EXPORTER_IMAGE
@@ -74,10 +75,7 @@ class GpuDriversArgs:
                 dict(self.gpu_node_selector),
                 "at least one label that only GPU nodes carry, e.g. {'llm-uk8s/gpu': 'true'}",
             )
-        if not self.gpu_taint_key:
-            raise h.bad_value(
-                "gpu_taint_key", self.gpu_taint_key, "a taint key such as nvidia.com/gpu"
-            )
+        h.require_taint_keys("gpu_taint_keys", self.gpu_taint_keys)
         h.require_dns_label("namespace", self.namespace)
         images = [("device_plugin_image", self.device_plugin_image)]
         if self.dcgm_exporter:
@@ -100,7 +98,7 @@ def gpu_pod_spec(args: GpuDriversArgs, **spec: Any) -> dict[str, Any]:
     """What every GPU-node DaemonSet shares: placement, the taint, and critical priority."""
     base: dict[str, Any] = {
         "nodeSelector": dict(args.gpu_node_selector),
-        "tolerations": h.gpu_tolerations(args.gpu_taint_key),
+        "tolerations": h.gpu_tolerations(args.gpu_taint_keys),
         "priorityClassName": "system-node-critical",
         "automountServiceAccountToken": False,
     }
@@ -324,6 +322,11 @@ class GpuDrivers(pulumi.ComponentResource):
 
     daemonsets: list[k8s.apps.v1.DaemonSet]
     metrics_service: k8s.core.v1.Service | None
+    # What a GPU workload must wait for: GPUs schedulable (device plugin; driver, toolkit and
+    # RuntimeClass in daemonset mode). Not the DCGM exporter: metrics failing must not stop serving.
+    gpu_ready: list[pulumi.Resource]
+    # The RuntimeClass GPU pods must name (None: the node's default runtime is NVIDIA's).
+    runtime_class_name: str | None
 
     def __init__(
         self, name: str, args: GpuDriversArgs, opts: pulumi.ResourceOptions | None = None
@@ -332,6 +335,8 @@ class GpuDrivers(pulumi.ComponentResource):
         super().__init__(TYPE_TOKEN, name, None, opts)
         self.daemonsets = []
         self.metrics_service = None
+        self.gpu_ready = []
+        self.runtime_class_name = args.effective_runtime_class if args.mode != "none" else None
         if args.mode == "none":
             self.register_outputs({"daemonsets": []})
             return
@@ -364,12 +369,15 @@ class GpuDrivers(pulumi.ComponentResource):
                 handler="nvidia",
                 scheduling={
                     "nodeSelector": dict(args.gpu_node_selector),
-                    "tolerations": h.gpu_tolerations(args.gpu_taint_key),
+                    "tolerations": h.gpu_tolerations(args.gpu_taint_keys),
                 },
                 opts=h.child_options(self, provider),
             )
             runtime_ready = [toolkit, runtime_class]
-        daemonset("device-plugin", device_plugin_spec(args), runtime_ready)
+        device_plugin = daemonset("device-plugin", device_plugin_spec(args), runtime_ready)
+        self.gpu_ready = [*runtime_ready, device_plugin]
+        if args.mode == "daemonset":
+            self.gpu_ready.insert(0, driver)
         if args.dcgm_exporter:
             exporter = daemonset("dcgm-exporter", dcgm_exporter_spec(args), runtime_ready)
             self.metrics_service = k8s.core.v1.Service(

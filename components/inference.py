@@ -7,7 +7,10 @@ Choices worth knowing:
 - Shutdown lets streams finish: preStop sleeps while endpoints drop the pod, then SIGTERM makes
   the server stop admitting and drain for `drain_seconds`; the grace period covers both.
 - `pulumi up` waits for readiness (weights loaded and warmed), so its timeouts are the startup
-  budget plus time to pull a multi-GB image.
+  budget plus time to pull a multi-GB image. The Service, PodDisruptionBudget and NetworkPolicy
+  are created after the Deployment is ready: pulumi-kubernetes waits for a (non-headless)
+  Service until it has an endpoint, and no pod exists before the model download has finished,
+  so a Service created alongside would time out on the first `pulumi up`.
 - The API key is generated at deploy time (RandomPassword, a secret in state), stored in a
   Kubernetes Secret and read by the server from a mounted file: never a plain env value.
 """
@@ -35,6 +38,10 @@ API_KEY_DIR = "/var/run/secrets/llm-uk8s/api-key"
 API_KEY_FILE_KEY = "api-key"
 PRESTOP_SLEEP_S = 5
 STARTUP_PERIOD_S = 10
+# UK8S's cloud controller reads this annotation to make an internet-facing (outer) ULB or one
+# reachable only inside the VPC (inner).
+UCLOUD_LB_TYPE_ANNOTATION = "service.beta.kubernetes.io/ucloud-load-balancer-type"
+UCLOUD_LB_TYPES = ("inner", "outer")
 
 
 @dataclass
@@ -55,7 +62,10 @@ class InferenceServiceArgs:
     shm_size: str = "8Gi"
     tmp_size: str = "4Gi"
     gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
-    gpu_taint_key: str = h.DEFAULT_GPU_TAINT_KEY
+    # Every taint key of the GPU nodes: the pod must tolerate all of them.
+    gpu_taint_keys: Sequence[str] = (h.DEFAULT_GPU_TAINT_KEY,)
+    # RuntimeClass of GPU pods (GpuDrivers.runtime_class_name: "nvidia" in daemonset mode).
+    runtime_class_name: str | None = None
     service_type: str = "ClusterIP"
     node_port: int = DEFAULT_NODE_PORT
     load_balancer_annotations: Mapping[str, str] = field(default_factory=dict)
@@ -96,6 +106,10 @@ class InferenceServiceArgs:
                 dict(self.gpu_node_selector),
                 "at least one GPU node label when gpus_per_replica > 0",
             )
+        if self.uses_gpu:
+            h.require_taint_keys("gpu_taint_keys", self.gpu_taint_keys)
+        if self.runtime_class_name is not None:
+            h.require_dns_label("runtime_class_name", self.runtime_class_name)
         h.require_choice("service_type", self.service_type, SERVICE_TYPES)
         h.require_positive_int("node_port", self.node_port, minimum=30000, maximum=32767)
         h.require_cidrs("allowed_cidrs", self.allowed_cidrs)
@@ -226,8 +240,16 @@ def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> d
     }
     if args.uses_gpu:
         spec["nodeSelector"] = dict(args.gpu_node_selector)
-        spec["tolerations"] = h.gpu_tolerations(args.gpu_taint_key)
+        spec["tolerations"] = h.gpu_tolerations(args.gpu_taint_keys)
+        if args.runtime_class_name:
+            spec["runtimeClassName"] = args.runtime_class_name
     return spec
+
+
+def ucloud_lb_annotations(lb_type: str) -> dict[str, str]:
+    """The Service annotations that make UK8S create an inner or outer ULB."""
+    kind = h.require_choice("load_balancer_type", lb_type, UCLOUD_LB_TYPES)
+    return {UCLOUD_LB_TYPE_ANNOTATION: kind}
 
 
 def service_spec(args: InferenceServiceArgs, selector: Mapping[str, str]) -> dict[str, Any]:
@@ -244,7 +266,8 @@ def service_spec(args: InferenceServiceArgs, selector: Mapping[str, str]) -> dic
 
 
 def network_policy_spec(args: InferenceServiceArgs, selector: Mapping[str, str]) -> dict[str, Any]:
-    """Only the server port, only from this namespace's pods and the allowed CIDRs."""
+    """Only the server port, only from this namespace's pods and the allowed CIDRs (nothing
+    else: no other namespace, in-cluster monitoring included)."""
     sources: list[dict[str, Any]] = [{"podSelector": {}}]
     sources += [
         {"ipBlock": {"cidr": c}} for c in h.require_cidrs("allowed_cidrs", args.allowed_cidrs)
@@ -334,6 +357,7 @@ class InferenceService(pulumi.ComponentResource):
             ),
         )
 
+        after_ready: list[pulumi.Resource] = [self.deployment]
         service_meta: dict[str, Any] = {"namespace": args.namespace, "labels": labels}
         if args.service_type == "LoadBalancer" and args.load_balancer_annotations:
             service_meta["annotations"] = dict(args.load_balancer_annotations)
@@ -341,7 +365,11 @@ class InferenceService(pulumi.ComponentResource):
             name,
             metadata=service_meta,
             spec=service_spec(args, selector),
-            opts=h.child_options(self, provider, custom_timeouts=h.wait_timeouts(0)),
+            # Its wait (endpoints present) can only succeed once the pods are ready; its 10
+            # minutes start after the Deployment's wait, not alongside the download.
+            opts=h.child_options(
+                self, provider, depends_on=after_ready, custom_timeouts=h.wait_timeouts(0)
+            ),
         )
         self.service_name = self.service.metadata.apply(lambda m: m.name)
 
@@ -350,7 +378,7 @@ class InferenceService(pulumi.ComponentResource):
             metadata={"namespace": args.namespace, "labels": labels},
             # maxUnavailable (not minAvailable): a single replica must not block node drains.
             spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-            opts=h.child_options(self, provider),
+            opts=h.child_options(self, provider, depends_on=after_ready),
         )
         self.network_policy: k8s.networking.v1.NetworkPolicy | None = None
         if args.network_policy:
@@ -358,7 +386,7 @@ class InferenceService(pulumi.ComponentResource):
                 name,
                 metadata={"namespace": args.namespace, "labels": labels},
                 spec=network_policy_spec(args, selector),
-                opts=h.child_options(self, provider),
+                opts=h.child_options(self, provider, depends_on=after_ready),
             )
 
         self.cluster_endpoint = pulumi.Output.all(self.service_name, args.namespace).apply(

@@ -22,14 +22,21 @@ DEFAULT_GPU_TAINT_KEY = GPU_RESOURCE
 # model volume belong to it.
 IMAGE_UID = 10001
 
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# One source for these rules: the stack config (components/config.py) checks with the same ones.
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A revision is pinned when it cannot move under a running deployment: a commit, or a release tag
+# (hubs treat v1.0-style tags as immutable releases; branches such as main move).
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+RELEASE_TAG = re.compile(r"^v\d+(\.\d+)*$")
+_IMAGE_REFERENCE = re.compile(
+    r"^[a-z0-9][-a-z0-9._/:]*[a-z0-9](:[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?"
+    r"(@sha256:[0-9a-f]{64})?$"
+)
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
 )
 _MODEL_DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
 class ConfigError(ValueError):
@@ -52,7 +59,7 @@ def require_choice(field: str, value: str, allowed: Sequence[str]) -> str:
 
 def require_quantity(field: str, value: str) -> str:
     """Kubernetes quantities ("500m", "16Gi", "4"); a typo here would fail late, on the cluster."""
-    if not isinstance(value, str) or not _QUANTITY.match(value):
+    if not isinstance(value, str) or not QUANTITY.match(value):
         raise bad_value(field, value, 'a Kubernetes quantity such as "500m", "4", "16Gi"')
     return value
 
@@ -72,7 +79,7 @@ def require_positive_int(
 
 
 def require_dns_label(field: str, value: str) -> str:
-    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+    if not isinstance(value, str) or len(value) > 63 or not DNS_LABEL.match(value):
         raise bad_value(field, value, "a DNS label: lower-case letters, digits and '-', at most 63")
     return value
 
@@ -84,22 +91,37 @@ def require_model_dir_name(field: str, value: str) -> str:
     return value
 
 
-def require_pinned_image(field: str, image: str) -> str:
-    """Images must name an exact tag or digest: ':latest' or no tag makes rollouts unrepeatable."""
-    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
-        raise bad_value(field, image, 'an image reference such as "registry/name:1.2.3"')
+def pinned_image_problem(image: object) -> str | None:
+    """What a pinned image reference must look like, or None when `image` is one.
+
+    Why: ':latest' or no tag makes rollouts unrepeatable. Shared by the components' checks and
+    the stack config's, so both refuse the same references with the same words."""
+    if not isinstance(image, str) or not image or not _IMAGE_REFERENCE.match(image):
+        return 'an image reference such as "registry/name:1.2.3" (lower-case repository)'
     if "@" in image:
-        digest = image.split("@", 1)[1]
-        if not _DIGEST.match(digest):
-            raise bad_value(field, image, "a digest of the form sha256:<64 hex digits>")
-        return image
+        return None  # the reference pattern already demands sha256:<64 hex digits>
     last = image.rsplit("/", 1)[-1]
     if ":" not in last:
-        raise bad_value(field, image, "an image with an explicit tag (not untagged)")
-    tag = last.rsplit(":", 1)[1]
-    if tag == "latest" or not _IMAGE_TAG.match(tag):
-        raise bad_value(field, image, "an image with an exact version tag (not ':latest')")
+        return "an image with an explicit tag or digest (not untagged)"
+    if last.rsplit(":", 1)[1] == "latest":
+        return "an image with an exact version tag or digest (not ':latest')"
+    return None
+
+
+def require_pinned_image(field: str, image: str) -> str:
+    problem = pinned_image_problem(image)
+    if problem is not None:
+        raise bad_value(field, image, problem)
     return image
+
+
+def is_commit_sha(revision: str) -> bool:
+    return bool(COMMIT_SHA.match(revision))
+
+
+def is_pinned_revision(revision: str) -> bool:
+    """A commit sha or a release tag (see RELEASE_TAG)."""
+    return bool(COMMIT_SHA.match(revision) or RELEASE_TAG.match(revision))
 
 
 def strip_nfs_export(value: str) -> str:
@@ -151,9 +173,16 @@ def object_labels(app: str, component: str) -> dict[str, str]:
     }
 
 
-def gpu_tolerations(taint_key: str) -> list[dict[str, Any]]:
-    """Tolerate the GPU taint whatever its value or effect (UK8S and kind use different values)."""
-    return [{"key": taint_key, "operator": "Exists"}]
+def gpu_tolerations(taint_keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Tolerate every GPU taint whatever its value or effect (UK8S and kind use different
+    values); a node with two taints admits only pods that tolerate both."""
+    return [{"key": key, "operator": "Exists"} for key in dict.fromkeys(taint_keys)]
+
+
+def require_taint_keys(field: str, keys: Sequence[str]) -> list[str]:
+    if isinstance(keys, str) or not keys or not all(isinstance(k, str) and k for k in keys):
+        raise bad_value(field, keys, 'a non-empty list of taint keys such as ["nvidia.com/gpu"]')
+    return list(keys)
 
 
 def restricted_container_security() -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """`ModelStore`: the Kubernetes side of the model storage.
 
 A static PersistentVolume over the UFS mount point (NFS) — or a hostPath on a laptop cluster —,
-a claim bound to exactly that volume, and a Job that fills `/models/<model-name>` from the hub
-with the inference image's `llmserve fetch`. The Job is idempotent (a completion marker per
+a claim bound to exactly that volume, and a Job that fills `/models/<model-name>/<revision>` from
+the hub with the inference image's `llmserve fetch`. The Job is idempotent (a completion marker per
 revision), so re-running `pulumi up` costs nothing; the inference Deployment depends on it.
 
 How "the Deployment starts only after the Job has completed" holds: pulumi-kubernetes awaits a
@@ -13,9 +13,18 @@ registered only after that. `job_timeout_s` becomes both the Job's activeDeadlin
 Pulumi's wait (plus a margin for the image pull).
 
 Changing the revision changes the Job's pod template, which Kubernetes cannot update in place:
-Pulumi replaces the Job (a new one runs the download, the old one is deleted) and the pod
-template of the Deployment carries the revision as an annotation, so the servers restart on the
-new weights only after the new Job has completed.
+Pulumi replaces the Job (a new one downloads into a new revision directory, the old one is
+deleted) and the Deployment, which takes `ModelStore.revision` and `model_dir` from here, rolls
+onto the new directory only after the new Job has completed; old pods keep reading the old
+directory untouched until they stop.
+
+A failed Job (say, the hub was down) stays failed on the cluster; `pulumi.com/replaceUnready`
+makes the next `pulumi up` replace it instead of failing on it again. That is safe because the
+fetch resumes from the files already on the volume and checks its completion marker.
+
+The PersistentVolume and claim carry a fixed nominal size: NFS ignores it, and a claim's size
+that followed the UFS size would force a replacement of the claim (deleted while pods hold it)
+whenever the volume grows.
 """
 
 from __future__ import annotations
@@ -37,7 +46,10 @@ NFS_MOUNT_OPTIONS = ("nolock", "nfsvers=4.0")
 MARKER_NAME = ".llm-uk8s-complete.json"
 _TOKEN_DIR = "/var/run/secrets/llm-uk8s/hub-token"
 _TOKEN_KEY = "token"
-_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+# Kubernetes needs some capacity on an NFS volume and claim but enforces none; UFS's smallest size.
+NOMINAL_CAPACITY = "100Gi"
+# pulumi-kubernetes: replace an unready (failed, timed-out) object on the next update.
+REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
 
 
 @dataclass
@@ -46,7 +58,6 @@ class ModelStoreArgs:
 
     namespace: pulumi.Input[str]
     model_name: str
-    capacity_gi: int
     source: str = "huggingface"
     # UFS mount point address ("10.0.0.5" or UFS's own "10.0.0.5:/"); None on a laptop cluster.
     nfs_server: pulumi.Input[str] | None = None
@@ -54,7 +65,8 @@ class ModelStoreArgs:
     # Node directory for the local stack (kind, minikube, Docker Desktop).
     host_path: str | None = None
     repo_id: str | None = None
-    # A 40-hex commit: what was tested is what is served. A branch needs allow_unpinned.
+    # A 40-hex commit or a release tag: what was tested is what is served. A branch needs
+    # allow_unpinned.
     revision: str | None = None
     allow_unpinned: bool = False
     hub_endpoint: str | None = None
@@ -67,7 +79,6 @@ class ModelStoreArgs:
     def validate(self) -> None:
         """Fail at `pulumi preview` time, naming the field, rather than on the cluster."""
         h.require_model_dir_name("model_name", self.model_name)
-        h.require_positive_int("capacity_gi", self.capacity_gi)
         h.require_choice("source", self.source, SOURCES)
         if (self.nfs_server is None) == (self.host_path is None):
             raise h.ConfigError(
@@ -87,13 +98,15 @@ class ModelStoreArgs:
         if not self.repo_id or self.repo_id.count("/") != 1:
             raise h.bad_value("repo_id", self.repo_id, 'a hub repo id "ORG/NAME"')
         if not self.revision:
-            raise h.bad_value("revision", self.revision, "a 40-hex commit sha")
-        if not self.allow_unpinned and not _COMMIT_SHA.match(self.revision):
+            raise h.bad_value("revision", self.revision, "a 40-hex commit sha or a tag like v1.0")
+        if not self.allow_unpinned and not h.is_pinned_revision(self.revision):
             raise h.bad_value(
                 "revision",
                 self.revision,
-                "a 40-hex commit sha (or set allow_unpinned for a branch/tag)",
+                "a 40-hex commit sha or a release tag like v1.0 (or set allow_unpinned)",
             )
+        # It names the weights' directory: one path segment, never a traversal.
+        h.require_model_dir_name("revision", self.revision)
         if self.hub_endpoint is not None and not re.match(r"^https?://[^\s/]+", self.hub_endpoint):
             raise h.bad_value("hub_endpoint", self.hub_endpoint, "an http(s) URL of a hub mirror")
         if self.fetch_image is None:
@@ -102,6 +115,12 @@ class ModelStoreArgs:
             )
         h.require_pinned_image("fetch_image", self.fetch_image)
         h.require_positive_int("job_timeout_s", self.job_timeout_s, minimum=60)
+
+
+def weights_subdir(args: ModelStoreArgs) -> str:
+    """`<model-name>/<revision>`: each revision has its own directory, so a rollout switches
+    servers from one complete set of weights to another, never to half-written files."""
+    return f"{args.model_name}/{args.revision}"
 
 
 def fetch_command(args: ModelStoreArgs) -> list[str]:
@@ -114,20 +133,22 @@ def fetch_command(args: ModelStoreArgs) -> list[str]:
         "--revision",
         str(args.revision),
         "--dest",
-        f"{VOLUME_MOUNT_IN_JOB}/{args.model_name}",
+        f"{VOLUME_MOUNT_IN_JOB}/{weights_subdir(args)}",
     ]
     if args.hub_endpoint:
         command += ["--endpoint", args.hub_endpoint]
     if args.hub_token is not None:
         command += ["--token-file", f"{_TOKEN_DIR}/{_TOKEN_KEY}"]
-    if args.allow_unpinned:
+    if not h.is_commit_sha(str(args.revision)):
+        # `llmserve fetch` takes anything but a commit only with this flag (it resolves a tag or
+        # branch to its commit once and records it).
         command.append("--allow-unpinned")
     return command
 
 
-def prepare_dir_command(model_name: str, uid: int = h.IMAGE_UID) -> list[str]:
+def prepare_dir_command(subdir: str, uid: int = h.IMAGE_UID) -> list[str]:
     """A fresh UFS export (or hostPath) belongs to root; the unprivileged fetcher needs its dir."""
-    target = f"{VOLUME_MOUNT_IN_JOB}/{model_name}"
+    target = f"{VOLUME_MOUNT_IN_JOB}/{subdir}"
     return ["sh", "-c", f"mkdir -p '{target}' && chown {uid}:{uid} '{target}'"]
 
 
@@ -140,7 +161,7 @@ def access_modes(args: ModelStoreArgs) -> list[str]:
 def volume_source(args: ModelStoreArgs) -> dict[str, object]:
     """The PersistentVolume's spec: UFS over NFS (RWX, Retain) or a node directory (local)."""
     spec: dict[str, object] = {
-        "capacity": {"storage": f"{args.capacity_gi}Gi"},
+        "capacity": {"storage": NOMINAL_CAPACITY},
         "persistentVolumeReclaimPolicy": "Retain",
         "storageClassName": "",
         "volumeMode": "Filesystem",
@@ -162,6 +183,8 @@ class ModelStore(pulumi.ComponentResource):
 
     claim_name: pulumi.Output[str]
     model_dir: str | None
+    # The revision the weights in model_dir belong to; None for the bundled model.
+    revision: str | None
     fetch_job: k8s.batch.v1.Job | None
     volume: k8s.core.v1.PersistentVolume
     claim: k8s.core.v1.PersistentVolumeClaim
@@ -192,7 +215,7 @@ class ModelStore(pulumi.ComponentResource):
                 "accessModes": access_modes(args),
                 "storageClassName": "",
                 "volumeName": self.volume.metadata.apply(lambda m: m.name),
-                "resources": {"requests": {"storage": f"{args.capacity_gi}Gi"}},
+                "resources": {"requests": {"storage": NOMINAL_CAPACITY}},
             },
             opts=h.child_options(self, provider),
         )
@@ -201,7 +224,8 @@ class ModelStore(pulumi.ComponentResource):
         self.fetch_job = None
         self.token_secret: k8s.core.v1.Secret | None = None
         if args.source == "huggingface":
-            self.model_dir = f"{MODEL_MOUNT_IN_SERVER}/{args.model_name}"
+            self.model_dir = f"{MODEL_MOUNT_IN_SERVER}/{weights_subdir(args)}"
+            self.revision = args.revision
             if args.hub_token is not None:
                 self.token_secret = k8s.core.v1.Secret(
                     f"{name}-hub-token",
@@ -214,11 +238,13 @@ class ModelStore(pulumi.ComponentResource):
         else:
             # The image's bundled model: nothing to fetch, the server ignores the volume.
             self.model_dir = None
+            self.revision = None
 
         self.register_outputs(
             {
                 "claim_name": self.claim_name,
                 "model_dir": self.model_dir,
+                "revision": self.revision,
                 "fetch_job_name": self.fetch_job.metadata.apply(lambda m: m.name)
                 if self.fetch_job
                 else None,
@@ -266,7 +292,10 @@ class ModelStore(pulumi.ComponentResource):
             metadata={
                 "namespace": args.namespace,
                 "labels": labels,
-                "annotations": {"llm-uk8s/model-revision": str(args.revision)},
+                "annotations": {
+                    "llm-uk8s/model-revision": str(args.revision),
+                    **REPLACE_UNREADY,
+                },
             },
             spec={
                 "backoffLimit": 3,
@@ -285,7 +314,7 @@ class ModelStore(pulumi.ComponentResource):
                             {
                                 "name": "prepare-dir",
                                 "image": args.fetch_image,
-                                "command": prepare_dir_command(args.model_name),
+                                "command": prepare_dir_command(weights_subdir(args)),
                                 # Root without privileges: only the right to chown one directory.
                                 "securityContext": {
                                     "runAsUser": 0,

@@ -41,7 +41,6 @@ def ufs_store(**overrides: Any) -> ModelStoreArgs:
     base = ModelStoreArgs(
         namespace="llm",
         model_name="chatglm2-6b",
-        capacity_gi=500,
         nfs_server=UFS_MOUNT_POINT,
         repo_id="THUDM/chatglm2-6b",
         revision=REVISION,
@@ -55,7 +54,6 @@ def local_store(**overrides: Any) -> ModelStoreArgs:
     base = ModelStoreArgs(
         namespace="llm",
         model_name="bundled",
-        capacity_gi=5,
         source="bundled",
         host_path="/var/lib/llm-uk8s/models",
     )
@@ -70,7 +68,6 @@ def gpu_inference(**overrides: Any) -> InferenceServiceArgs:
         served_model_name="chatglm2-6b",
         gpus_per_replica=1,
         gpu_node_selector=GPU_SELECTOR,
-        model_revision=REVISION,
     )
     return replace(base, **overrides)
 
@@ -132,7 +129,9 @@ STACKS: dict[str, Callable[[], StackArgs]] = {
 
 
 def build(make: Callable[[], StackArgs]) -> Callable[[], None]:
-    """A program wiring the three components the way __main__.py does.
+    """A program wiring the three components the way __main__.py does: what flows from one
+    component to the next (claim, weights' directory, revision, runtime class, what to wait
+    for) comes from the components' outputs, never from the args again.
 
     The args are made inside the program: Outputs belong to the event loop of the run."""
 
@@ -149,7 +148,9 @@ def build(make: Callable[[], StackArgs]) -> Callable[[], None]:
             stack.inference,
             model_claim_name=store.claim_name,
             model_dir=store.model_dir,
-            wait_for=[*store.dependencies, *gpu.daemonsets],
+            model_revision=store.revision,
+            runtime_class_name=gpu.runtime_class_name if stack.inference.uses_gpu else None,
+            wait_for=[*store.dependencies, *gpu.gpu_ready],
         )
         service = InferenceService("llm", inference_args, opts=opts)
         pulumi.export("endpoint", service.endpoint)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pulumi
 import pytest
@@ -10,6 +10,7 @@ import pytest
 from components import k8s_helpers as h
 from components.gpu import GpuDriversArgs
 from components.inference import API_KEY_DIR, PORT
+from components.model_store import NOMINAL_CAPACITY, ModelStoreArgs
 from tests.k8s.stacks import (
     GPU_SELECTOR,
     HUB_TOKEN,
@@ -99,7 +100,7 @@ def test_fetch_job_runs_the_image_fetch_command_pinned_and_resumable() -> None:
     cmd = fetch["command"]
     assert cmd[cmd.index("--repo-id") + 1] == "THUDM/chatglm2-6b"
     assert cmd[cmd.index("--revision") + 1] == REVISION
-    assert cmd[cmd.index("--dest") + 1] == "/models/chatglm2-6b"
+    assert cmd[cmd.index("--dest") + 1] == f"/models/chatglm2-6b/{REVISION}"
     assert cmd[cmd.index("--endpoint") + 1] == "https://hf-mirror.com"
     token_file = cmd[cmd.index("--token-file") + 1]
     mount = next(m for m in fetch["volumeMounts"] if token_file.startswith(m["mountPath"]))
@@ -109,6 +110,33 @@ def test_fetch_job_runs_the_image_fetch_command_pinned_and_resumable() -> None:
     # The Job's wait covers its own deadline.
     deadline = job.manifest()["spec"]["activeDeadlineSeconds"]
     assert int(job.custom_timeouts["create"].rstrip("s")) > deadline
+
+
+def test_a_failed_fetch_job_is_replaced_on_the_next_up() -> None:
+    """Without the annotation a failed Job stays failed and every later `pulumi up` fails on it."""
+    job = run_stack("dev").one(JOB).manifest()
+    assert job["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+
+
+def test_fetch_job_deadline_follows_the_args() -> None:
+    def make() -> StackArgs:
+        stack = dev_args()
+        stack.store = ufs_store(job_timeout_s=7200)
+        return stack
+
+    job = run_stack("dev", make).one(JOB)
+    assert job.manifest()["spec"]["activeDeadlineSeconds"] == 7200
+    assert int(job.custom_timeouts["create"].rstrip("s")) > 7200
+
+
+def test_volume_and_claim_size_is_nominal_not_the_ufs_size() -> None:
+    """A claim whose request followed ufsSizeGb would be replaced (deleted under running pods)
+    whenever the UFS grows: the size must not come from the args at all."""
+    plan = run_stack("dev")
+    pv, pvc = plan.one(PV).manifest()["spec"], plan.one(PVC).manifest()["spec"]
+    assert pv["capacity"] == {"storage": NOMINAL_CAPACITY}
+    assert pvc["resources"] == {"requests": {"storage": NOMINAL_CAPACITY}}
+    assert "capacity_gi" not in {f.name for f in fields(ModelStoreArgs)}
 
 
 def test_hub_token_reaches_the_job_only_through_a_secret() -> None:
@@ -146,7 +174,8 @@ def test_deployment_waits_for_the_fetch_job_and_mounts_the_claim_read_only() -> 
     }
     mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == claim["name"])
     assert mount == {"name": claim["name"], "mountPath": "/app/models", "readOnly": True}
-    assert env_of(spec["containers"][0])["LLMSERVE_MODEL"]["value"] == "/app/models/chatglm2-6b"
+    model = env_of(spec["containers"][0])["LLMSERVE_MODEL"]["value"]
+    assert model == f"/app/models/chatglm2-6b/{REVISION}"
 
 
 def test_a_new_revision_replaces_the_job_and_restarts_the_servers() -> None:
@@ -158,13 +187,17 @@ def test_a_new_revision_replaces_the_job_and_restarts_the_servers() -> None:
 
     def make() -> StackArgs:
         stack = dev_args()
-        stack.store = ufs_store(revision=other_rev)
-        stack.inference = replace(stack.inference, model_revision=other_rev)
+        stack.store = ufs_store(revision=other_rev)  # only the store: the rest must follow
         return stack
 
     second = run_stack("dev", make)
     assert annotations(first)["llm-uk8s/model-revision"] == REVISION
     assert annotations(second)["llm-uk8s/model-revision"] == other_rev
+    # Each revision in its own directory: old pods keep reading the old weights untouched.
+    model_dirs = [env_of(server_container(p))["LLMSERVE_MODEL"]["value"] for p in (first, second)]
+    assert model_dirs == [f"/app/models/chatglm2-6b/{r}" for r in (REVISION, other_rev)]
+    second_dest = pod_spec(second.one(JOB))["containers"][0]["command"]
+    assert second_dest[second_dest.index("--dest") + 1] == f"/models/chatglm2-6b/{other_rev}"
     first_cmd = pod_spec(first.one(JOB))["containers"][0]["command"]
     second_cmd = pod_spec(second.one(JOB))["containers"][0]["command"]
     assert first_cmd != second_cmd  # a changed pod template: Kubernetes forces a new Job
@@ -250,11 +283,38 @@ def test_daemonset_mode_adds_driver_and_toolkit_and_orders_them() -> None:
     assert plan.by_type("kubernetes:node.k8s.io/v1:RuntimeClass")
 
 
-def test_inference_waits_for_the_gpu_daemonsets() -> None:
+def test_inference_waits_for_schedulable_gpus_but_not_for_metrics() -> None:
+    """Driver, toolkit, RuntimeClass and device plugin make GPUs usable; a failing DCGM exporter
+    must not block serving (this test asserted a wait on every DaemonSet before)."""
     plan = run_stack("prod")
     deployment = plan.one(DEPLOYMENT)
-    for ds in plan.by_type(DAEMONSET):
-        assert deployment.depends_on(ds), ds.name
+    by_name = {r.manifest()["metadata"]["name"]: r for r in plan.by_type(DAEMONSET)}
+    for name in ("gpu-driver", "gpu-toolkit", "gpu-device-plugin"):
+        assert deployment.depends_on(by_name[name]), name
+    assert deployment.depends_on(plan.one("kubernetes:node.k8s.io/v1:RuntimeClass"))
+    assert not deployment.depends_on(by_name["gpu-dcgm-exporter"])
+
+
+def test_gpu_pod_uses_the_nvidia_runtime_class_in_daemonset_mode() -> None:
+    prod = run_stack("prod")  # daemonset mode
+    runtime_class = prod.one("kubernetes:node.k8s.io/v1:RuntimeClass").manifest()
+    assert pod_spec(prod.one(DEPLOYMENT))["runtimeClassName"] == runtime_class["metadata"]["name"]
+    assert "runtimeClassName" not in pod_spec(run_stack("dev").one(DEPLOYMENT))  # preinstalled
+
+
+def test_service_pdb_and_policy_are_created_after_the_deployment_is_ready() -> None:
+    """pulumi-kubernetes waits for a Service until it has an endpoint; no pod exists before the
+    download has finished, so a Service created alongside the Deployment times out."""
+    plan = run_stack("prod")
+    deployment = plan.one(DEPLOYMENT)
+    service = llm_service(plan)
+    assert service.depends_on(deployment)
+    assert plan.one("kubernetes:policy/v1:PodDisruptionBudget").depends_on(deployment)
+    assert plan.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").depends_on(deployment)
+    # Its own wait is short: it starts only once the pods are ready.
+    assert int(service.custom_timeouts["create"].rstrip("s")) < int(
+        deployment.custom_timeouts["create"].rstrip("s")
+    )
 
 
 def test_gpu_container_requests_gpus_and_lands_on_gpu_nodes() -> None:
@@ -274,18 +334,21 @@ def test_gpu_container_requests_gpus_and_lands_on_gpu_nodes() -> None:
     assert strategy == {"maxSurge": 0, "maxUnavailable": 1}
 
 
-def test_custom_taint_key_is_tolerated_everywhere() -> None:
+def test_every_taint_key_is_tolerated_everywhere() -> None:
+    keys = ["ucloud.cn/gpu", "example.com/dedicated"]
+
     def make() -> StackArgs:
         stack = prod_args()
         stack.gpu = GpuDriversArgs(
-            mode="preinstalled", gpu_node_selector=GPU_SELECTOR, gpu_taint_key="ucloud.cn/gpu"
+            mode="preinstalled", gpu_node_selector=GPU_SELECTOR, gpu_taint_keys=keys
         )
-        stack.inference = replace(stack.inference, gpu_taint_key="ucloud.cn/gpu")
+        stack.inference = replace(stack.inference, gpu_taint_keys=keys)
         return stack
 
     plan = run_stack("prod", make)
     for r in [*plan.by_type(DAEMONSET), plan.one(DEPLOYMENT)]:
-        assert {"key": "ucloud.cn/gpu", "operator": "Exists"} in pod_spec(r)["tolerations"]
+        for key in keys:
+            assert {"key": key, "operator": "Exists"} in pod_spec(r)["tolerations"], (r.name, key)
 
 
 # --- local stack ------------------------------------------------------------------------------

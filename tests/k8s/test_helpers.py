@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
 from components import k8s_helpers as h
 from components.inference import (
+    UCLOUD_LB_TYPE_ANNOTATION,
     endpoint_url,
     progress_deadline_s,
     rollout_strategy,
     termination_grace_s,
+    ucloud_lb_annotations,
 )
 from components.model_store import ModelStoreArgs, fetch_command, prepare_dir_command
 
@@ -122,18 +126,21 @@ def test_endpoint_url_choices() -> None:
     assert endpoint_url("LoadBalancer", cluster, None, 30619, []) == cluster
 
 
-def test_fetch_command_options() -> None:
-    args = ModelStoreArgs(
+def store_args(**overrides: object) -> ModelStoreArgs:
+    base = ModelStoreArgs(
         namespace="n",
         model_name="m",
-        capacity_gi=1,
         nfs_server="1.2.3.4",
         repo_id="o/m",
         revision="main",
         allow_unpinned=True,
         fetch_image="r/i:1",
     )
-    assert fetch_command(args) == [
+    return replace(base, **overrides)
+
+
+def test_fetch_command_options() -> None:
+    assert fetch_command(store_args()) == [
         "llmserve",
         "fetch",
         "--repo-id",
@@ -141,15 +148,49 @@ def test_fetch_command_options() -> None:
         "--revision",
         "main",
         "--dest",
-        "/models/m",
+        "/models/m/main",
         "--allow-unpinned",
     ]
 
 
-def test_prepare_dir_only_touches_the_model_dir() -> None:
-    command = prepare_dir_command("chatglm2-6b")
+def test_a_release_tag_is_pinned_without_allow_unpinned() -> None:
+    """The config accepts v1.0-style tags as pinned; the store must agree (one rule), and the
+    image's fetch takes anything but a commit only with --allow-unpinned."""
+    tag = store_args(revision="v1.0", allow_unpinned=False)
+    tag.validate()
+    assert "--allow-unpinned" in fetch_command(tag)
+    commit = store_args(revision="a" * 40, allow_unpinned=False)
+    assert "--allow-unpinned" not in fetch_command(commit)
+    with pytest.raises(h.ConfigError, match=r"^revision: invalid value 'main'"):
+        store_args(revision="main", allow_unpinned=False).validate()
+
+
+@pytest.mark.parametrize("revision", ["refs/pr/1", "..", "a b"])
+def test_a_revision_that_is_no_directory_name_is_refused(revision: str) -> None:
+    with pytest.raises(h.ConfigError, match=r"^revision: invalid value"):
+        store_args(revision=revision).validate()
+
+
+def test_prepare_dir_only_touches_the_revision_dir() -> None:
+    command = prepare_dir_command("chatglm2-6b/v1.0")
     assert command[:2] == ["sh", "-c"]
-    assert "'/models/chatglm2-6b'" in command[2] and "10001:10001" in command[2]
+    assert "'/models/chatglm2-6b/v1.0'" in command[2] and "10001:10001" in command[2]
+
+
+def test_gpu_tolerations_cover_every_key_once() -> None:
+    assert h.gpu_tolerations(["nvidia.com/gpu", "ucloud.cn/gpu", "nvidia.com/gpu"]) == [
+        {"key": "nvidia.com/gpu", "operator": "Exists"},
+        {"key": "ucloud.cn/gpu", "operator": "Exists"},
+    ]
+    with pytest.raises(h.ConfigError, match=r"^gpu_taint_keys: invalid value"):
+        h.require_taint_keys("gpu_taint_keys", "nvidia.com/gpu")  # a string, not a list
+
+
+def test_ucloud_lb_annotation_follows_the_type() -> None:
+    assert ucloud_lb_annotations("inner") == {UCLOUD_LB_TYPE_ANNOTATION: "inner"}
+    assert ucloud_lb_annotations("outer") == {UCLOUD_LB_TYPE_ANNOTATION: "outer"}
+    with pytest.raises(h.ConfigError, match=r"^load_balancer_type: invalid value 'public'"):
+        ucloud_lb_annotations("public")
 
 
 def test_kubernetes_provider_is_required() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from components import config as stack_config
+from components import k8s_helpers as h
 from components.config import ConfigError, parse
+from components.model_store import ModelStoreArgs
 from tests.stack.stack_values import raw_values
 from tools.stack_config import project_file
 
@@ -59,9 +61,33 @@ def test_stacks_differ_where_the_environments_should() -> None:
         ({"kubernetesVersion": "1.18"}, ["llm-uk8s:kubernetesVersion = '1.18'", "1.26 to 1.34"]),
         ({"zones": ["cn-sh2-01"]}, ["llm-uk8s:zones", "region 'cn-bj2'"]),
         ({"modelRevision": "main"}, ["llm-uk8s:modelRevision = 'main'", "40-character"]),
+        (
+            {"modelFetchTimeoutSeconds": 60},
+            ["llm-uk8s:modelFetchTimeoutSeconds = '60'", "greater than or equal to 300"],
+        ),
+        (
+            {"modelFetchTimeoutSeconds": "soon"},
+            ["llm-uk8s:modelFetchTimeoutSeconds = 'soon'", "integer"],
+        ),
+        (
+            {"serviceType": "LoadBalancer", "loadBalancerType": "public"},
+            ["llm-uk8s:loadBalancerType = 'public'", "'inner' or 'outer'"],
+        ),
+        (
+            {"serviceType": "LoadBalancer", "allowedCidrs": ["10.0.0.0/8"]},
+            ["llm-uk8s:loadBalancerType = 'outer'", "all private", "use loadBalancerType inner"],
+        ),
+        (
+            {
+                "serviceType": "LoadBalancer",
+                "loadBalancerType": "inner",
+                "allowedCidrs": ["10.0.0.0/8", "203.0.113.0/24"],
+            },
+            ["llm-uk8s:loadBalancerType = 'inner'", "203.0.113.0/24", "use loadBalancerType outer"],
+        ),
         ({"modelRepoId": "chatglm2"}, ["llm-uk8s:modelRepoId = 'chatglm2'", "org/name"]),
         ({"inferenceImage": "repo/server:latest"}, ["llm-uk8s:inferenceImage", ":latest"]),
-        ({"inferenceImage": "repo/server"}, ["llm-uk8s:inferenceImage", "pinned tag"]),
+        ({"inferenceImage": "repo/server"}, ["llm-uk8s:inferenceImage", "explicit tag"]),
         ({"nodePort": 8080}, ["llm-uk8s:nodePort = '8080'", "30000"]),
         ({"serviceType": "Ingress"}, ["llm-uk8s:serviceType = 'Ingress'", "'NodePort'"]),
         ({"inferenceMemory": "lots"}, ["llm-uk8s:inferenceMemory = 'lots'"]),
@@ -101,7 +127,90 @@ def test_derived_values() -> None:
     config = parse(raw_values("prod"), "prod")
     assert config.resolved_cluster_name == "llm-uk8s-prod"
     assert config.node_labels == {"llm-uk8s/gpu": "true", "llm-uk8s/env": "prod"}
-    assert config.gpu_taint_key == "nvidia.com/gpu"
+    assert config.gpu_taint_keys == ["nvidia.com/gpu"]
+    assert config.load_balancer_type == "inner"  # prod admits only private sources
+
+
+def test_every_gpu_taint_key_is_tolerated_not_only_the_first() -> None:
+    taints = ["nvidia.com/gpu=present:NoSchedule", "example.com/dedicated=llm:NoSchedule"]
+    config = parse(raw_values("dev", gpuNodeTaints=taints), "dev")
+    assert config.gpu_taint_keys == ["nvidia.com/gpu", "example.com/dedicated"]
+    # No taint configured: still the conventional key (one default, in the config).
+    assert parse(raw_values("dev", gpuNodeTaints=[]), "dev").gpu_taint_keys == ["nvidia.com/gpu"]
+
+
+def test_matching_load_balancer_settings_are_accepted() -> None:
+    public = parse(
+        raw_values("dev", serviceType="LoadBalancer", allowedCidrs=["203.0.113.0/24"]), "dev"
+    )
+    assert public.load_balancer_type == "outer"  # the default
+    anyone = parse(raw_values("dev", serviceType="LoadBalancer"), "dev")
+    assert anyone.allowed_cidrs == []
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        ("uhub.service.ucloud.cn/llm-uk8s/server:0.1.0", True),
+        ("reg/server@sha256:" + "a" * 64, True),
+        ("Reg/Server:0.1.0", False),  # the components used to accept it, the config not
+        ("reg/server", False),
+        ("reg/server:latest", False),
+        ("reg/server@sha256:12", False),
+        ("localhost:5000/server", False),
+    ],
+)
+def test_config_and_components_refuse_the_same_images(image: str, pinned: bool) -> None:
+    """One rule (k8s_helpers.pinned_image_problem) for the config and the components."""
+    if pinned:
+        parse(raw_values("dev", inferenceImage=image), "dev")
+        h.require_pinned_image("image", image)
+    else:
+        assert any("llm-uk8s:inferenceImage" in p for p in problems(inferenceImage=image))
+        with pytest.raises(h.ConfigError, match=r"^image: invalid value"):
+            h.require_pinned_image("image", image)
+
+
+@pytest.mark.parametrize(
+    ("revision", "pinned"),
+    [("a" * 40, True), ("v1.0", True), ("v2", True), ("main", False), ("A" * 40, False)],
+)
+def test_config_and_model_store_share_the_revision_rule(revision: str, pinned: bool) -> None:
+    store = ModelStoreArgs(
+        namespace="llm",
+        model_name="m",
+        nfs_server="10.0.0.5",
+        repo_id="o/m",
+        revision=revision,
+        fetch_image="reg/server:0.1.0",
+    )
+    if pinned:
+        parse(raw_values("dev", modelRevision=revision), "dev")
+        store.validate()
+    else:
+        assert any("modelRevision" in p for p in problems(modelRevision=revision))
+        with pytest.raises(h.ConfigError, match=r"^revision: "):
+            store.validate()
+
+
+def test_config_takes_quantity_and_dns_label_rules_from_the_helpers() -> None:
+    fields = stack_config.StackConfig.model_fields
+
+    def pattern(name: str) -> str:
+        return next(m.pattern for m in fields[name].metadata if hasattr(m, "pattern"))
+
+    assert pattern("namespace") == h.DNS_LABEL.pattern
+    assert pattern("inference_memory") == pattern("inference_cpu") == h.QUANTITY.pattern
+
+
+def test_descriptions_match_what_the_config_accepts() -> None:
+    """The docs once promised 'a 40-character commit sha' (tags are accepted too), 'empty means
+    everyone' and 'in-cluster monitoring' (a NetworkPolicy admits only the namespace)."""
+    schema = project_file()["config"]
+    revision = schema["modelRevision"]["description"]
+    assert "commit" in revision and "v1.0" in revision
+    assert "same namespace" in schema["networkPolicy"]["description"]
+    assert "same namespace" in schema["allowedCidrs"]["description"]
 
 
 def test_credentials_in_plain_config_are_refused() -> None:

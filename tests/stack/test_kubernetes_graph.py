@@ -56,14 +56,111 @@ def test_pv_server_is_the_mount_points_ip(dev: Plan) -> None:
     assert claim.raw_inputs["spec"]["storageClassName"] == ""
 
 
-def test_deployment_waits_for_the_fetch_job_and_the_gpu_daemonsets(dev: Plan) -> None:
+def test_deployment_waits_for_the_fetch_job_and_schedulable_gpus(dev: Plan) -> None:
+    """The device plugin, not the DCGM exporter: metrics failing must not block serving (this
+    test asserted a wait on every GPU DaemonSet before)."""
     deployment = dev.one("kubernetes:apps/v1:Deployment")
     job = dev.one("kubernetes:batch/v1:Job")
     assert deployment.depends_on(job)
-    daemonsets = dev.by_type(GPU_DAEMONSETS)
-    assert daemonsets and all(deployment.depends_on(ds) for ds in daemonsets)
+    daemonsets = {ds.name: ds for ds in dev.by_type(GPU_DAEMONSETS)}
+    assert deployment.depends_on(daemonsets["gpu-drivers-device-plugin"])
+    assert not deployment.depends_on(daemonsets["gpu-drivers-dcgm-exporter"])
     claim = dev.one("kubernetes:core/v1:PersistentVolumeClaim")
     assert fed_by(deployment, "spec", claim)
+
+
+def seconds(timeout: str) -> int:
+    return int(timeout.rstrip("s"))
+
+
+def test_each_wait_starts_after_what_it_waits_for(stack_plan) -> None:
+    """A wait that runs alongside a longer upstream wait times out on the first `pulumi up`: the
+    Service (it waits for an endpoint) must start after the Deployment, the Deployment after the
+    Job, and each wait must cover its own deadline."""
+    _, plan = stack_plan
+    deployment = plan.one("kubernetes:apps/v1:Deployment")
+    service = next(r for r in plan.by_type("kubernetes:core/v1:Service") if r.name == "inference")
+    assert service.depends_on(deployment)
+    assert plan.one("kubernetes:policy/v1:PodDisruptionBudget").depends_on(deployment)
+    spec = deployment.raw_inputs["spec"]
+    assert seconds(deployment.custom_timeouts["create"]) >= spec["progressDeadlineSeconds"]
+    for job in plan.by_type("kubernetes:batch/v1:Job"):
+        assert deployment.depends_on(job)
+        deadline = job.raw_inputs["spec"]["activeDeadlineSeconds"]
+        assert seconds(job.custom_timeouts["create"]) > deadline
+
+
+def test_fetch_job_deadline_and_replacement_follow_config() -> None:
+    plan = plan_stack("dev", overrides={"modelFetchTimeoutSeconds": 10800})
+    job = plan.one("kubernetes:batch/v1:Job")
+    assert job.raw_inputs["spec"]["activeDeadlineSeconds"] == 10800
+    assert seconds(job.custom_timeouts["create"]) > 10800
+    assert job.raw_inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+
+
+def test_growing_the_ufs_keeps_the_volume_and_claim_unchanged(dev: Plan) -> None:
+    """A claim's size change forces its replacement (deleted while pods hold it): the nominal
+    size of the PV and claim must not follow ufsSizeGb."""
+    grown = plan_stack("dev", overrides={"ufsSizeGb": 2000})
+    assert grown.one(UCLOUD + "UfsVolume").raw_inputs["size"] == 2000
+    for kind in ("PersistentVolume", "PersistentVolumeClaim"):
+        before = dev.one(f"kubernetes:core/v1:{kind}").raw_inputs["spec"]
+        after = grown.one(f"kubernetes:core/v1:{kind}").raw_inputs["spec"]
+        assert json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True), kind
+
+
+def test_daemonset_mode_gives_the_inference_pod_the_nvidia_runtime_class() -> None:
+    plan = plan_stack("dev", overrides={"gpuDriverMode": "daemonset"})
+    runtime_class = plan.one("kubernetes:node.k8s.io/v1:RuntimeClass")
+    pod = plan.one("kubernetes:apps/v1:Deployment").raw_inputs["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == runtime_class.raw_inputs["metadata"]["name"] == "nvidia"
+    assert plan.one("kubernetes:apps/v1:Deployment").depends_on(runtime_class)
+
+
+def test_preinstalled_mode_keeps_the_default_runtime(dev: Plan) -> None:
+    pod = dev.one("kubernetes:apps/v1:Deployment").raw_inputs["spec"]["template"]["spec"]
+    assert "runtimeClassName" not in pod
+
+
+def test_every_configured_gpu_taint_is_tolerated() -> None:
+    taints = ["nvidia.com/gpu=present:NoSchedule", "example.com/dedicated=llm:NoSchedule"]
+    plan = plan_stack("dev", overrides={"gpuNodeTaints": taints})
+    pods = [
+        r.raw_inputs["spec"]["template"]["spec"]
+        for r in [plan.one("kubernetes:apps/v1:Deployment"), *plan.by_type(GPU_DAEMONSETS)]
+    ]
+    for pod in pods:
+        keys = {t["key"] for t in pod["tolerations"]}
+        assert {"nvidia.com/gpu", "example.com/dedicated"} <= keys
+
+
+def test_the_revision_reaches_the_servers_through_the_model_store() -> None:
+    """One value, one path: the Deployment's revision and weights' directory come from the
+    ModelStore, so they cannot disagree with what the Job fetched."""
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    plan = plan_stack("dev", overrides={"modelRevision": revision})
+    command = plan.one("kubernetes:batch/v1:Job").raw_inputs["spec"]["template"]["spec"][
+        "containers"
+    ][0]["command"]
+    assert command[command.index("--dest") + 1] == f"/models/chatglm2-6b/{revision}"
+    assert "--allow-unpinned" not in command  # a commit needs no escape hatch
+    template = plan.one("kubernetes:apps/v1:Deployment").raw_inputs["spec"]["template"]
+    assert template["metadata"]["annotations"]["llm-uk8s/model-revision"] == revision
+    env = {e["name"]: e["value"] for e in template["spec"]["containers"][0]["env"]}
+    assert env["LLMSERVE_MODEL"] == f"/app/models/chatglm2-6b/{revision}"
+    assert plan.outputs["modelPath"] == env["LLMSERVE_MODEL"]
+
+
+def test_load_balancer_type_follows_config() -> None:
+    prod = plan_stack("prod")
+    service = next(r for r in prod.by_type("kubernetes:core/v1:Service") if r.name == "inference")
+    annotation = "service.beta.kubernetes.io/ucloud-load-balancer-type"
+    assert service.raw_inputs["metadata"]["annotations"][annotation] == "inner"
+    outer = plan_stack(
+        "prod", overrides={"loadBalancerType": "outer", "allowedCidrs": ["203.0.113.0/24"]}
+    )
+    service = next(r for r in outer.by_type("kubernetes:core/v1:Service") if r.name == "inference")
+    assert service.raw_inputs["metadata"]["annotations"][annotation] == "outer"
 
 
 def test_everything_on_the_cluster_uses_the_clusters_provider(dev: Plan) -> None:
