@@ -10,8 +10,8 @@ from tests.fake_ucloud.protocol import ApiError, require
 
 Handler = Callable[[FakeCloud, dict[str, Any]], dict[str, Any]]
 IN_USE = 8040  # the fake's own choice, as in network_api
-# UCloud answers bad parameters with RetCode 230 "Params [X] not available" (below 2000: the
-# providers do not retry it, as they must not retry any request that can never succeed).
+# Bad parameters: RetCode 230 "Params [X] not available" (the code other UCloud fakes use; not
+# documented). Below 2000, so the providers do not retry it: it can never succeed.
 BAD_PARAM = 230
 OPERATORS = {"Bgp": "BGP", "International": "International", "BGPPro": "BGPPro"}
 PAY_MODE_LIMITS = {"Bandwidth": 10000, "Traffic": 300}
