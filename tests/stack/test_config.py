@@ -9,7 +9,7 @@ from components import k8s_helpers as h
 from components.config import ConfigError, parse
 from components.model_store import ModelStoreArgs
 from tests.stack.stack_values import raw_values
-from tools.stack_config import project_file
+from tools.stack_config import ROOT, project_file
 
 
 def problems(stack: str = "dev", **overrides: object) -> list[str]:
@@ -219,3 +219,11 @@ def test_credentials_in_plain_config_are_refused() -> None:
             is_secret=lambda k: False, present=lambda k: k == "ucloud:privateKey"
         )
     stack_config.check_secrets(is_secret=lambda k: True, present=lambda k: True)
+
+
+def test_readme_explains_the_keys_users_must_choose() -> None:
+    """The ULB kind and the download budget are decisions a user makes per stack; NetworkPolicy
+    on UK8S needs Calico policy-only installed first, or the policy is silently not enforced."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for needed in ("loadBalancerType", "modelFetchTimeoutSeconds", "Calico", "policy-only"):
+        assert needed in readme, needed
