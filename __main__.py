@@ -1,7 +1,7 @@
 """llm-uk8s: read the stack's config, compose the components into one graph, export outputs.
 
-UFS -> mount point -> PV -> claim -> fetch Job -> Deployment, and
-cluster -> GPU nodes -> Kubernetes provider -> GPU DaemonSets -> Deployment.
+UFS -> mount point -> PV -> claim -> fetch Job -> Deployment -> Service, and
+cluster -> GPU nodes -> Kubernetes provider -> GPU DaemonSets (device plugin) -> Deployment.
 """
 
 import pulumi
