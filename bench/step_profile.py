@@ -59,17 +59,16 @@ def graphed_step_ms(model, steps: int, compile_step: bool = False) -> dict[str, 
     decoder = GraphedDecoder(model, max_rows=1, max_len=1024, pad_token_id=0,
                              use_cuda_graphs=True, compile_step=compile_step)
     batch = fresh_batch(model)
-    token = torch.tensor([[5]], device="cuda")
     out: dict[str, float] = {}
     with torch.inference_mode():
         t0 = time.perf_counter()
-        decoder.decode(batch, token, torch.tensor([[PROMPT]], device="cuda"))
+        decoder.decode(batch, [5], [PROMPT])
         torch.cuda.synchronize()
         out["first_step_incl_capture_s"] = round(time.perf_counter() - t0, 2)
         position = [PROMPT + 1]
 
         def step() -> None:
-            decoder.decode(batch, token, torch.tensor([[position[0]]], device="cuda"))
+            decoder.decode(batch, [5], [position[0]])
             position[0] += 1
 
         out["decode_ms"] = median_ms(step, 100)
@@ -78,7 +77,7 @@ def graphed_step_ms(model, steps: int, compile_step: bool = False) -> dict[str, 
         wall = []
         for _ in range(50):
             t = time.perf_counter()
-            logits = decoder.decode(batch, token, torch.tensor([[position[0]]], device="cuda"))
+            logits = decoder.decode(batch, [5], [position[0]])
             position[0] += 1
             pick_next_tokens(logits, [SamplingParams(max_tokens=8, temperature=0.0)], [None],
                              [False], [2])

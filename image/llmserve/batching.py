@@ -268,11 +268,12 @@ class ContinuousBatchingEngine:
 
     def _decode(self) -> None:
         seqs = self._running
-        ids = torch.tensor([[s.last_token] for s in seqs], device=self.device)
-        positions = torch.tensor([[s.position] for s in seqs], device=self.device)
         if self._graphed is not None and self._graphed.fits(len(seqs), self._batch.length + 1):
-            logits = self._graphed.decode(self._batch, ids, positions)
+            logits = self._graphed.decode(self._batch, [s.last_token for s in seqs],
+                                          [s.position for s in seqs])
         else:
+            ids = torch.tensor([[s.last_token] for s in seqs], device=self.device)
+            positions = torch.tensor([[s.position] for s in seqs], device=self.device)
             mask = self._batch.extend_mask()
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              cache=self._batch.cache, use_cache=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import torch
 from llmserve.batching import ContinuousBatchingEngine
 from llmserve.engine import SamplingParams
 from llmserve.graphs import GraphedDecoder, _bucket
@@ -89,3 +90,16 @@ def test_single_stream_uses_the_fixed_path(tiny: LoadedModel) -> None:
 def test_buckets() -> None:
     assert [_bucket(n, 1, 8) for n in (1, 2, 3, 5, 8)] == [1, 2, 4, 8, 8]
     assert [_bucket(n, 128, 4096) for n in (1, 128, 129, 5000)] == [128, 128, 256, 4096]
+
+
+def test_fused_rms_norm_computes_the_same_logits() -> None:
+    from llmserve.fusions import fuse_rms_norms
+
+    model = load_model("random:tiny", "cpu", "float32").model
+    ids = torch.tensor([PROMPTS[2]])
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+        assert fuse_rms_norms(model) > 0
+        after = model(input_ids=ids).logits
+    assert torch.allclose(before, after, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(before, torch.zeros_like(before))
