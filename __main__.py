@@ -37,6 +37,8 @@ if cfg.uses_ucloud:
             master_memory_mb=cfg.master_memory_mb,
             external_api_server=cfg.external_api_server,
             charge_type=cfg.charge_type,
+            nat_bandwidth_mbps=cfg.nat_bandwidth_mbps,
+            nat_internet_type=cfg.nat_internet_type,
             gpu_nodes=GpuNodePoolArgs(
                 machine_type=cfg.gpu_machine_type,
                 gpu_type=cfg.gpu_type,
@@ -68,6 +70,7 @@ if cfg.uses_ucloud:
     node_address = cluster.node_ips.apply(lambda ips: ips[0] if ips else "")
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("clusterId", cluster.cluster_id)
+    pulumi.export("natPublicIp", cluster.nat_public_ip)
     pulumi.export("ufsVolumeId", storage.volume_id)
     pulumi.export("ufsMountIp", storage.mount_point_ip)
 else:

@@ -101,6 +101,8 @@ class StackConfig(BaseModel):
     master_cpu: Literal[2, 4, 8, 16, 32] = Field(alias="masterCpu")
     master_memory_mb: int = Field(alias="masterMemoryMb", ge=4096, le=262144)
     external_api_server: bool = Field(alias="externalApiServer")
+    nat_bandwidth_mbps: int = Field(alias="natBandwidthMbps", ge=1, le=10000)
+    nat_internet_type: Literal["BGP", "International"] = Field(alias="natInternetType")
     charge_type: Literal[CHARGE_TYPES] = Field(alias="chargeType")  # type: ignore[valid-type]
     gpu_machine_type: Literal["G"] = Field(alias="gpuMachineType")
     gpu_type: Literal[GPU_TYPES] = Field(alias="gpuType")  # type: ignore[valid-type]

@@ -94,6 +94,11 @@ def test_stacks_differ_where_the_environments_should() -> None:
         ({"gpuDriverMode": "magic"}, ["llm-uk8s:gpuDriverMode = 'magic'", "'preinstalled'"]),
         ({"masterCpu": 3}, ["llm-uk8s:masterCpu = 3", "2, 4, 8, 16 or 32"]),
         ({"platfrom": "local"}, ["llm-uk8s:platfrom is not a known key"]),
+        (
+            {"natBandwidthMbps": 0},
+            ["llm-uk8s:natBandwidthMbps = '0'", "greater than or equal to 1"],
+        ),
+        ({"natInternetType": "Cable"}, ["llm-uk8s:natInternetType = 'Cable'", "'International'"]),
     ],
 )
 def test_bad_values_are_named_with_what_is_allowed(overrides: dict, expected: list[str]) -> None:

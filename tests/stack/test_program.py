@@ -126,3 +126,11 @@ def test_plan_is_deterministic() -> None:
 def test_bad_config_stops_the_program_before_any_resource() -> None:
     with pytest.raises(Exception, match=r"ufsSizeGb = 550"):
         plan_stack("dev", overrides={"ufsSizeGb": 550})
+
+
+def test_nat_settings_reach_the_eip_and_its_ip_is_exported() -> None:
+    plan = plan_stack("dev", overrides={"natBandwidthMbps": 50, "natInternetType": "International"})
+    eip = plan.one(UCLOUD + "Eip")
+    assert eip.raw_inputs["bandwidth"] == 50
+    assert eip.raw_inputs["internet_type"] == "International"
+    assert plan.outputs["natPublicIp"] == eip.outputs["public_ip"]
