@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.ucloud.credentials import UCloudCredentials
+from components.ucloud.errors import is_not_found
 from components.ucloud.retry import RetryPolicy
 
 PAGE_SIZE = 100
@@ -62,6 +63,18 @@ class UCloudApi:
     def invoke(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         """An untyped call, retried on throttling and transient errors."""
         return self.retry.run(lambda: self.invoke_once(action, args))
+
+    def describe_one(self, service: str, method: str, ids_param: str, items_key: str,
+                     id_key: str, id_: str) -> dict[str, Any] | None:
+        """The one item a Describe* action returns for `id_`; None once it is gone (no retry)."""
+        try:
+            response = self.call_once(service, method, {ids_param: [id_]})
+        except Exception as error:
+            if is_not_found(error):
+                return None
+            raise
+        items = [i for i in response.get(items_key) or [] if i.get(id_key) == id_]
+        return items[0] if items else None
 
     def paged(
         self, fetch: Callable[[dict[str, Any]], dict[str, Any]], items_key: str

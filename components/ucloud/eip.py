@@ -12,7 +12,6 @@ from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.errors import is_not_found
 from components.ucloud.resource import MODULE, resource_props
 from components.ucloud.validation import Checker
 
@@ -72,14 +71,7 @@ class EipProvider(UCloudProvider):
         checker.integer("bandwidth", 1, limit)
 
     def _lookup(self, api: UCloudApi, id_: str) -> dict[str, Any] | None:
-        try:
-            response = api.call_once("unet", "describe_eip", {"EIPIds": [id_]})
-        except Exception as error:
-            if is_not_found(error):
-                return None
-            raise
-        items = [i for i in response.get("EIPSet") or [] if i.get("EIPId") == id_]
-        return items[0] if items else None
+        return api.describe_one("unet", "describe_eip", "EIPIds", "EIPSet", "EIPId", id_)
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
         item = api.retry.run(lambda: self._lookup(api, id_))

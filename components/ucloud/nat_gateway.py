@@ -16,7 +16,7 @@ from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.errors import UCloudProviderError, is_not_found
+from components.ucloud.errors import UCloudProviderError
 from components.ucloud.resource import MODULE, resource_props
 from components.ucloud.validation import Checker, is_unknown
 
@@ -86,14 +86,7 @@ class NatGatewayProvider(UCloudProvider):
 
     # ---- UCloud calls ---------------------------------------------------------------
     def _lookup(self, api: UCloudApi, id_: str) -> dict[str, Any] | None:
-        try:
-            response = api.call_once("vpc", "describe_natgw", {"NATGWIds": [id_]})
-        except Exception as error:
-            if is_not_found(error):
-                return None
-            raise
-        items = [i for i in response.get("DataSet") or [] if i.get("NATGWId") == id_]
-        return items[0] if items else None
+        return api.describe_one("vpc", "describe_natgw", "NATGWIds", "DataSet", "NATGWId", id_)
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
         item = api.retry.run(lambda: self._lookup(api, id_))
