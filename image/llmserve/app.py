@@ -88,12 +88,22 @@ class _MetricsMiddleware:
             return
         route = scope["path"] if scope["path"] in _ROUTES else "other"
 
+        started = False
+
         async def counting_send(message: Any) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 self.metrics().requests.labels(route, str(message["status"])).inc()
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception:
+            # Starlette answers an unhandled error with a 500 outside this middleware.
+            if not started:
+                self.metrics().requests.labels(route, "500").inc()
+            raise
 
 
 def create_app(settings: Settings, load_backend: Callable[[], Backend],
@@ -370,13 +380,20 @@ class _Run:
 
     async def collect(self, request: Request) -> tuple[str, str]:
         parts: list[str] = []
+        checked = time.monotonic()
         try:
             while True:
                 try:
                     delta = await asyncio.wait_for(self.stream.next_delta(), timeout=0.5)
                 except TimeoutError:
+                    delta = None
+                # Look for a gone client every half second, also while tokens keep coming: a
+                # client that gave up must free its batch slot, not wait for the whole answer.
+                if delta is None or time.monotonic() - checked >= 0.5:
+                    checked = time.monotonic()
                     if await request.is_disconnected():
                         raise _ClientGone() from None
+                if delta is None:
                     continue
                 self.note(delta)
                 parts.append(delta.text)

@@ -338,8 +338,8 @@ class Fetcher:
             raise FetchError(f"no file of {self.req.repo_id}@{commit} matches "
                              f"{list(self.req.allow_patterns or DEFAULT_ALLOW_PATTERNS)}; "
                              f"the repo has: {[e.path for e in entries][:20]}", EXIT_NOT_FOUND)
+        remove_stale_partials(self.req.dest)  # first: a killed run's leftovers are not "used"
         self.check_disk_space(files)
-        remove_stale_partials(self.req.dest)
         log.info("fetching %d files (%d bytes) of %s@%s from %s", len(files),
                  sum(f.size for f in files), self.req.repo_id, commit, self.req.endpoint)
         self.download(commit, files)

@@ -12,6 +12,8 @@ import torch
 
 from llmserve.engine import SamplingParams
 
+MIN_TEMPERATURE = 1e-5
+
 
 def pick_next_tokens(
     logits: torch.Tensor,
@@ -30,7 +32,9 @@ def pick_next_tokens(
         if eos.numel():
             logits[rows.unsqueeze(1), eos.unsqueeze(0)] = float("-inf")
     choice = logits.argmax(dim=-1)
-    sampled = [i for i, p in enumerate(params) if p.temperature > 0]
+    # Below MIN_TEMPERATURE the division overflows float32 into inf/NaN; that close to 0 the
+    # distribution is the argmax anyway, so such rows are greedy.
+    sampled = [i for i, p in enumerate(params) if p.temperature >= MIN_TEMPERATURE]
     if sampled:
         rows = torch.tensor(sampled, device=logits.device)
         temps = torch.tensor([params[i].temperature for i in sampled], device=logits.device)

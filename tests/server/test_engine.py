@@ -167,3 +167,11 @@ def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_recovers(
     broken, after = asyncio.run(asyncio.wait_for(scenario(), timeout=120))
     assert broken[-1].finish_reason == "error" and "generation failed" in (broken[-1].error or "")
     assert (after[-1].finish_reason, after[-1].completion_tokens) == ("length", 8)
+
+
+def test_a_vanishing_temperature_is_greedy_not_a_crash() -> None:
+    # 1e-40 passes the protocol's range; dividing float32 logits by it gives inf and NaN.
+    logits = torch.tensor([[0.5, 2.0, -1.0], [3.0, 0.0, 1.0]])
+    params = [SamplingParams(max_tokens=4, temperature=1e-40),
+              SamplingParams(max_tokens=4, temperature=1e-6)]
+    assert pick_next_tokens(logits, params, [None, None], [False, False], []) == [1, 0]

@@ -55,6 +55,21 @@ def test_a_client_that_disconnects_frees_its_slot(guarded_server: RunningServer)
     assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 4
 
 
+def test_a_non_streaming_client_that_gives_up_frees_its_slot(
+        guarded_server: RunningServer) -> None:
+    generated_before = guarded_server.metric("llmserve_generation_tokens_total")
+    body = {**LONG, "stream": False}
+    with guarded_server.http() as http, pytest.raises(httpx.ReadTimeout):
+        # The client waits one second for a 1500-token answer, then hangs up.
+        http.post("/v1/completions", json=body, timeout=httpx.Timeout(1.0))
+    wait_until(lambda: guarded_server.metric("llmserve_running_batch_size") == 0,
+               "the abandoned request to leave the batch")
+    wait_until(lambda: guarded_server.metric("llmserve_generation_tokens_total")
+               > generated_before, "the abandoned request to be accounted")
+    generated = guarded_server.metric("llmserve_generation_tokens_total") - generated_before
+    assert generated < 1500  # stopped when the client left, not at max_tokens
+
+
 def test_overload_is_refused_with_429_and_retry_after(guarded_server: RunningServer) -> None:
     running = open_stream(guarded_server, LONG)
     next(running)  # takes the one batch slot
