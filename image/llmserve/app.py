@@ -68,7 +68,11 @@ class ServerState:
 
     @property
     def ready(self) -> bool:
-        return self.backend is not None and not self.draining
+        return self.backend is not None and not self.draining and self.backend.engine.alive()
+
+    @property
+    def engine_dead(self) -> bool:
+        return self.backend is not None and not self.backend.engine.alive()
 
 
 def _empty_stats() -> EngineStats:
@@ -150,14 +154,19 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         return FileResponse(page)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> JSONResponse:
+        if state.engine_dead and not state.draining:  # liveness fails: Kubernetes restarts us
+            return JSONResponse({"status": "engine_stopped", **protocol.error_body(
+                "the generation engine has stopped", "service_unavailable",
+                code="engine_stopped")}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
         if state.ready:
             return JSONResponse({"status": "ready"})
-        status = ("draining" if state.draining else "failed" if state.load_error else "loading")
+        status = ("draining" if state.draining else "failed" if state.load_error
+                  else "engine_stopped" if state.engine_dead else "loading")
         return JSONResponse({"status": status, **protocol.error_body(
             f"not ready: {status}", "service_unavailable", code=status)}, status_code=503)
 

@@ -143,6 +143,9 @@ class ContinuousBatchingEngine:
     def in_flight(self) -> int:
         return len(self._pending) + len(self._running)
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         with self._wake:
             self._stopping = True
@@ -202,6 +205,10 @@ class ContinuousBatchingEngine:
                         stranded = [s for s in admitted if s not in self._running]
                         self._fail_running(f"generation failed: {type(err).__name__}: {err}",
                                            stranded)
+                        if _device_is_broken(err):
+                            log.error("the GPU is in an unrecoverable state; stopping the engine "
+                                      "so the process is restarted")
+                            break
         finally:
             with self._wake:
                 leftovers = list(self._pending) + self._running
@@ -327,6 +334,15 @@ class ContinuousBatchingEngine:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
                 loop.call_soon_threadsafe(_deliver, items)
+
+
+def _device_is_broken(err: Exception) -> bool:
+    """A CUDA error (illegal access, ECC, launch failure) poisons the context: every later step
+    fails too, so serving on would only turn each request into a 500."""
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    if accelerator_error is not None and isinstance(err, accelerator_error):
+        return True
+    return "CUDA error" in str(err) or "CUBLAS_STATUS" in str(err)
 
 
 def _deliver(items: list[tuple[RequestStream, Delta]]) -> None:

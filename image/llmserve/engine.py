@@ -121,5 +121,8 @@ class Engine(Protocol):
     def in_flight(self) -> int:
         """Requests queued or running (graceful shutdown waits for this to reach 0)."""
 
+    def alive(self) -> bool:
+        """False once generation has stopped for good: the process should be restarted."""
+
     def stop(self) -> None:
         """Stop generating; unfinished requests end with finish_reason 'cancelled'."""

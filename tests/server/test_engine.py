@@ -175,3 +175,44 @@ def test_a_vanishing_temperature_is_greedy_not_a_crash() -> None:
     params = [SamplingParams(max_tokens=4, temperature=1e-40),
               SamplingParams(max_tokens=4, temperature=1e-6)]
     assert pick_next_tokens(logits, params, [None, None], [False, False], []) == [1, 0]
+
+
+class _BrokenGpu:
+    """The model after an illegal memory access: every call fails the same way."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self._model, self.config = model, model.config
+
+    def parameters(self):  # type: ignore[no-untyped-def]
+        return self._model.parameters()
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_a_broken_gpu_stops_the_engine_so_the_pod_is_restarted(
+        tiny: LoadedModel, engine_factory: list[ContinuousBatchingEngine]) -> None:
+    from llmserve.app import Backend, ServerState
+    from llmserve.engine import EngineStoppedError
+    from llmserve.settings import Settings
+
+    engine = make_engine(tiny, [])
+    engine_factory.append(engine)
+    state = ServerState(Settings(model=None, model_name=None),
+                        backend=Backend(engine, tiny.tokenizer, "tiny", 1))
+    assert engine.alive() and state.ready and not state.engine_dead
+    engine.model = _BrokenGpu(tiny.model)
+
+    async def scenario() -> list[Delta]:
+        return [d async for d in engine.submit(PROMPT, GREEDY)]
+
+    deltas = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    assert deltas[-1].finish_reason == "error" and "CUDA error" in (deltas[-1].error or "")
+    engine._thread.join(timeout=30)  # type: ignore[union-attr]
+    assert not engine.alive() and not state.ready and state.engine_dead
+
+    async def after() -> None:
+        engine.submit(PROMPT, GREEDY)
+
+    with pytest.raises(EngineStoppedError):
+        asyncio.run(after())
