@@ -48,8 +48,12 @@ def engine_phase(args: argparse.Namespace) -> None:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = build_random_model(args.preset, device, dtype)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    # The engine as `llmserve serve` builds it on a GPU: decode steps from CUDA graphs.
+    on_cuda = args.device == "cuda"
     engine = ContinuousBatchingEngine(model, tokenizer, max_model_len=8192, eos_token_ids=[2],
-                                      max_batch=256, max_queue=1024)
+                                      max_batch=256, max_queue=1024,
+                                      graph_max_batch=256 if on_cuda else 0,
+                                      cuda_graphs=on_cuda)
     engine.start()
     results["build_and_warmup_s"] = round(time.perf_counter() - t0, 1)
     save(args.out, results)

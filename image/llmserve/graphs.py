@@ -76,9 +76,10 @@ class GraphedDecoder:
     """Runs the decode step for batches of up to `max_rows` rows from fixed buffers."""
 
     def __init__(self, model: Any, *, max_rows: int, max_len: int, pad_token_id: int,
-                 use_cuda_graphs: bool, compile_step: bool = False) -> None:
+                 use_cuda_graphs: bool, compile_step: bool = False,
+                 fuse_norms: bool = True) -> None:
         self.model = model
-        if use_cuda_graphs:
+        if use_cuda_graphs and fuse_norms:
             fuse_rms_norms(model)
         # torch.compile fuses the step's remaining small element-wise kernels (rotary, SiLU)
         # before capture. Only one-row steps are compiled: they are the launch-bound ones, and

@@ -103,3 +103,28 @@ def test_fused_rms_norm_computes_the_same_logits() -> None:
         after = model(input_ids=ids).logits
     assert torch.allclose(before, after, atol=1e-5, rtol=1e-5)
     assert not torch.equal(before, torch.zeros_like(before))
+
+
+def test_crossing_length_buckets_and_falling_back_to_eager(
+        tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Long answers cross the 128-token bucket; with buffers capped at 160 tokens the longest
+    # batch falls back to eager decoding mid-answer, and back when the long row leaves.
+    import llmserve.batching as batching
+
+    monkeypatch.setattr(batching, "GRAPH_MAX_LEN", 160)
+    eager, fixed = engine(tiny, 0), engine(tiny, 4)
+
+    async def answers(built: ContinuousBatchingEngine) -> list[str]:
+        async def one(prompt: list[int], tokens: int) -> str:
+            params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
+            return "".join([d.text async for d in built.submit(prompt, params)])
+
+        return list(await asyncio.gather(one(PROMPTS[2], 200), one(PROMPTS[0], 40),
+                                         one(PROMPTS[1], 150)))
+
+    try:
+        assert fixed._graphed is not None and fixed._graphed.max_len == 160
+        assert asyncio.run(answers(fixed)) == asyncio.run(answers(eager))
+    finally:
+        eager.stop()
+        fixed.stop()
