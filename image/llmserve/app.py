@@ -203,6 +203,21 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         backend = backend_or_503()
         return protocol.model_list(backend.model_name, state.created)
 
+    async def generate(request: Request, backend: Backend, body: Any, prompt_ids: list[int],
+                       prompt_field: str, id_prefix: str, events: Callable[..., Any],
+                       reply: Callable[..., dict[str, Any]]) -> Response:
+        """What both generation routes share once the prompt is tokens."""
+        params = _sampling(body, len(prompt_ids), backend.engine.max_model_len, prompt_field)
+        stream = _admit(backend.engine, prompt_ids, params)
+        run = _Run(stream, time.perf_counter(), state, metrics)
+        id_ = protocol.new_id(id_prefix)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return _sse(events(run, id_, backend.model_name, include_usage), run)
+        text, finish = await run.collect(request)
+        return JSONResponse(reply(id_, backend.model_name, text, finish, stream.prompt_tokens,
+                                  run.completion_tokens))
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         authorize(request)
@@ -210,16 +225,8 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         body = await _parse(request, protocol.ChatCompletionRequest, settings.max_body_bytes)
         _check_common(body, backend)
         prompt_ids = _render_chat(backend.tokenizer, body.messages)
-        params = _sampling(body, len(prompt_ids), backend.engine.max_model_len, "messages")
-        stream = _admit(backend.engine, prompt_ids, params)
-        run = _Run(stream, time.perf_counter(), state, metrics)
-        id_ = protocol.new_id("chatcmpl")
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _sse(_chat_events(run, id_, backend.model_name, include_usage), run)
-        text, finish = await run.collect(request)
-        return JSONResponse(protocol.chat_completion(
-            id_, backend.model_name, text, finish, stream.prompt_tokens, run.completion_tokens))
+        return await generate(request, backend, body, prompt_ids, "messages", "chatcmpl",
+                              _chat_events, protocol.chat_completion)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -228,16 +235,8 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         body = await _parse(request, protocol.CompletionRequest, settings.max_body_bytes)
         _check_common(body, backend)
         prompt_ids = _encode_prompt(backend, body.prompt)
-        params = _sampling(body, len(prompt_ids), backend.engine.max_model_len, "prompt")
-        stream = _admit(backend.engine, prompt_ids, params)
-        run = _Run(stream, time.perf_counter(), state, metrics)
-        id_ = protocol.new_id("cmpl")
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _sse(_completion_events(run, id_, backend.model_name, include_usage), run)
-        text, finish = await run.collect(request)
-        return JSONResponse(protocol.completion(
-            id_, backend.model_name, text, finish, stream.prompt_tokens, run.completion_tokens))
+        return await generate(request, backend, body, prompt_ids, "prompt", "cmpl",
+                              _completion_events, protocol.completion)
 
     return app
 
