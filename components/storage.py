@@ -49,7 +49,8 @@ class ModelStorage(pulumi.ComponentResource):
                 tag="llm-uk8s",
                 remark="model weights (llm-uk8s)",
             ),
-            opts=volume_options(self, args.retain),
+            # Protected: `pulumi destroy --exclude-protected` keeps the weights.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.retain),
         )
         mount_point = UfsMountPoint(
             f"{name}-mount",
@@ -67,7 +68,3 @@ class ModelStorage(pulumi.ComponentResource):
         self.mount_point_ip = mount_point.mount_point_ip
         self.register_outputs({"volume_id": self.volume_id, "mount_point_ip": self.mount_point_ip})
 
-
-def volume_options(parent: pulumi.Resource, retain: bool) -> pulumi.ResourceOptions:
-    """The one place that decides what `pulumi destroy` keeps."""
-    return pulumi.ResourceOptions(parent=parent, protect=retain)
