@@ -67,4 +67,3 @@ class ModelStorage(pulumi.ComponentResource):
         self.volume_id = volume.id
         self.mount_point_ip = mount_point.mount_point_ip
         self.register_outputs({"volume_id": self.volume_id, "mount_point_ip": self.mount_point_ip})
-
