@@ -4,7 +4,7 @@
 #   2. starts `llmserve serve` with the ChatGLM2-6B-shaped random model in bf16 on 127.0.0.1,
 #   3. runs `llmserve bench` at concurrency 1, 16, 64, 256 (128-token prompts, 256 output tokens,
 #      ignore_eos so random weights still produce full-length replies),
-#   3b. runs concurrency 1 again under other settings (BENCH_COMPARE: LLMSERVE_COMPILE=on,
+#   3b. runs concurrency 1 again under other settings (BENCH_COMPARE: LLMSERVE_COMPILE=off,
 #       LLMSERVE_CUDA_GRAPHS=off), side by side,
 #   4. stops the server and runs the transformers anchors (a run-time copy of
 #      ../shared/bench/anchors_gpu.py, carried, never committed) on the same machine,
@@ -110,6 +110,19 @@ while time.monotonic() < deadline:
     time.sleep(1)
 sys.exit(f"server not ready after {timeout:.0f}s: see server.log")
 PYEOF
+  # One greedy answer per server run, logged, so runs under different settings (compiled or
+  # not) can be compared token by token in gpu_serve.log.
+  "$PY" - "$URL" <<'PYEOF' || say "greedy sample failed"
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/v1/models", timeout=10) as response:
+    model = json.load(response)["data"][0]["id"]
+body = json.dumps({"model": model, "prompt": "The capital of France is", "max_tokens": 24,
+                   "temperature": 0}).encode()
+request = urllib.request.Request(sys.argv[1] + "/v1/completions", body,
+                                 {"Content-Type": "application/json"})
+with urllib.request.urlopen(request, timeout=60) as response:
+    print("greedy sample:", json.dumps(json.load(response)["choices"][0]["text"]))
+PYEOF
 }
 start_server
 say "server ready"
@@ -140,7 +153,7 @@ stop_server
 # BENCH_COMPARE: space-separated settings, one server run each ("-" = the defaults again).
 COMPARE_DIR=/tmp/llmserve-compare  # not under $OUT: a call brings back 8 files
 rm -rf "$COMPARE_DIR"; mkdir -p "$COMPARE_DIR"
-for setting in ${BENCH_COMPARE-LLMSERVE_COMPILE=on LLMSERVE_CUDA_GRAPHS=off}; do
+for setting in ${BENCH_COMPARE-LLMSERVE_COMPILE=off LLMSERVE_CUDA_GRAPHS=off}; do
   room=$(( $(left) - ANCHOR_RESERVE_S ))
   if (( room < 90 )); then say "skipping c=1 with $setting: out of time budget"; continue; fi
   extra=(); [ "$setting" = - ] || extra=("$setting")

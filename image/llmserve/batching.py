@@ -80,6 +80,7 @@ class ContinuousBatchingEngine:
         graph_max_batch: int = 0,
         cuda_graphs: bool = False,
         compile_step: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -105,7 +106,7 @@ class ContinuousBatchingEngine:
         self._graphed = GraphedDecoder(
             model, max_rows=graph_max_batch, max_len=min(max_model_len + 1, GRAPH_MAX_LEN),
             pad_token_id=self.pad_token_id, use_cuda_graphs=cuda_graphs,
-            compile_step=compile_step,
+            compile_step=compile_step, compile_backend=compile_backend,
         ) if graph_max_batch else None
 
     # ------------------------------------------------------------------ public interface

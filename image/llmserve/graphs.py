@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 import torch
+import torch.fx.experimental._config as fx_config
 
 from llmserve.fusions import fuse_rms_norms
 from llmserve.kvcache import BatchCache
@@ -77,14 +78,16 @@ class GraphedDecoder:
 
     def __init__(self, model: Any, *, max_rows: int, max_len: int, pad_token_id: int,
                  use_cuda_graphs: bool, compile_step: bool = False,
-                 fuse_norms: bool = True) -> None:
+                 compile_backend: str = "inductor", fuse_norms: bool = True) -> None:
         self.model = model
         if use_cuda_graphs and fuse_norms:
             fuse_rms_norms(model)
         # torch.compile fuses the step's remaining small element-wise kernels (rotary, SiLU)
-        # before capture. Only one-row steps are compiled: they are the launch-bound ones, and
-        # one shape family keeps start-up to one compilation (~1 minute for a 6B model, H200).
-        self._step_model = torch.compile(model, dynamic=True) if compile_step else model
+        # before capture. Only one-row steps are compiled: they are the launch-bound ones. The
+        # length is dynamic, so one compilation serves every length bucket (each bucket is still
+        # its own captured graph); see _forward for why that needs duck sizing off.
+        self._step_model = (torch.compile(model, dynamic=True, backend=compile_backend)
+                            if compile_step else model)
         self.max_len = max_len
         self.max_rows = min(max_rows, _rows_that_fit(model, max_len))
         self.pad_token_id = pad_token_id
@@ -147,26 +150,30 @@ class GraphedDecoder:
         assert batch.cache is not None
         if not self._keys:
             self._allocate(batch.cache.layers)
-        lengths = []
-        size = MIN_LENGTH_BUCKET
-        while True:
-            lengths.append(min(size, self.max_len))
-            if size >= self.max_len:
-                break
-            size *= 2
         rows_buckets = sorted({_bucket(n, 1, self.max_rows) for n in range(1, self.max_rows + 1)})
         self._ids.fill_(self.pad_token_id)
         self._positions.zero_()
         self._column.fill_(0)
         self._mask.zero_()
         self._mask[:, 0] = True  # every row attends to the column it writes: no NaN
+        lengths = self._length_buckets()
         for rows in rows_buckets:
             for length in lengths:
                 self._run(rows, length)
         log.info("decode graphs ready: %d rows buckets x %d length buckets (%d captured)",
                  len(rows_buckets), len(lengths), self.captures)
 
+    def compiled(self) -> bool:
+        """Whether one-row steps run the torch.compile'd model (false after a failed capture)."""
+        return self._step_model is not self.model
+
     # ------------------------------------------------------------------ internals
+
+    def _length_buckets(self) -> list[int]:
+        buckets = [_bucket(1, MIN_LENGTH_BUCKET, self.max_len)]
+        while buckets[-1] < self.max_len:
+            buckets.append(_bucket(buckets[-1] + 1, MIN_LENGTH_BUCKET, self.max_len))
+        return buckets
 
     def _adopt(self, batch: BatchCache, rows: int, length: int) -> None:
         """Make the batch's layers views of the fixed buffers (copying rows in if they moved)."""
@@ -196,10 +203,14 @@ class GraphedDecoder:
         cache = _FixedCache([k[:rows, :, :length] for k in self._keys],
                             [v[:rows, :, :length] for v in self._values], self._column)
         model = self._step_model if rows == 1 else self.model
-        out = model(input_ids=self._ids[:rows],
-                         attention_mask=self._mask[:rows, None, None, :length],
-                         position_ids=self._positions[:rows], cache=cache, use_cache=True,
-                         logits_to_keep=1)
+        # Duck sizing would give the length the symbol of any other input dimension of the same
+        # size (head_dim 128, hidden 4096 for ChatGLM2) and so pin it to that value: every such
+        # bucket would recompile (minutes each for a 6B model).
+        with fx_config.patch(use_duck_shape=False):
+            out = model(input_ids=self._ids[:rows],
+                        attention_mask=self._mask[:rows, None, None, :length],
+                        position_ids=self._positions[:rows], cache=cache, use_cache=True,
+                        logits_to_keep=1)
         return out.logits
 
     def _run(self, rows: int, length: int) -> torch.Tensor:

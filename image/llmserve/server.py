@@ -32,12 +32,15 @@ def build_backend(settings: Settings) -> Backend:
         raise SettingsError("LLMSERVE_CUDA_GRAPHS=on but the model runs on the CPU; "
                             "allowed: auto or off without a GPU")
     graphs = settings.cuda_graphs == "on" or (settings.cuda_graphs == "auto" and on_cuda)
+    if settings.compile == "on" and not graphs:
+        raise SettingsError("LLMSERVE_COMPILE=on compiles the step that CUDA graphs replay, and "
+                            "CUDA graphs are off here; allowed: auto or off")
     engine = ContinuousBatchingEngine(
         loaded.model, loaded.tokenizer, max_model_len=max_model_len,
         eos_token_ids=loaded.eos_token_ids, max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         graph_max_batch=min(settings.graph_max_batch, settings.max_batch) if graphs else 0,
-        cuda_graphs=graphs, compile_step=graphs and settings.compile == "on")
+        cuda_graphs=graphs, compile_step=graphs and settings.compile != "off")
     engine.start()
     vocab = int(loaded.model.get_input_embeddings().num_embeddings)
     log.info("serving %s on %s (%s), context %d tokens, batch %d, queue %d", loaded.name,

@@ -37,7 +37,7 @@ class Settings:
     log_level: str = "info"
     cuda_graphs: str = "auto"  # auto = on when the model runs on CUDA
     graph_max_batch: int = 256  # most rows a graphed step covers (also capped by memory)
-    compile: str = "off"  # torch.compile the graphed decode step: on|off
+    compile: str = "auto"  # torch.compile one-row graphed steps: auto (= with CUDA graphs)|on|off
 
 
 # (flag, env var, Settings field, parser, help)
@@ -115,9 +115,10 @@ _FIELDS = [
     ("--graph-max-batch", "LLMSERVE_GRAPH_MAX_BATCH", "graph_max_batch", _int_in(1, 256),
      "largest batch decoded from CUDA graphs (also capped by LLMSERVE_MAX_BATCH and by GPU "
      "memory); larger ones run eagerly (default 256)"),
-    ("--compile", "LLMSERVE_COMPILE", "compile", _choice(("on", "off")),
-     "torch.compile the graphed decode step (fuses small kernels; adds a minute or two to "
-     "start-up): on|off (default off)"),
+    ("--compile", "LLMSERVE_COMPILE", "compile", _choice(("auto", "on", "off")),
+     "torch.compile the one-row decode step before its CUDA graph is captured (fuses small "
+     "kernels: a faster single stream for one compilation at start-up): auto|on|off "
+     "(default auto: whenever CUDA graphs are on)"),
     ("--log-level", "LLMSERVE_LOG_LEVEL", "log_level",
      _choice(("critical", "error", "warning", "info", "debug")),
      "uvicorn log level (default info)"),

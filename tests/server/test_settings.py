@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from llmserve.server import build_backend
 from llmserve.settings import SettingsError, load_settings
 
 from tests.server.conftest import free_port
@@ -40,12 +41,31 @@ def test_environment_is_read_and_parsed() -> None:
     ({"LLMSERVE_API_KEY": "a", "LLMSERVE_API_KEY_FILE": "/k"},
      ["LLMSERVE_API_KEY", "LLMSERVE_API_KEY_FILE", "at most one"]),
     ({"LLMSERVE_API_KEY_FILE": "/does/not/exist"}, ["LLMSERVE_API_KEY_FILE", "/does/not/exist"]),
+    ({"LLMSERVE_COMPILE": "max"}, ["LLMSERVE_COMPILE", "'max'", "auto, on, off"]),
 ])
 def test_bad_values_are_named(env: dict[str, str], needles: list[str]) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(env=env)
     for needle in needles:
         assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("env", "needles"), [
+    ({"LLMSERVE_CUDA_GRAPHS": "on"}, ["LLMSERVE_CUDA_GRAPHS=on", "CPU", "auto or off"]),
+    ({"LLMSERVE_COMPILE": "on"}, ["LLMSERVE_COMPILE=on", "CUDA graphs are off", "auto or off"]),
+])
+def test_gpu_only_settings_are_refused_on_the_cpu(env: dict[str, str],
+                                                  needles: list[str]) -> None:
+    settings = load_settings(env={"LLMSERVE_MODEL": "random:tiny", "LLMSERVE_DEVICE": "cpu",
+                                  **env})
+    with pytest.raises(SettingsError) as err:
+        build_backend(settings)
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_compile_defaults_to_following_cuda_graphs() -> None:
+    assert load_settings(env={}).compile == "auto"
 
 
 def test_key_file_is_read(tmp_path: Path) -> None:
