@@ -4,8 +4,8 @@
 #   2. starts `llmserve serve` with the ChatGLM2-6B-shaped random model in bf16 on 127.0.0.1,
 #   3. runs `llmserve bench` at concurrency 1, 16, 64, 256 (128-token prompts, 256 output tokens,
 #      ignore_eos so random weights still produce full-length replies),
-#   3b. runs concurrency 1 again under other settings (BENCH_COMPARE: LLMSERVE_COMPILE=off,
-#       LLMSERVE_CUDA_GRAPHS=off), side by side,
+#   3b. runs some levels again under other settings (BENCH_COMPARE: LLMSERVE_COMPILE=off,
+#       LLMSERVE_CUDA_GRAPHS=off; BENCH_COMPARE_LEVELS: concurrency 1), side by side,
 #   4. stops the server and runs the transformers anchors (a run-time copy of
 #      ../shared/bench/anchors_gpu.py, carried, never committed) on the same machine,
 #   5. writes everything under $OUT: gpu_serve.log, server.log, bench_c<N>.json, anchors.json and
@@ -149,22 +149,29 @@ done
 say "stopping the server"
 stop_server
 
-# --- 3b. concurrency 1 again under other settings, side by side (same machine, same call) ------
-# BENCH_COMPARE: space-separated settings, one server run each ("-" = the defaults again).
+# --- 3b. the same load under other settings, side by side (same machine, same call) ------------
+# BENCH_COMPARE: space-separated settings, one server run each ("-" = the defaults again);
+# BENCH_COMPARE_LEVELS: the levels each of those runs (concurrency:requests:max-seconds).
 COMPARE_DIR=/tmp/llmserve-compare  # not under $OUT: a call brings back 8 files
+COMPARE_LEVELS=${BENCH_COMPARE_LEVELS:-"1:2:40"}
 rm -rf "$COMPARE_DIR"; mkdir -p "$COMPARE_DIR"
 for setting in ${BENCH_COMPARE-LLMSERVE_COMPILE=off LLMSERVE_CUDA_GRAPHS=off}; do
   room=$(( $(left) - ANCHOR_RESERVE_S ))
-  if (( room < 90 )); then say "skipping c=1 with $setting: out of time budget"; continue; fi
+  if (( room < 90 )); then say "skipping $setting: out of time budget"; continue; fi
   extra=(); [ "$setting" = - ] || extra=("$setting")
   if ! READY_TIMEOUT_S=$(( room - 40 )) start_server "${extra[@]}"; then
     say "server with $setting did not become ready; skipped"; stop_server; continue
   fi
-  say "concurrency 1 with $setting"
-  timeout $(( $(left) - ANCHOR_RESERVE_S )) "$PY" -m llmserve bench --url "$URL" \
-    --num-requests 2 --concurrency 1 --prompt-tokens "$PROMPT_TOKENS" \
-    --output-tokens "$OUTPUT_TOKENS" --ignore-eos --seed 1 --max-duration 40 \
-    --json "$COMPARE_DIR/c1 $setting.json" || say "c=1 with $setting: rc=$?"
+  for level in $COMPARE_LEVELS; do
+    IFS=: read -r conc requests max_s <<<"$level"
+    room=$(( $(left) - ANCHOR_RESERVE_S ))
+    if (( room < 20 )); then say "skipping c=$conc with $setting: out of time budget"; continue; fi
+    say "concurrency $conc with $setting"
+    timeout "$room" "$PY" -m llmserve bench --url "$URL" \
+      --num-requests "$requests" --concurrency "$conc" --prompt-tokens "$PROMPT_TOKENS" \
+      --output-tokens "$OUTPUT_TOKENS" --ignore-eos --seed "$conc" --max-duration "$max_s" \
+      --json "$COMPARE_DIR/c$conc $setting.json" || say "c=$conc with $setting: rc=$?"
+  done
   stop_server
 done
 
@@ -196,9 +203,10 @@ for path in sorted(out.glob("bench_c*.json"), key=lambda p: int(p.stem[7:])):
     rows.append(f"| {s['config']['concurrency']} | {done} | {s['output_throughput_tok_s']} | "
                 f"{s['request_throughput_rps']} | {trio(s['ttft_ms'])} | {trio(s['tpot_ms'])} | "
                 f"{trio(s['itl_ms'])} | {s['mean_prompt_tokens']} |")
-for path in sorted(Path("/tmp/llmserve-compare").glob("c1 *.json")):
+for path in sorted(Path("/tmp/llmserve-compare").glob("c* *.json")):
     s = json.loads(path.read_text())
-    rows.append(f"| 1, {path.stem[3:]} | {s['completed']} | {s['output_throughput_tok_s']} | "
+    setting = path.stem.split(" ", 1)[1]
+    rows.append(f"| {s['config']['concurrency']}, {setting} | {s['completed']} | {s['output_throughput_tok_s']} | "
                 f"{s['request_throughput_rps']} | {trio(s['ttft_ms'])} | {trio(s['tpot_ms'])} | "
                 f"{trio(s['itl_ms'])} | {s['mean_prompt_tokens']} |")
 anchors = out / "anchors.json"

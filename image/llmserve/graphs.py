@@ -26,6 +26,10 @@ from llmserve.kvcache import BatchCache
 log = logging.getLogger("llmserve.graphs")
 
 MIN_LENGTH_BUCKET = 128
+# Columns past the largest bucket. With them no bucket's view is the whole (contiguous) buffer,
+# so every bucket has the same stride pattern and the compiled step is not recompiled for the
+# last one (a stride guard); 16 keeps rows of the mask aligned for the attention kernels.
+SLACK_COLUMNS = 16
 MEMORY_FRACTION = 0.4  # of the GPU memory free after loading the model
 
 
@@ -51,7 +55,7 @@ def _rows_that_fit(model: Any, max_len: int) -> int:
     kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
     head_dim = int(getattr(text, "head_dim", None) or (text.hidden_size // max(heads, 1)))
     dtype_bytes = torch.finfo(next(model.parameters()).dtype).bits // 8
-    per_row = 2 * layers * kv_heads * head_dim * max_len * dtype_bytes
+    per_row = 2 * layers * kv_heads * head_dim * (max_len + SLACK_COLUMNS) * dtype_bytes
     if per_row <= 0:
         return 0
     free, _total = torch.cuda.mem_get_info(device)
@@ -108,7 +112,8 @@ class GraphedDecoder:
         self._ids_host = torch.zeros((rows, 1), dtype=torch.long, pin_memory=pinned)
         self._positions_host = torch.zeros((rows, 1), dtype=torch.long, pin_memory=pinned)
         self._column = torch.zeros((1,), dtype=torch.long, device=self.device)
-        self._mask = torch.zeros((rows, max_len), dtype=torch.bool, device=self.device)
+        self._mask = torch.zeros((rows, max_len + SLACK_COLUMNS), dtype=torch.bool,
+                                 device=self.device)
 
     def fits(self, rows: int, length: int) -> bool:
         """Whether a step over `rows` rows whose cache grows to `length` columns runs here."""
@@ -193,8 +198,9 @@ class GraphedDecoder:
         for layer in layers:
             heads, dim_k = layer.keys.shape[1], layer.keys.shape[3]
             dim_v = layer.values.shape[3]
-            self._keys.append(layer.keys.new_zeros((rows, heads, self.max_len, dim_k)))
-            self._values.append(layer.values.new_zeros((rows, heads, self.max_len, dim_v)))
+            columns = self.max_len + SLACK_COLUMNS
+            self._keys.append(layer.keys.new_zeros((rows, heads, columns, dim_k)))
+            self._values.append(layer.values.new_zeros((rows, heads, columns, dim_v)))
         log.info("decode buffers for up to %d rows x %d tokens: %.2f GiB; CUDA graphs %s",
                  rows, self.max_len, self.buffer_bytes() / 2**30,
                  "on" if self.use_cuda_graphs else "off")

@@ -134,7 +134,7 @@ def test_crossing_length_buckets_and_falling_back_to_eager(
 def test_compiled_single_row_compiles_once_for_every_length(tiny: LoadedModel) -> None:
     # Answers alone (compiled one-row steps) cross the 128-token length bucket, and batched
     # steps come between them; the compiled path gives the eager tokens and a recompile raises.
-    # The eager backend traces what inductor would compile, without needing a C compiler.
+    # aot_eager traces what inductor would compile (guards included), without a C compiler.
     import torch._dynamo
 
     torch._dynamo.reset()
@@ -144,7 +144,7 @@ def test_compiled_single_row_compiles_once_for_every_length(tiny: LoadedModel) -
     compiled = ContinuousBatchingEngine(tiny.model, tiny.tokenizer, max_model_len=256,
                                         eos_token_ids=[], max_batch=8, graph_max_batch=4,
                                         cuda_graphs=False, compile_step=True,
-                                        compile_backend="eager")
+                                        compile_backend="aot_eager")
     compiled.start()
 
     async def answers(built: ContinuousBatchingEngine) -> list[str]:
@@ -169,7 +169,9 @@ def test_compiled_single_row_compiles_once_for_every_length(tiny: LoadedModel) -
 def test_length_buckets_that_match_model_dimensions_share_one_compilation() -> None:
     # ChatGLM2's head_dim (128) and hidden size (4096) are also length buckets. With torch's
     # default duck sizing the length took those dimensions' symbol, and each such bucket
-    # recompiled (minutes for a 6B model on the H200).
+    # recompiled (minutes for a 6B model on the H200). The last bucket (the whole buffer, without
+    # slack columns) was contiguous where the others are not: a stride guard recompiled it too.
+    # aot_eager traces through AOT autograd as inductor does, so it sees the stride guards.
     import torch._dynamo
     from llmserve.kvcache import BatchCache
     from transformers import DynamicCache, GlmConfig, GlmForCausalLM
@@ -178,14 +180,15 @@ def test_length_buckets_that_match_model_dimensions_share_one_compilation() -> N
     torch._dynamo.utils.counters.clear()
     no_recompiles = torch._dynamo.config.patch(error_on_recompile=True)
     config = GlmConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, intermediate_size=128,
+                       num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
                        head_dim=128, partial_rotary_factor=0.5, max_position_embeddings=1024,
                        pad_token_id=0)
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
     model = GlmForCausalLM(config).eval()
     decoder = GraphedDecoder(model, max_rows=1, max_len=512, pad_token_id=0,
-                             use_cuda_graphs=False, compile_step=True, compile_backend="eager")
+                             use_cuda_graphs=False, compile_step=True,
+                             compile_backend="aot_eager")
     assert decoder._length_buckets() == [128, 256, 512]
     with torch.inference_mode(), no_recompiles:
         ids = torch.ones((1, 100), dtype=torch.long)
@@ -193,6 +196,6 @@ def test_length_buckets_that_match_model_dimensions_share_one_compilation() -> N
         model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
         batch = BatchCache()
         batch.append(cache, torch.ones_like(ids))
-        for step in range(400):  # 101..500 columns: the buckets 128, 256 and 512 (all of it)
+        for step in range(411):  # 101..511 columns: the buckets 128, 256 and 512
             decoder.decode(batch, [5], [100 + step])
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
