@@ -78,7 +78,10 @@ fi
 export PYTHONPATH="$PWD/image${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
-say "date $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# The device's copy of .git can lag its working tree, so the served code is also named by a digest
+# of image/llmserve (compare with the same command run on a checkout).
+CODE_DIGEST=$(find image/llmserve -name '*.py' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)
+say "date $(date -u +%Y-%m-%dT%H:%M:%SZ), git HEAD $(git rev-parse --short HEAD 2>/dev/null || echo unknown), image/llmserve digest $CODE_DIGEST"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || say "no nvidia-smi"
 "$PY" -c "import sys, torch, transformers, fastapi; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'fastapi', fastapi.__version__, 'cuda', torch.cuda.is_available())"
 

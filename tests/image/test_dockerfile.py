@@ -96,6 +96,12 @@ def test_installs_pinned_requirements_and_the_bundled_model() -> None:
         assert not line or "==" in line, f"unpinned requirement {line!r}"
 
 
+def test_a_c_compiler_is_there_for_the_compiled_decode_step() -> None:
+    # LLMSERVE_COMPILE defaults to auto: on a GPU, Triton needs cc to build its launcher.
+    runs = " ".join(args_of("RUN"))
+    assert "command -v cc" in runs and "install -y --no-install-recommends gcc" in runs
+
+
 def test_copied_files_exist_and_are_not_dockerignored() -> None:
     ignored = [p.strip() for p in (IMAGE_DIR / ".dockerignore").read_text().splitlines()
                if p.strip() and not p.startswith("#")]

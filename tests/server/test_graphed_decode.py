@@ -5,13 +5,17 @@ past the graphed size and shrinking back. On the CPU it runs the same code witho
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import torch
+import torch._dynamo
 from llmserve.batching import ContinuousBatchingEngine
 from llmserve.engine import SamplingParams
 from llmserve.graphs import GraphedDecoder, _bucket
+from llmserve.kvcache import BatchCache
 from llmserve.models import LoadedModel, load_model
+from transformers import DynamicCache, GlmConfig, GlmForCausalLM
 
 PROMPTS = [
     [1, 504, 3458, 314, 260, 1345],
@@ -135,8 +139,6 @@ def test_compiled_single_row_compiles_once_for_every_length(tiny: LoadedModel) -
     # Answers alone (compiled one-row steps) cross the 128-token length bucket, and batched
     # steps come between them; the compiled path gives the eager tokens and a recompile raises.
     # aot_eager traces what inductor would compile (guards included), without a C compiler.
-    import torch._dynamo
-
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     no_recompiles = torch._dynamo.config.patch(error_on_recompile=True)
@@ -172,10 +174,6 @@ def test_length_buckets_that_match_model_dimensions_share_one_compilation() -> N
     # recompiled (minutes for a 6B model on the H200). The last bucket (the whole buffer, without
     # slack columns) was contiguous where the others are not: a stride guard recompiled it too.
     # aot_eager traces through AOT autograd as inductor does, so it sees the stride guards.
-    import torch._dynamo
-    from llmserve.kvcache import BatchCache
-    from transformers import DynamicCache, GlmConfig, GlmForCausalLM
-
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     no_recompiles = torch._dynamo.config.patch(error_on_recompile=True)
@@ -199,3 +197,37 @@ def test_length_buckets_that_match_model_dimensions_share_one_compilation() -> N
         for step in range(411):  # 101..511 columns: the buckets 128, 256 and 512
             decoder.decode(batch, [5], [100 + step])
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_step_that_fails_to_compile_is_captured_uncompiled(
+        tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a GPU without a C compiler for Triton meets: compiling raises inside the capture. The
+    # decoder logs it, captures the plain step instead and keeps CUDA graphs on. Capture itself
+    # is stood in for on the CPU by running the step once (what the warm-up run computes).
+    def no_compiler(graph_module: Any, example_inputs: Any) -> Any:
+        raise RuntimeError("Failed to find C compiler")
+
+    decoder = GraphedDecoder(tiny.model, max_rows=2, max_len=256, pad_token_id=0,
+                             use_cuda_graphs=True, compile_step=True, compile_backend=no_compiler,
+                             fuse_norms=False)
+
+    class Replayed:
+        def replay(self) -> None:
+            pass
+
+    monkeypatch.setattr(decoder, "_capture",
+                        lambda rows, length: (Replayed(), decoder._forward(rows, length)))
+    ids = torch.tensor([PROMPTS[0]])
+    with torch.inference_mode():
+        reference, cache = DynamicCache(config=tiny.model.config), DynamicCache(
+            config=tiny.model.config)
+        for prefilled in (reference, cache):
+            tiny.model(input_ids=ids, cache=prefilled, use_cache=True, logits_to_keep=1)
+        expected = tiny.model(input_ids=torch.tensor([[7]]), cache=reference, use_cache=True,
+                              position_ids=torch.tensor([[len(PROMPTS[0])]])).logits[:, -1]
+        batch = BatchCache()
+        batch.append(cache, torch.ones_like(ids))
+        assert decoder.compiled()
+        logits = decoder.decode(batch, [7], [len(PROMPTS[0])])
+    assert not decoder.compiled() and decoder.use_cuda_graphs
+    assert torch.allclose(logits, expected, atol=1e-5)
