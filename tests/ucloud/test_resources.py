@@ -89,9 +89,10 @@ def test_type_tokens_and_inputs_under_mocks(mocks: Recorder) -> None:
     built = build_all()
 
     async def settle() -> tuple[str, bool]:
+        # Every registration, not only the ones read below: the type-token check needs all.
+        await asyncio.gather(*(resource.id.future() for resource in built.values()))
         ip = await built["mount"].mount_point_ip.future()
         secret = await built["cluster"].password.is_secret()
-        await built["node"].id.future()
         return ip, secret
 
     ip, password_secret = asyncio.get_event_loop().run_until_complete(settle())
