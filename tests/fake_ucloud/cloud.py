@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,14 +89,12 @@ class FakeCloud:
             life=Lifecycle(pending, outcome.target, self.ready_after_polls, outcome.detail),
             parent=parent,
         )
-        if self.ready_after_polls == 0 and outcome.target is not None:
-            record.life.state = outcome.target
         self.kind(kind)[record.id] = record
         return record
 
     def get(self, kind: str, id_: str, label: str) -> Record:
         record = self.kind(kind).get(id_)
-        if record is None or record.life.state == GONE:
+        if record is None:
             raise ApiError(NOT_FOUND, f"{label} [{id_}] not found")
         return record
 
@@ -109,17 +108,12 @@ class FakeCloud:
         return list(records.values())
 
     def start_delete(self, record: Record, deleting_state: str) -> None:
-        if self.gone_after_polls == 0:
-            record.life.move(GONE, GONE, 0)
-            self.kind_of(record).pop(record.id, None)
-        else:
+        """Start deleting (again is a no-op): listed as deleting_state, gone a poll later."""
+        if record.life.state != deleting_state:
             record.life.move(deleting_state, GONE, self.gone_after_polls)
 
-    def kind_of(self, record: Record) -> dict[str, Record]:
-        for records in self.resources.values():
-            if records.get(record.id) is record:
-                return records
-        return {}
+
+Handler = Callable[[FakeCloud, dict[str, Any]], dict[str, Any]]
 
 
 def page(items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tests.fake_ucloud.cloud import FakeCloud, Lifecycle, Record, page
-from tests.fake_ucloud.protocol import ApiError, require
+from tests.fake_ucloud.cloud import FakeCloud, Handler, Lifecycle, Record, page
+from tests.fake_ucloud.protocol import IN_USE, ApiError, require
 
-Handler = Callable[[FakeCloud, dict[str, Any]], dict[str, Any]]
-IN_USE = 8040  # the fake's own choice, as in network_api
 # Bad parameters: RetCode 230 "Params [X] not available" (the code other UCloud fakes use; not
 # documented). Below 2000, so the providers do not retry it: it can never succeed.
 BAD_PARAM = 230
@@ -256,8 +253,6 @@ def enable_white_list(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
 def delete_natgw(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "NATGWId")
     record = cloud.get("natgw", p["NATGWId"], "NATGW")
-    if record.life.state == "Deleting":
-        return {}
     if str(p.get("ReleaseEip", "")).lower() == "true":
         for eip_id in record.fields["EIPIds"]:
             cloud.kind("eip").pop(eip_id, None)

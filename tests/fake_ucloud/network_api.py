@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tests.fake_ucloud.cloud import FakeCloud, page
-from tests.fake_ucloud.protocol import ApiError, require
-
-Handler = Callable[[FakeCloud, dict[str, Any]], dict[str, Any]]
-IN_USE = 8040  # the fake's own choice for "resource still has dependents"
+from tests.fake_ucloud.cloud import FakeCloud, Handler, page
+from tests.fake_ucloud.protocol import IN_USE, NOT_FOUND, ApiError, require
 
 
 def create_vpc(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +203,7 @@ def remove_mount_point(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     points = record.fields["MountPoints"]
     keep = [m for m in points if (m["VpcId"], m["SubnetId"]) != (p["VpcId"], p["SubnetId"])]
     if len(keep) == len(points):
-        raise ApiError(8039, "mount point not found")
+        raise ApiError(NOT_FOUND, "mount point not found")
     record.fields["MountPoints"] = keep
     return {}
 

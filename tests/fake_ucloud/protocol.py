@@ -13,6 +13,7 @@ MISSING_PARAM = 160  # the fake's own choice: no public table of UCloud codes wa
 NOT_FOUND = 8039  # the fake's own choice; providers match the words "not found", not the code
 THROTTLED = 429  # the fake's own choice, sent with UCloud's gateway wording "Too many requests"
 UNKNOWN_ACTION = 161
+IN_USE = 8040  # the fake's own choice for "resource still has dependents"
 
 
 class ApiError(Exception):

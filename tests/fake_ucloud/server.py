@@ -34,13 +34,9 @@ class FakeUCloud:
         self,
         public_key: str = "fake-public-key",
         private_key: str = "fake-private-key",
-        ready_after_polls: int = 2,
-        gone_after_polls: int = 1,
     ) -> None:
         self.public_key, self.private_key = public_key, private_key
-        self.cloud = FakeCloud(
-            ready_after_polls=ready_after_polls, gone_after_polls=gone_after_polls
-        )
+        self.cloud = FakeCloud()
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -95,15 +91,9 @@ class FakeUCloud:
         with self._lock:
             self.faults.append(fault)
 
-    def fail_next(
-        self,
-        action: str,
-        times: int = 1,
-        after_apply: bool = False,
-        code: int = 5000,
-        message: str = "Internal error, please retry",
-    ) -> None:
-        self.inject(Fault(action, times, code, message, after_apply))
+    def fail_next(self, action: str, **fault: Any) -> None:
+        """Fault's fields as keywords: times, code, message, after_apply."""
+        self.inject(Fault(action, **fault))
 
     def throttle_next(self, action: str, times: int = 1) -> None:
         self.inject(Fault(action, times, THROTTLED, "Too many requests"))

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
 from typing import Any
 
-from tests.fake_ucloud.cloud import FakeCloud, Record, page
-from tests.fake_ucloud.protocol import ApiError, require
+from tests.fake_ucloud.cloud import FakeCloud, Handler, Record, page
+from tests.fake_ucloud.protocol import NOT_FOUND, ApiError, require
 
-Handler = Callable[[FakeCloud, dict[str, Any]], dict[str, Any]]
 NOT_READY = 8050  # the fake's own choice
 BAD_PARAM = 8051
 
@@ -90,7 +88,7 @@ def list_clusters(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
         if r.fields["Region"] == p["Region"] and (not p.get("ClusterId") or r.id == p["ClusterId"])
     ]
     if p.get("ClusterId") and not items:
-        raise ApiError(8039, f"cluster [{p['ClusterId']}] not found")
+        raise ApiError(NOT_FOUND, f"cluster [{p['ClusterId']}] not found")
     shown = page(items, p)
     return {"ClusterSet": shown, "ClusterCount": len(shown), "TotalCount": len(items)}
 
@@ -122,8 +120,6 @@ def modify_cluster_name(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
 def delete_cluster(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "ClusterId")
     record = cloud.get("cluster", p["ClusterId"], "cluster")
-    if record.life.state == "DELETING":
-        return {}
     for node in [n for n in cloud.kind("node").values() if n.parent == record.id]:
         cloud.kind("node").pop(node.id)
     cloud.start_delete(record, "DELETING")
@@ -206,8 +202,7 @@ def delete_node(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "ClusterId", "NodeId")
     cloud.get("cluster", p["ClusterId"], "cluster")
     record = cloud.get("node", p["NodeId"], "node")
-    if record.life.state != "Deleting":
-        cloud.start_delete(record, "Deleting")
+    cloud.start_delete(record, "Deleting")
     return {}
 
 

@@ -86,6 +86,21 @@ def network(ucloud_env: FakeUCloud, timings: Timings) -> dict[str, str]:
     return {"vpc_id": vpc.id, "subnet_id": subnet.id}
 
 
+def volume_inputs(**overrides: Any) -> dict[str, Any]:
+    return {"region": REGION, "project_id": PROJECT, "name": "models", "size": 500, **overrides}
+
+
+def mount_inputs(volume_id: str, network: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    return {
+        "region": REGION,
+        "project_id": PROJECT,
+        "volume_id": volume_id,
+        "name": "k8s",
+        **network,
+        **overrides,
+    }
+
+
 def cluster_inputs(network: dict[str, str], **overrides: Any) -> dict[str, Any]:
     return {
         "region": REGION,

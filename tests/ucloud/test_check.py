@@ -18,15 +18,17 @@ from components.ucloud.vpc import VpcProvider
 from tests.ucloud.conftest import (
     cluster_inputs,
     eip_inputs,
+    mount_inputs,
     nat_inputs,
     node_inputs,
     subnet_inputs,
+    volume_inputs,
     vpc_inputs,
 )
 
 NETWORK = {"vpc_id": "uvnet-1", "subnet_id": "subnet-1"}
-VOLUME = {"region": "cn-bj2", "name": "models", "size": 500}
-MOUNT = {"region": "cn-bj2", "volume_id": "ufs-1", "name": "k8s", **NETWORK}
+VOLUME = volume_inputs()
+MOUNT = mount_inputs("ufs-1", NETWORK)
 
 
 def reasons(provider: Any, inputs: dict[str, Any], olds: dict[str, Any] | None = None) -> dict:

@@ -18,13 +18,13 @@ from components.ucloud.uk8s_node import Uk8sNodeProvider
 from components.ucloud.vpc import VpcProvider
 from tests.fake_ucloud import FakeUCloud
 from tests.ucloud.conftest import (
-    PROJECT,
-    REGION,
     cluster_inputs,
     eip_inputs,
+    mount_inputs,
     nat_inputs,
     node_inputs,
     subnet_inputs,
+    volume_inputs,
     vpc_inputs,
 )
 
@@ -54,16 +54,11 @@ def test_vpc_subnet_and_volume_are_found_not_duplicated(
         ucloud_env, timings, SubnetProvider, "CreateSubnet", subnet_inputs(vpc_id)
     )
     assert list(ucloud_env.resources("subnet")) == [subnet_id]
-    volume = {"region": REGION, "project_id": PROJECT, "name": "models", "size": 500}
-    volume_id = crash_then_resume(ucloud_env, timings, UfsVolumeProvider, "CreateUFSVolume", volume)
+    volume_id = crash_then_resume(
+        ucloud_env, timings, UfsVolumeProvider, "CreateUFSVolume", volume_inputs()
+    )
     assert list(ucloud_env.resources("ufs")) == [volume_id]
-    mount = {
-        "region": REGION,
-        "volume_id": volume_id,
-        "name": "k8s",
-        "vpc_id": vpc_id,
-        "subnet_id": subnet_id,
-    }
+    mount = mount_inputs(volume_id, {"vpc_id": vpc_id, "subnet_id": subnet_id})
     crash_then_resume(ucloud_env, timings, UfsMountPointProvider, "AddUFSVolumeMountPoint", mount)
     assert len(ucloud_env.resources("ufs")[volume_id].fields["MountPoints"]) == 1
 

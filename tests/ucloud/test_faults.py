@@ -23,6 +23,7 @@ from tests.ucloud.conftest import (
     nat_inputs,
     node_inputs,
     subnet_inputs,
+    volume_inputs,
     vpc_inputs,
 )
 
@@ -50,9 +51,7 @@ def test_transient_errors_while_polling_are_retried(
 def test_throttling_is_retried_with_growing_delays(ucloud_env: FakeUCloud) -> None:
     sleeps = SleepLog()
     ucloud_env.throttle_next("CreateUFSVolume", times=3)
-    volume = UfsVolumeProvider(fast_timings(sleep=sleeps)).create(
-        {"region": "cn-bj2", "name": "models", "size": 500}
-    )
+    volume = UfsVolumeProvider(fast_timings(sleep=sleeps)).create(volume_inputs())
     assert list(ucloud_env.resources("ufs")) == [volume.id]
     assert ucloud_env.count("CreateUFSVolume") == 4
     backoff = sleeps.delays[:3]

@@ -12,26 +12,20 @@ from pathlib import Path
 
 from pulumi.dynamic.dynamic import serialize_provider
 
-from components.ucloud.base import Timings
 from components.ucloud.eip import EipProvider
 from components.ucloud.nat_gateway import NatGatewayProvider
-from components.ucloud.retry import RetryPolicy
 from components.ucloud.subnet import SubnetProvider
 from components.ucloud.ufs_mount_point import UfsMountPointProvider
 from components.ucloud.ufs_volume import UfsVolumeProvider
 from components.ucloud.uk8s_cluster import Uk8sClusterProvider
 from components.ucloud.uk8s_node import Uk8sNodeProvider
 from components.ucloud.vpc import VpcProvider
-from components.ucloud.waiting import WaitPolicy
 from tests.fake_ucloud import FakeUCloud
+from tests.ucloud.conftest import fast_timings
 
 REPO = Path(__file__).resolve().parents[2]
 # Real time.sleep, tiny numbers: what is pickled is what a user's program would pickle.
-QUICK = Timings(
-    retry=RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.004, sleep=time.sleep),
-    ready=WaitPolicy(timeout=10.0, first_delay=0.001, interval=0.001, sleep=time.sleep),
-    gone=WaitPolicy(timeout=10.0, interval=0.001, sleep=time.sleep),
-)
+QUICK = fast_timings(sleep=time.sleep, timeout=10.0)
 PROVIDERS = {
     "vpc": VpcProvider(QUICK),
     "subnet": SubnetProvider(QUICK),

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from components.ucloud.base import Timings
 from components.ucloud.ufs_mount_point import UfsMountPointProvider, plain_ip
 from components.ucloud.ufs_volume import UfsVolumeProvider
 from tests.fake_ucloud import FakeUCloud
-from tests.ucloud.conftest import PROJECT, REGION
-
-
-def volume_inputs(**overrides: Any) -> dict[str, Any]:
-    return {"region": REGION, "project_id": PROJECT, "name": "models", "size": 500, **overrides}
+from tests.ucloud.conftest import mount_inputs, volume_inputs
 
 
 def test_volume_grows_and_renames_in_place(ucloud_env: FakeUCloud, timings: Timings) -> None:
@@ -47,13 +41,7 @@ def test_mount_point_ip_is_plain_and_lifecycle_is_complete(
 ) -> None:
     volume = UfsVolumeProvider(timings).create(volume_inputs())
     provider = UfsMountPointProvider(timings)
-    inputs = {
-        "region": REGION,
-        "project_id": PROJECT,
-        "volume_id": volume.id,
-        "name": "k8s",
-        **network,
-    }
+    inputs = mount_inputs(volume.id, network)
     mount = provider.create(inputs)
 
     assert mount.id == f"{volume.id}/{network['vpc_id']}/{network['subnet_id']}"
