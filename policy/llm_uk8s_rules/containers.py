@@ -7,14 +7,11 @@ from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationPolicy
 
-from .k8s import SERVING_TYPES, containers, get, name_of, pod_spec
+from .k8s import SERVING_TYPES, get, name_of, pod_containers
 
 
 def check_limits(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
-    spec = pod_spec(resource_type, props)
-    if spec is None:
-        return
-    for container in containers(spec):
+    for container in pod_containers(resource_type, props):
         limits = get(container, "resources", "limits")
         missing = [
             r for r in ("cpu", "memory") if not isinstance(limits, Mapping) or r not in limits
@@ -26,10 +23,7 @@ def check_limits(resource_type: str, props: Mapping[str, Any], report: ReportVio
 def check_probes(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
     if resource_type not in SERVING_TYPES:
         return
-    spec = pod_spec(resource_type, props)
-    if spec is None:
-        return
-    for container in containers(spec, include_init=False):
+    for container in pod_containers(resource_type, props, include_init=False):
         missing = [p for p in ("readinessProbe", "livenessProbe") if not container.get(p)]
         if missing:
             report(f"container '{name_of(container)}' has no {' or '.join(missing)}")

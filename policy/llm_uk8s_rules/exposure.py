@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from .k8s import SERVICE, containers, get, items, name_of, pod_spec
+from .k8s import SERVICE, containers, get, items, name_of, pod_labels, pod_spec
 
 EXPOSED_TYPES = ("NodePort", "LoadBalancer")
 KEY_FILE_ENV = "LLMSERVE_API_KEY_FILE"
@@ -44,7 +44,7 @@ def has_api_key(spec: Mapping[str, Any], container: Mapping[str, Any]) -> bool:
 
 
 def _selects(selector: Mapping[str, Any], labels: Any) -> bool:
-    if not isinstance(labels, Mapping) or not selector:
+    if not isinstance(labels, Mapping):
         return False
     return all(labels.get(k) == v for k, v in selector.items())
 
@@ -58,6 +58,12 @@ def _same_namespace(a: Any, b: Any) -> bool:
 
 def check(resources: Iterable[Resource], report: ReportViolation) -> None:
     resources = list(resources)
+    # (pod spec, namespace, pod labels) of every workload, read once for all Services.
+    workloads = [
+        (spec, get(props, "metadata", "namespace"), pod_labels(rtype, props))
+        for rtype, props, _ in resources
+        if (spec := pod_spec(rtype, props)) is not None
+    ]
     for rtype, props, urn in resources:
         if rtype != SERVICE or get(props, "spec", "type") not in EXPOSED_TYPES:
             continue
@@ -71,16 +77,11 @@ def check(resources: Iterable[Resource], report: ReportViolation) -> None:
             )
             continue
         namespace = get(props, "metadata", "namespace")
-        backends = []
-        for wtype, wprops, _ in resources:
-            spec = pod_spec(wtype, wprops)
-            template_labels = get(wprops, "spec", "template", "metadata", "labels")
-            if (
-                spec is not None
-                and _same_namespace(namespace, get(wprops, "metadata", "namespace"))
-                and _selects(selector, template_labels)
-            ):
-                backends.append(spec)
+        backends = [
+            spec
+            for spec, workload_ns, labels in workloads
+            if _same_namespace(namespace, workload_ns) and _selects(selector, labels)
+        ]
         if not backends:
             report(
                 f"{service} is exposed outside the cluster but selects no workload of this "

@@ -12,9 +12,16 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from .k8s import DEFAULT_GPU_TAINT_KEY, GPU_RESOURCE, containers, get, items, name_of, pod_spec
-
-DAEMONSET = "kubernetes:apps/v1:DaemonSet"
+from .k8s import (
+    DAEMONSET,
+    DEFAULT_GPU_TAINT_KEY,
+    GPU_RESOURCE,
+    containers,
+    get,
+    items,
+    name_of,
+    pod_spec,
+)
 
 
 def _gpu_amount(container: Mapping[str, Any], section: str) -> Any:

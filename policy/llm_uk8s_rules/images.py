@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationPolicy
 
-from .k8s import containers, name_of, pod_spec
+from .k8s import name_of, pod_containers
 
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
@@ -28,10 +28,7 @@ def image_problem(image: Any) -> str | None:
 
 
 def check(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
-    spec = pod_spec(resource_type, props)
-    if spec is None:
-        return
-    for container in containers(spec):
+    for container in pod_containers(resource_type, props):
         problem = image_problem(container.get("image"))
         if problem:
             report(

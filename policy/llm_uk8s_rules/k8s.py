@@ -21,9 +21,9 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 }
 # Long-running servers: what a failed probe would protect.
 SERVING_TYPES = frozenset({"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"})
+DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 SERVICE = "kubernetes:core/v1:Service"
 PERSISTENT_VOLUME = "kubernetes:core/v1:PersistentVolume"
-SECRET = "kubernetes:core/v1:Secret"
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_TAINT_KEY = GPU_RESOURCE
 
@@ -52,11 +52,28 @@ def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] 
     return spec if isinstance(spec, Mapping) else None
 
 
+def pod_labels(resource_type: str, props: Mapping[str, Any]) -> Any:
+    """The labels a Service selector matches: the metadata beside the pod spec (a Pod's own, a
+    template's for controllers), found through POD_SPEC_PATHS so no kind is special-cased."""
+    path = POD_SPEC_PATHS.get(resource_type)
+    if path is None:
+        return None
+    return get(props, *path[:-1], "metadata", "labels")
+
+
 def containers(spec: Mapping[str, Any], *, include_init: bool = True) -> list[Mapping[str, Any]]:
     found = items(spec.get("containers"))
     if include_init:
         found += items(spec.get("initContainers"))
     return [c for c in found if isinstance(c, Mapping)]
+
+
+def pod_containers(
+    resource_type: str, props: Mapping[str, Any], *, include_init: bool = True
+) -> list[Mapping[str, Any]]:
+    """The containers of a workload's pod spec; [] for anything that is not a workload."""
+    spec = pod_spec(resource_type, props)
+    return [] if spec is None else containers(spec, include_init=include_init)
 
 
 def name_of(container: Mapping[str, Any]) -> str:

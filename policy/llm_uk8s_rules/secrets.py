@@ -9,7 +9,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationPolicy
 
-from .k8s import containers, items, name_of, pod_spec
+from .k8s import items, name_of, pod_containers
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE)", re.I)
 # Names that carry a reference to a secret, not the secret itself.
@@ -34,10 +34,7 @@ def env_problem(entry: Mapping[str, Any]) -> str | None:
 
 
 def check(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
-    spec = pod_spec(resource_type, props)
-    if spec is None:
-        return
-    for container in containers(spec):
+    for container in pod_containers(resource_type, props):
         for entry in items(container.get("env")):
             if isinstance(entry, Mapping) and (problem := env_problem(entry)):
                 report(

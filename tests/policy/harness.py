@@ -5,7 +5,6 @@ Import as `tests.policy.harness`.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -126,7 +125,3 @@ def deployment(**container_overrides: Any) -> dict[str, Any]:
 
 def pod_spec_of(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest["spec"]["template"]["spec"]
-
-
-def mutated(manifest: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(manifest)

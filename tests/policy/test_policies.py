@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from policy.llm_uk8s_rules.k8s import type_token
 from tests.policy.harness import (
     POLICIES,
     deployment,
-    mutated,
     pod_spec_of,
     resource_violations,
     stack_violations,
@@ -39,7 +40,7 @@ GPU = "gpu-workloads-request-gpus-and-tolerate-taint"
 
 
 def test_gpu_without_toleration_fails() -> None:
-    d = mutated(deployment())
+    d = deployment()
     pod_spec_of(d)["tolerations"] = [{"key": "other", "operator": "Exists"}]
     assert any("does not tolerate the GPU taint 'nvidia.com/gpu'" in v for v in check(GPU, d))
 
@@ -49,7 +50,7 @@ def test_gpu_toleration_by_equal_or_wildcard_passes() -> None:
         {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present"},
         {"operator": "Exists"},
     ):
-        d = mutated(deployment())
+        d = deployment()
         pod_spec_of(d)["tolerations"] = [toleration]
         assert check(GPU, d) == []
 
@@ -76,9 +77,7 @@ def test_cuda_server_without_gpu_fails() -> None:
 def test_pinned_to_gpu_nodes_without_gpu_fails_except_daemonsets() -> None:
     d = deployment(resources={"limits": {"cpu": "1", "memory": "1Gi"}}, env=[])
     assert any("requests no nvidia.com/gpu" in v for v in check(GPU, d))
-    ds = mutated(d)
-    ds["kind"] = "DaemonSet"
-    assert check(GPU, ds, DAEMONSET) == []
+    assert check(GPU, d, DAEMONSET) == []  # the rule reads the resource type, not `kind`
 
 
 def test_cpu_workload_without_gpu_hints_passes() -> None:
@@ -130,7 +129,7 @@ def test_cronjob_templates_are_checked() -> None:
 
 
 def test_missing_probes_fail_on_deployments_only() -> None:
-    d = mutated(deployment())
+    d = deployment()
     del pod_spec_of(d)["containers"][0]["livenessProbe"]
     assert check(PROBES, d) == ["container 'server' has no livenessProbe"]
     assert check(PROBES, d, DAEMONSET) == []
@@ -240,8 +239,7 @@ def service(kind: str = "NodePort", selector: dict[str, str] | None = None) -> d
 
 
 def stack(*objects: dict[str, Any]) -> list[tuple[str, str | None]]:
-    typed = [(SERVICE if o["kind"] == "Service" else DEPLOYMENT, o) for o in objects]
-    return stack_violations(POLICIES[EXPOSED], typed)
+    return stack_violations(POLICIES[EXPOSED], [(type_token(o), o) for o in objects])
 
 
 def test_exposed_service_with_keyed_backend_passes() -> None:
@@ -258,7 +256,7 @@ def test_exposed_service_without_key_fails_and_names_the_service() -> None:
 
 
 def test_key_file_must_come_from_a_secret_volume() -> None:
-    d = mutated(deployment())
+    d = deployment()
     pod_spec_of(d)["volumes"] = [{"name": "api-key", "emptyDir": {}}]
     assert stack(service("NodePort"), d) != []
 
@@ -283,6 +281,30 @@ def test_exposed_service_selecting_nothing_fails() -> None:
 
 
 def test_other_namespaces_do_not_count() -> None:
-    d = mutated(deployment())
+    d = deployment()
     d["metadata"]["namespace"] = "elsewhere"
     assert stack(service("NodePort"), d) != []
+
+
+def as_pod(d: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment's pod template as a bare Pod: labels on the Pod's own metadata."""
+    template = d["spec"]["template"]
+    metadata = {**d["metadata"], "labels": template["metadata"]["labels"]}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
+
+
+def as_cronjob(d: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment's pod template under a CronJob's jobTemplate."""
+    job_spec = {"template": d["spec"]["template"]}
+    spec = {"schedule": "0 * * * *", "jobTemplate": {"spec": job_spec}}
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": d["metadata"], "spec": spec}
+
+
+@pytest.mark.parametrize("wrap", [as_pod, as_cronjob])
+def test_pods_and_cronjobs_are_found_behind_a_service(
+    wrap: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Their labels sit elsewhere than a Deployment's template; they must still be backends."""
+    assert stack(service("NodePort"), wrap(deployment())) == []
+    violations = stack(service("NodePort"), wrap(deployment(env=[], volumeMounts=[])))
+    assert len(violations) == 1 and "takes no API key" in violations[0][0]
