@@ -18,7 +18,11 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components import k8s_helpers as h
-from components.ucloud.uk8s_node import GROUP_LABEL
+from components.gpu import MODES as GPU_DRIVER_MODES
+from components.inference import SERVICE_TYPES, UCLOUD_LB_TYPES
+from components.model_store import SOURCES as MODEL_SOURCES
+from components.ucloud.uk8s_cluster import CHARGE_TYPES
+from components.ucloud.uk8s_node import GROUP_LABEL, TAINT_EFFECTS
 from components.ucloud.uk8s_node import MAX_LABELS as UK8S_MAX_LABELS
 
 PROJECT = "llm-uk8s"
@@ -42,9 +46,7 @@ GPU_TYPES = (
     "L20",
     "L40S",
 )
-CHARGE_TYPES = ("Dynamic", "Month", "Year")
 MACHINE_TYPES = ("N", "C", "G", "O", "OS", "OM", "OPRO", "OMAX", "O.BM")
-TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # Minor versions kubernetes-validate ships schemas for that UK8S also offers (1.26 and later).
 K8S_MINORS = range(26, 35)
 # UK8S takes five label pairs per node; the node provider spends one on its group marker.
@@ -67,7 +69,12 @@ class ConfigError(ValueError):
         super().__init__("invalid stack configuration:\n  - " + "\n  - ".join(problems))
 
 
-def _split_pairs(items: list[str], key: str) -> list[tuple[str, str]]:
+def _is_private(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """IPv4 inside one of the RFC 1918 ranges."""
+    return net.version == 4 and any(net.subnet_of(r) for r in PRIVATE_RANGES)
+
+
+def _split_pairs(items: list[str]) -> list[tuple[str, str]]:
     pairs = []
     for item in items:
         name, sep, value = item.partition("=")
@@ -113,13 +120,13 @@ class StackConfig(BaseModel):
     gpu_node_image_id: str = Field(alias="gpuNodeImageId")
     gpu_node_labels: list[str] = Field(alias="gpuNodeLabels")
     gpu_node_taints: list[str] = Field(alias="gpuNodeTaints")
-    gpu_driver_mode: Literal["preinstalled", "daemonset", "none"] = Field(alias="gpuDriverMode")
+    gpu_driver_mode: Literal[GPU_DRIVER_MODES] = Field(alias="gpuDriverMode")  # type: ignore[valid-type]
     ufs_size_gb: int = Field(alias="ufsSizeGb", ge=100, le=102400)
     ufs_storage_type: Literal["Basic", "Advanced"] = Field(alias="ufsStorageType")
     retain_model_data: bool = Field(alias="retainModelData")
     namespace: str = Field(pattern=h.DNS_LABEL.pattern)
     model_name: str = Field(alias="modelName", pattern=r"^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$")
-    model_source: Literal["huggingface", "bundled"] = Field(alias="modelSource")
+    model_source: Literal[MODEL_SOURCES] = Field(alias="modelSource")  # type: ignore[valid-type]
     model_repo_id: str = Field(alias="modelRepoId")
     model_revision: str = Field(alias="modelRevision")
     model_fetch_timeout_seconds: int = Field(alias="modelFetchTimeoutSeconds", ge=300, le=86400)
@@ -131,9 +138,9 @@ class StackConfig(BaseModel):
     inference_memory: str = Field(alias="inferenceMemory", pattern=h.QUANTITY.pattern)
     max_batch: int = Field(alias="maxBatch", ge=1, le=1024)
     max_model_len: int = Field(alias="maxModelLen", ge=128, le=1_048_576)
-    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(alias="serviceType")
+    service_type: Literal[SERVICE_TYPES] = Field(alias="serviceType")  # type: ignore[valid-type]
     node_port: int = Field(alias="nodePort", ge=30000, le=32767)
-    load_balancer_type: Literal["inner", "outer"] = Field(alias="loadBalancerType")
+    load_balancer_type: Literal[UCLOUD_LB_TYPES] = Field(alias="loadBalancerType")  # type: ignore[valid-type]
     allowed_cidrs: list[str] = Field(alias="allowedCidrs")
     network_policy: bool = Field(alias="networkPolicy")
     kube_context: str = Field(alias="kubeContext")
@@ -150,7 +157,7 @@ class StackConfig(BaseModel):
     @classmethod
     def _private_cidr(cls, value: str) -> str:
         net = ipaddress.ip_network(value, strict=True)
-        if net.version != 4 or not any(net.subnet_of(r) for r in PRIVATE_RANGES):
+        if not _is_private(net):
             raise ValueError(
                 "must be an IPv4 CIDR inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
             )
@@ -182,7 +189,7 @@ class StackConfig(BaseModel):
                 f"has {len(values)} labels; at most {MAX_NODE_LABELS} (UK8S takes "
                 f"{UK8S_MAX_LABELS}, one is {GROUP_LABEL})"
             )
-        for key, value in _split_pairs(values, "gpuNodeLabels"):
+        for key, value in _split_pairs(values):
             if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
                 raise ValueError(
                     f"{key}={value!r} is not a valid Kubernetes label "
@@ -293,9 +300,7 @@ class StackConfig(BaseModel):
         if self.service_type != "LoadBalancer" or not self.allowed_cidrs:
             return []
         nets = [ipaddress.ip_network(c, strict=False) for c in self.allowed_cidrs]
-        private = [
-            n for n in nets if n.version == 4 and any(n.subnet_of(r) for r in PRIVATE_RANGES)
-        ]
+        private = [n for n in nets if _is_private(n)]
         if self.load_balancer_type == "outer" and len(private) == len(nets):
             return [
                 f"{PROJECT}:loadBalancerType = 'outer': allowedCidrs {self.allowed_cidrs!r} are "
@@ -317,7 +322,7 @@ class StackConfig(BaseModel):
 
     @property
     def node_labels(self) -> dict[str, str]:
-        return dict(_split_pairs(self.gpu_node_labels, "gpuNodeLabels"))
+        return dict(_split_pairs(self.gpu_node_labels))
 
     @property
     def gpu_taint_keys(self) -> list[str]:

@@ -43,6 +43,9 @@ DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless"
 DRIVER_IMAGE = "nvcr.io/nvidia/driver:580.126.20-ubuntu22.04"
 TOOLKIT_IMAGE = "nvcr.io/nvidia/k8s/container-toolkit:v1.20.1"
 DCGM_PORT = 9400
+# The containerd runtime the toolkit registers in daemonset mode, and the RuntimeClass (same name)
+# that selects it.
+RUNTIME_CLASS = "nvidia"
 DRIVER_ROOT = "/run/nvidia/driver"
 # Compiling the kernel module on first start takes minutes; waiting on a DaemonSet's rollout is
 # what makes the inference Deployment start only once GPUs are schedulable.
@@ -60,9 +63,6 @@ class GpuDriversArgs:
     dcgm_exporter_image: str = DCGM_EXPORTER_IMAGE
     driver_image: str = DRIVER_IMAGE
     toolkit_image: str = TOOLKIT_IMAGE
-    # A RuntimeClass whose handler runs the NVIDIA runtime: "nvidia" in daemonset mode (the
-    # toolkit creates it); None where the node's default runtime is already NVIDIA's (UK8S images).
-    runtime_class_name: str | None = None
     dcgm_exporter: bool = True
 
     def validate(self) -> None:
@@ -84,24 +84,26 @@ class GpuDriversArgs:
             images += [("driver_image", self.driver_image), ("toolkit_image", self.toolkit_image)]
         for name, image in images:
             h.require_pinned_image(name, image)
-        if self.runtime_class_name is not None:
-            h.require_dns_label("runtime_class_name", self.runtime_class_name)
 
     @property
     def effective_runtime_class(self) -> str | None:
-        if self.runtime_class_name is not None:
-            return self.runtime_class_name
-        return "nvidia" if self.mode == "daemonset" else None
+        """A RuntimeClass whose handler runs the NVIDIA runtime: "nvidia" in daemonset mode (the
+        toolkit creates it); None where the node's default runtime is already NVIDIA's (UK8S)."""
+        return RUNTIME_CLASS if self.mode == "daemonset" else None
 
 
-def gpu_pod_spec(args: GpuDriversArgs, **spec: Any) -> dict[str, Any]:
-    """What every GPU-node DaemonSet shares: placement, the taint, and critical priority."""
+def gpu_pod_spec(args: GpuDriversArgs, *, gpu_user: bool = False, **spec: Any) -> dict[str, Any]:
+    """What every GPU-node DaemonSet shares: placement, the taint, and critical priority.
+
+    `gpu_user`: the pod opens the GPUs, so it needs the NVIDIA runtime where that is not the
+    node's default (not the driver and toolkit: they install that runtime)."""
     base: dict[str, Any] = {
-        "nodeSelector": dict(args.gpu_node_selector),
-        "tolerations": h.gpu_tolerations(args.gpu_taint_keys),
+        **h.gpu_placement(args.gpu_node_selector, args.gpu_taint_keys),
         "priorityClassName": "system-node-critical",
         "automountServiceAccountToken": False,
     }
+    if gpu_user and args.effective_runtime_class:
+        spec["runtimeClassName"] = args.effective_runtime_class
     return {**base, **spec}
 
 
@@ -126,11 +128,9 @@ def device_plugin_spec(args: GpuDriversArgs) -> dict[str, Any]:
             }
         )
         volumes.append(_host_dir("driver-root", DRIVER_ROOT, "DirectoryOrCreate"))
-    extra: dict[str, Any] = {}
-    if args.effective_runtime_class:
-        extra["runtimeClassName"] = args.effective_runtime_class
     return gpu_pod_spec(
         args,
+        gpu_user=True,
         containers=[
             {
                 "name": "nvidia-device-plugin",
@@ -149,15 +149,11 @@ def device_plugin_spec(args: GpuDriversArgs) -> dict[str, Any]:
             }
         ],
         volumes=volumes,
-        **extra,
     )
 
 
 def dcgm_exporter_spec(args: GpuDriversArgs) -> dict[str, Any]:
     """Root (DCGM opens the GPUs) but unprivileged: SYS_ADMIN only, for profiling counters."""
-    extra: dict[str, Any] = {}
-    if args.effective_runtime_class:
-        extra["runtimeClassName"] = args.effective_runtime_class
     probe = {
         "httpGet": {"path": "/health", "port": "metrics"},
         "periodSeconds": 15,
@@ -165,6 +161,7 @@ def dcgm_exporter_spec(args: GpuDriversArgs) -> dict[str, Any]:
     }
     return gpu_pod_spec(
         args,
+        gpu_user=True,
         containers=[
             {
                 "name": "dcgm-exporter",
@@ -198,7 +195,6 @@ def dcgm_exporter_spec(args: GpuDriversArgs) -> dict[str, Any]:
             }
         ],
         volumes=[_host_dir("pod-resources", "/var/lib/kubelet/pod-resources")],
-        **extra,
     )
 
 
@@ -257,7 +253,6 @@ def driver_spec(args: GpuDriversArgs) -> dict[str, Any]:
 
 def toolkit_spec(args: GpuDriversArgs) -> dict[str, Any]:
     """Privileged by necessity: it rewrites containerd's config and signals containerd."""
-    runtime_class = args.effective_runtime_class or "nvidia"
     return gpu_pod_spec(
         args,
         hostPID=True,
@@ -270,7 +265,7 @@ def toolkit_spec(args: GpuDriversArgs) -> dict[str, Any]:
                     {"name": "RUNTIME", "value": "containerd"},
                     {"name": "CONTAINERD_CONFIG", "value": "/runtime/config-dir/config.toml"},
                     {"name": "CONTAINERD_SOCKET", "value": "/runtime/sock-dir/containerd.sock"},
-                    {"name": "CONTAINERD_RUNTIME_CLASS", "value": runtime_class},
+                    {"name": "CONTAINERD_RUNTIME_CLASS", "value": RUNTIME_CLASS},
                     {"name": "NVIDIA_DRIVER_ROOT", "value": DRIVER_ROOT},
                 ],
                 "securityContext": {"privileged": True},
@@ -336,7 +331,7 @@ class GpuDrivers(pulumi.ComponentResource):
         self.daemonsets = []
         self.metrics_service = None
         self.gpu_ready = []
-        self.runtime_class_name = args.effective_runtime_class if args.mode != "none" else None
+        self.runtime_class_name = args.effective_runtime_class
         if args.mode == "none":
             self.register_outputs({"daemonsets": []})
             return
@@ -356,28 +351,27 @@ class GpuDrivers(pulumi.ComponentResource):
             self.daemonsets.append(ds)
             return ds
 
+        # The device plugin and exporter wait for the NVIDIA runtime (toolkit, RuntimeClass); GPU
+        # workloads (gpu_ready) for the driver as well.
         runtime_ready: list[pulumi.Resource] = []
+        prereqs: list[pulumi.Resource] = []
         if args.mode == "daemonset":
             driver = daemonset("driver", driver_spec(args), [])
             toolkit = daemonset("toolkit", toolkit_spec(args), [driver])
             runtime_class = k8s.node.v1.RuntimeClass(
                 f"{name}-runtime-class",
                 metadata={
-                    "name": args.effective_runtime_class or "nvidia",
+                    "name": RUNTIME_CLASS,
                     "labels": h.object_labels("nvidia-gpu", "runtime-class"),
                 },
-                handler="nvidia",
-                scheduling={
-                    "nodeSelector": dict(args.gpu_node_selector),
-                    "tolerations": h.gpu_tolerations(args.gpu_taint_keys),
-                },
+                handler=RUNTIME_CLASS,
+                scheduling=h.gpu_placement(args.gpu_node_selector, args.gpu_taint_keys),
                 opts=h.child_options(self, provider),
             )
             runtime_ready = [toolkit, runtime_class]
+            prereqs = [driver, *runtime_ready]
         device_plugin = daemonset("device-plugin", device_plugin_spec(args), runtime_ready)
-        self.gpu_ready = [*runtime_ready, device_plugin]
-        if args.mode == "daemonset":
-            self.gpu_ready.insert(0, driver)
+        self.gpu_ready = [*prereqs, device_plugin]
         if args.dcgm_exporter:
             exporter = daemonset("dcgm-exporter", dcgm_exporter_spec(args), runtime_ready)
             self.metrics_service = k8s.core.v1.Service(

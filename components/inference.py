@@ -239,8 +239,7 @@ def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> d
         ],
     }
     if args.uses_gpu:
-        spec["nodeSelector"] = dict(args.gpu_node_selector)
-        spec["tolerations"] = h.gpu_tolerations(args.gpu_taint_keys)
+        spec.update(h.gpu_placement(args.gpu_node_selector, args.gpu_taint_keys))
         if args.runtime_class_name:
             spec["runtimeClassName"] = args.runtime_class_name
     return spec
@@ -413,28 +412,7 @@ class InferenceService(pulumi.ComponentResource):
         )
 
 
-def _lb_ingress(status: Any) -> list[dict[str, Any]] | None:
-    """Service.status arrives as an output type (real run) or a dict (mocks)."""
-    if not status:
-        return None
-    lb = (
-        status.get("load_balancer")
-        if isinstance(status, dict)
-        else getattr(status, "load_balancer", None)
-    )
-    if lb is None and isinstance(status, dict):
-        lb = status.get("loadBalancer")
-    if not lb:
-        return None
-    ingress = lb.get("ingress") if isinstance(lb, dict) else getattr(lb, "ingress", None)
-    if not ingress:
-        return None
-    out = []
-    for item in ingress:
-        if isinstance(item, dict):
-            out.append(item)
-        else:
-            out.append(
-                {"ip": getattr(item, "ip", None), "hostname": getattr(item, "hostname", None)}
-            )
-    return out
+def _lb_ingress(status: Mapping[str, Any] | None) -> list[Mapping[str, Any]] | None:
+    """Service.status arrives as pulumi-kubernetes' ServiceStatus in real runs and under mocks
+    alike: a dict subclass with snake_case keys, as are its load balancer status and ingresses."""
+    return ((status or {}).get("load_balancer") or {}).get("ingress") or None

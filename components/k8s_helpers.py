@@ -179,6 +179,11 @@ def gpu_tolerations(taint_keys: Sequence[str]) -> list[dict[str, Any]]:
     return [{"key": key, "operator": "Exists"} for key in dict.fromkeys(taint_keys)]
 
 
+def gpu_placement(selector: Mapping[str, str], taint_keys: Sequence[str]) -> dict[str, Any]:
+    """Where a GPU pod may run: only on GPU nodes, tolerating all their taints."""
+    return {"nodeSelector": dict(selector), "tolerations": gpu_tolerations(taint_keys)}
+
+
 def require_taint_keys(field: str, keys: Sequence[str]) -> list[str]:
     if isinstance(keys, str) or not keys or not all(isinstance(k, str) and k for k in keys):
         raise bad_value(field, keys, 'a non-empty list of taint keys such as ["nvidia.com/gpu"]')
@@ -251,7 +256,6 @@ def child_options(
     *,
     depends_on: Sequence[pulumi.Resource] = (),
     custom_timeouts: pulumi.CustomTimeouts | None = None,
-    delete_before_replace: bool | None = None,
 ) -> pulumi.ResourceOptions:
     """Every child is parented to its component and names the provider explicitly."""
     return pulumi.ResourceOptions(
@@ -259,5 +263,4 @@ def child_options(
         provider=provider,
         depends_on=list(depends_on) or None,
         custom_timeouts=custom_timeouts,
-        delete_before_replace=delete_before_replace,
     )

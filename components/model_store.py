@@ -37,11 +37,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s_helpers as h
+from components.inference import MODEL_MOUNT
 
 TYPE_TOKEN = "llm-uk8s:k8s:ModelStore"
 SOURCES = ("huggingface", "bundled")
 VOLUME_MOUNT_IN_JOB = "/models"
-MODEL_MOUNT_IN_SERVER = "/app/models"
 NFS_MOUNT_OPTIONS = ("nolock", "nfsvers=4.0")
 MARKER_NAME = ".llm-uk8s-complete.json"
 _TOKEN_DIR = "/var/run/secrets/llm-uk8s/hub-token"
@@ -224,7 +224,7 @@ class ModelStore(pulumi.ComponentResource):
         self.fetch_job = None
         self.token_secret: k8s.core.v1.Secret | None = None
         if args.source == "huggingface":
-            self.model_dir = f"{MODEL_MOUNT_IN_SERVER}/{weights_subdir(args)}"
+            self.model_dir = f"{MODEL_MOUNT}/{weights_subdir(args)}"
             self.revision = args.revision
             if args.hub_token is not None:
                 self.token_secret = k8s.core.v1.Secret(

@@ -51,13 +51,9 @@ class RecordedResource:
     outputs: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
     protect: bool = False
-    retain_on_delete: bool = False
-    delete_before_replace: bool = False
     dependencies: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     custom_timeouts: dict[str, str] = field(default_factory=dict)
-    ignore_changes: list[str] = field(default_factory=list)
-    additional_secret_outputs: list[str] = field(default_factory=list)
     secret_inputs: list[str] = field(default_factory=list)
 
     @property
@@ -113,16 +109,6 @@ class Plan:
 
     def children(self, parent: RecordedResource) -> list[RecordedResource]:
         return [r for r in self.resources if r.parent == parent.urn]
-
-    def descendants(self, ancestor: RecordedResource) -> list[RecordedResource]:
-        out: list[RecordedResource] = []
-        frontier = [ancestor.urn]
-        while frontier:
-            urn = frontier.pop()
-            kids = [r for r in self.resources if r.parent == urn]
-            out.extend(kids)
-            frontier.extend(k.urn for k in kids)
-        return out
 
     def provider_of(self, resource: RecordedResource) -> RecordedResource | None:
         """The provider resource a custom resource was registered with (None = default)."""
@@ -236,9 +222,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             return response
         _mark_secret_outputs(response, request.additionalSecretOutputs)
         wire = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
-        masked, _ = _decode(wire, mask=True)
+        # Per key, so one pass both masks the inputs and tells which of them hold a secret.
+        masked: dict[str, Any] = {}
+        secret_inputs: list[str] = []
+        for key, value in wire.items():
+            masked[key], secret = _decode(value, mask=True)
+            if secret:
+                secret_inputs.append(key)
         raw, _ = _decode(wire, mask=False)
-        secret_inputs = [k for k, v in wire.items() if _decode(v, mask=True)[1]]
         out_wire = json_format.MessageToDict(response.object, preserving_proto_field_name=True)
         outputs, _ = _decode(out_wire, mask=True)
         for hidden in _HIDDEN_INPUTS:
@@ -258,8 +249,6 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=outputs,
                 id=response.id or None,
                 protect=bool(request.protect),
-                retain_on_delete=bool(request.retainOnDelete),
-                delete_before_replace=bool(request.deleteBeforeReplace),
                 dependencies=list(request.dependencies),
                 property_dependencies={
                     k: list(v.urns) for k, v in request.propertyDependencies.items()
@@ -269,8 +258,6 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     for k in ("create", "update", "delete")
                     if getattr(timeouts, k)
                 },
-                ignore_changes=list(request.ignoreChanges),
-                additional_secret_outputs=list(request.additionalSecretOutputs),
                 secret_inputs=secret_inputs,
             )
         )

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from tools.mock_outputs import factories
-from tools.mock_runtime import Plan, RecordedResource, run_program
+from tools.mock_runtime import SECRET_MASK, Plan, RecordedResource, run_program
 from tools.stack_config import ROOT, load_stack, stacks
 
 
@@ -92,7 +92,7 @@ def write_plan(plan: Plan, out_dir: Path) -> None:
             default_flow_style=False,
         )
     )
-    outputs = {k: ("[secret]" if k in plan.secret_outputs else v) for k, v in plan.outputs.items()}
+    outputs = {k: (SECRET_MASK if k in plan.secret_outputs else v) for k, v in plan.outputs.items()}
     (out_dir / "outputs.json").write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
 
 
