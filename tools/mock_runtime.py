@@ -249,9 +249,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=outputs,
                 id=response.id or None,
                 protect=bool(request.protect),
-                dependencies=list(request.dependencies),
+                # The SDK gathers dependencies in sets: sorted, a recording (and a written plan)
+                # is the same on every run.
+                dependencies=sorted(request.dependencies),
                 property_dependencies={
-                    k: list(v.urns) for k, v in request.propertyDependencies.items()
+                    k: sorted(v.urns) for k, v in request.propertyDependencies.items()
                 },
                 custom_timeouts={
                     k: getattr(timeouts, k)
