@@ -64,11 +64,22 @@ class UCloudApi:
         """An untyped call, retried on throttling and transient errors."""
         return self.retry.run(lambda: self.invoke_once(action, args))
 
-    def describe_one(self, service: str, method: str, ids_param: str, items_key: str,
-                     id_key: str, id_: str) -> dict[str, Any] | None:
-        """The one item a Describe* action returns for `id_`; None once it is gone (no retry)."""
+    def describe_one(
+        self,
+        service: str,
+        method: str,
+        args: dict[str, Any],
+        items_key: str,
+        id_key: str,
+        id_: str,
+    ) -> dict[str, Any] | None:
+        """The item whose `id_key` is `id_` in what a Describe* call with `args` returns.
+
+        None once it is gone (an empty list or a "not found" error). No retry: callers
+        retry the whole describe.
+        """
         try:
-            response = self.call_once(service, method, {ids_param: [id_]})
+            response = self.call_once(service, method, args)
         except Exception as error:
             if is_not_found(error):
                 return None

@@ -18,10 +18,13 @@ from pulumi.dynamic import (
 
 from components.ucloud.api import UCloudApi
 from components.ucloud.credentials import CONFIG_KEYS, resolve_credentials
-from components.ucloud.errors import is_not_found
+from components.ucloud.errors import ResourceFailedError, is_not_found
 from components.ucloud.retry import RetryPolicy
 from components.ucloud.validation import Checker, as_int
 from components.ucloud.waiting import GONE, Observation, WaitPolicy, wait_for_state
+
+# The state most Describe* actions report (or that "listed" stands for) once usable.
+AVAILABLE = "Available"
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,10 @@ class UCloudProvider(ResourceProvider):
     # Inputs that are whole numbers (Pulumi may send them as floats).
     integer_fields: ClassVar[frozenset[str]] = frozenset()
     default_timings: ClassVar[Timings] = Timings()
-    ready_states: ClassVar[frozenset[str]] = frozenset({"ready"})
+    ready_states: ClassVar[frozenset[str]] = frozenset({AVAILABLE})
     failed_states: ClassVar[frozenset[str]] = frozenset()
+    # States that end a wait for deletion with an error instead of waiting on.
+    delete_failed_states: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, timings: Timings | None = None) -> None:
         super().__init__()
@@ -80,7 +85,7 @@ class UCloudProvider(ResourceProvider):
         """Add failures for bad inputs."""
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
-        """The live resource, or None when UCloud no longer has it."""
+        """The live resource, or None when UCloud no longer has it (one try; see `live`)."""
         raise NotImplementedError
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
@@ -99,6 +104,17 @@ class UCloudProvider(ResourceProvider):
         self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
     ) -> None:
         """Change in place the inputs listed in `updatable`."""
+
+    def on_create_failed(
+        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any], failure: ResourceFailedError
+    ) -> None:
+        """Clean up after a create whose resource reached a failed state (then re-raised)."""
+
+    def outputs_from(
+        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any], observed: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Create's and update's outputs: the inputs plus what UCloud reported."""
+        return {**inputs, **observed}
 
     # ---- Pulumi's provider interface ----------------------------------------
     def normalize(self, news: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,24 +156,28 @@ class UCloudProvider(ResourceProvider):
         api = self.api(inputs)
         # Look before each try: a create that failed on the wire may still have happened.
         id_ = api.retry.run(lambda: self.find(api, inputs) or self.create_once(api, inputs))
-        self.wait_ready(api, id_, inputs)
-        return CreateResult(id_, self.outputs_after_create(api, id_, inputs))
+        try:
+            ready = self.wait_ready(api, id_, inputs)
+        except ResourceFailedError as failure:
+            self.on_create_failed(api, id_, inputs, failure)
+            raise
+        return CreateResult(id_, self.outputs_from(api, id_, inputs, ready.outputs))
 
     def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> UpdateResult:
         inputs = self.normalize(_news)
         api = self.api(inputs)
         self.apply_update(api, _id, _olds, inputs)
-        return UpdateResult(self.outputs_after_create(api, _id, inputs))
+        return UpdateResult(self.outputs_now(api, _id, inputs))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        live = self.describe(self.api(props), id_, props)
+        live = self.live(self.api(props), id_, props)
         if live is None:
             return ReadResult(id_="", outs={})
         return ReadResult(id_=id_, outs={**props, **live.outputs})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         api = self.api(props)
-        if self.describe(api, id_, props) is None:
+        if self.live(api, id_, props) is None:
             return
         try:
             api.retry.run(lambda: self.remove(api, id_, props))
@@ -167,11 +187,19 @@ class UCloudProvider(ResourceProvider):
         self.wait_gone(api, id_, props)
 
     # ---- helpers for subclasses -----------------------------------------------
+    def live(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
+        """`describe` retried on transient errors, so that one 5000 answer during a long
+        wait (or a read, or a delete) does not abort the whole `pulumi up`."""
+        return api.retry.run(lambda: self.describe(api, id_, props))
+
     def observe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Observation:
-        live = self.describe(api, id_, props)
-        return Observation(GONE) if live is None else Observation(live.state, live.detail)
+        live = self.live(api, id_, props)
+        if live is None:
+            return Observation(GONE)
+        return Observation(live.state, live.detail, live.outputs)
 
     def wait_ready(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Observation:
+        """The first ready poll, outputs included (create builds its outputs from it)."""
         return wait_for_state(
             self.timings.ready,
             self.kind,
@@ -188,14 +216,10 @@ class UCloudProvider(ResourceProvider):
             id_,
             lambda: self.observe(api, id_, props),
             ready={GONE},
-            failed=self.delete_failed_states(),
+            failed=self.delete_failed_states,
         )
 
-    def delete_failed_states(self) -> frozenset[str]:
-        return frozenset()
-
-    def outputs_after_create(
-        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        live = self.describe(api, id_, inputs)
-        return {**inputs, **(live.outputs if live else {})}
+    def outputs_now(self, api: UCloudApi, id_: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Describe the resource now and build the outputs from it (after an update)."""
+        live = self.live(api, id_, inputs)
+        return self.outputs_from(api, id_, inputs, live.outputs if live else {})

@@ -12,12 +12,11 @@ from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.resource import MODULE, resource_props
-from components.ucloud.validation import Checker
+from components.ucloud.resource import MODULE, args_defaults, resource_props
+from components.ucloud.validation import CHARGE_TYPES, Checker
 
 # Our names -> AllocateEIP's OperatorName (the SDK docs spell BGP "Bgp").
 OPERATOR_NAMES = {"BGP": "Bgp", "International": "International"}
-CHARGE_TYPES = ("Dynamic", "Month", "Year")
 # Bandwidth limits per pay mode, from the SDK's AllocateEIP docs (they vary by region).
 BANDWIDTH_LIMITS = {"Bandwidth": 10000, "Traffic": 300}
 FREE, USED = "free", "used"
@@ -37,21 +36,30 @@ def _operator_matches(item: Mapping[str, Any], internet_type: str) -> bool:
     )
 
 
+@dataclass
+class EipArgs:
+    """Inputs of an elastic IP; names follow the Terraform resource ucloud_eip.
+
+    internet_type: "BGP" (mainland regions) or "International"; charge_mode: "Bandwidth"
+    or "Traffic"; charge_type: "Dynamic" (hourly), "Month" or "Year".
+    """
+
+    region: pulumi.Input[str]
+    name: pulumi.Input[str]
+    bandwidth: pulumi.Input[int] = 1
+    internet_type: pulumi.Input[str] = "BGP"
+    charge_type: pulumi.Input[str] = "Dynamic"
+    charge_mode: pulumi.Input[str] = "Bandwidth"
+    project_id: pulumi.Input[str] | None = None
+    tag: pulumi.Input[str] = "Default"
+    remark: pulumi.Input[str] = ""
+
+
 class EipProvider(UCloudProvider):
     """Name, tag, remark and bandwidth change in place; the line and the billing replace."""
 
     kind = "EIP"
-    defaults: Mapping[str, Any] = {
-        "region": None,
-        "project_id": None,
-        "name": None,
-        "bandwidth": 1,
-        "internet_type": "BGP",
-        "charge_type": "Dynamic",
-        "charge_mode": "Bandwidth",
-        "tag": "Default",
-        "remark": "",
-    }
+    defaults = args_defaults(EipArgs)
     updatable = frozenset({"name", "tag", "remark", "bandwidth"})
     integer_fields = frozenset({"bandwidth"})
     # "freeze" (frozen for arrears) is neither: it stays pending until the wait times out.
@@ -70,11 +78,8 @@ class EipProvider(UCloudProvider):
         limit = limit or BANDWIDTH_LIMITS["Traffic"]
         checker.integer("bandwidth", 1, limit)
 
-    def _lookup(self, api: UCloudApi, id_: str) -> dict[str, Any] | None:
-        return api.describe_one("unet", "describe_eip", "EIPIds", "EIPSet", "EIPId", id_)
-
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
-        item = api.retry.run(lambda: self._lookup(api, id_))
+        item = api.describe_one("unet", "describe_eip", {"EIPIds": [id_]}, "EIPSet", "EIPId", id_)
         if item is None:
             return None
         return Live(
@@ -132,25 +137,6 @@ class EipProvider(UCloudProvider):
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
         # UCloud only releases an unbound EIP; the NAT gateway using it is deleted first.
         api.call_once("unet", "release_eip", {"EIPId": id_})
-
-
-@dataclass
-class EipArgs:
-    """Inputs of an elastic IP; names follow the Terraform resource ucloud_eip.
-
-    internet_type: "BGP" (mainland regions) or "International"; charge_mode: "Bandwidth"
-    or "Traffic"; charge_type: "Dynamic" (hourly), "Month" or "Year".
-    """
-
-    region: pulumi.Input[str]
-    name: pulumi.Input[str]
-    bandwidth: pulumi.Input[int] = 1
-    internet_type: pulumi.Input[str] = "BGP"
-    charge_type: pulumi.Input[str] = "Dynamic"
-    charge_mode: pulumi.Input[str] = "Bandwidth"
-    project_id: pulumi.Input[str] | None = None
-    tag: pulumi.Input[str] = "Default"
-    remark: pulumi.Input[str] = ""
 
 
 class Eip(Resource, module=MODULE, name="Eip"):

@@ -15,12 +15,11 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
-from components.ucloud.base import Live, Timings, UCloudProvider
+from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
 from components.ucloud.errors import UCloudProviderError
-from components.ucloud.resource import MODULE, resource_props
+from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import Checker, is_unknown
 
-AVAILABLE = "Available"
 # CreateNATGW requires a firewall. With none given we use the project's built-in
 # "recommend non web" group: it opens the fewest inbound ports (SSH, RDP, ICMP) of the
 # defaults, and a gateway that only does SNAT needs no inbound port at all.
@@ -40,25 +39,34 @@ def _sorted_ids(value: Any) -> Any:
     return value
 
 
+@dataclass
+class NatGatewayArgs:
+    """Inputs of a NAT gateway; names follow the Terraform resource ucloud_nat_gateway
+    (its `security_group` is our `firewall_id`, its single `eip_id` our `eip_ids`).
+
+    firewall_id: "" picks the project's built-in "recommend non web" firewall.
+    enable_white_list: True lets only white-listed hosts out (none are, so keep it False).
+    """
+
+    region: pulumi.Input[str]
+    name: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    eip_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    firewall_id: pulumi.Input[str] = ""
+    project_id: pulumi.Input[str] | None = None
+    tag: pulumi.Input[str] = "Default"
+    remark: pulumi.Input[str] = ""
+    enable_white_list: pulumi.Input[bool] = False
+
+
 class NatGatewayProvider(UCloudProvider):
     """Name, tag, remark, subnets and the white-list switch change in place; the VPC, the
     EIPs and the firewall replace the gateway (as in the Terraform provider)."""
 
     kind = "NAT gateway"
-    defaults: Mapping[str, Any] = {
-        "region": None,
-        "project_id": None,
-        "name": None,
-        "vpc_id": None,
-        "subnet_ids": None,
-        "eip_ids": None,
-        "firewall_id": "",
-        "tag": "Default",
-        "remark": "",
-        "enable_white_list": False,
-    }
+    defaults = args_defaults(NatGatewayArgs)
     updatable = frozenset({"name", "tag", "remark", "subnet_ids", "enable_white_list"})
-    ready_states = frozenset({AVAILABLE})
 
     def normalize(self, news: Mapping[str, Any]) -> dict[str, Any]:
         inputs = super().normalize(news)
@@ -85,11 +93,10 @@ class NatGatewayProvider(UCloudProvider):
                 checker.fail(key, ids, f"a non-empty list of {what}")
 
     # ---- UCloud calls ---------------------------------------------------------------
-    def _lookup(self, api: UCloudApi, id_: str) -> dict[str, Any] | None:
-        return api.describe_one("vpc", "describe_natgw", "NATGWIds", "DataSet", "NATGWId", id_)
-
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
-        item = api.retry.run(lambda: self._lookup(api, id_))
+        item = api.describe_one(
+            "vpc", "describe_natgw", {"NATGWIds": [id_]}, "DataSet", "NATGWId", id_
+        )
         if item is None:
             return None
         return Live(
@@ -174,27 +181,6 @@ class NatGatewayProvider(UCloudProvider):
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
         # The EIPs are resources of their own: unbind them, never release them here.
         api.call_once("vpc", "delete_natgw", {"NATGWId": id_, "ReleaseEip": False})
-
-
-@dataclass
-class NatGatewayArgs:
-    """Inputs of a NAT gateway; names follow the Terraform resource ucloud_nat_gateway
-    (its `security_group` is our `firewall_id`, its single `eip_id` our `eip_ids`).
-
-    firewall_id: "" picks the project's built-in "recommend non web" firewall.
-    enable_white_list: True lets only white-listed hosts out (none are, so keep it False).
-    """
-
-    region: pulumi.Input[str]
-    name: pulumi.Input[str]
-    vpc_id: pulumi.Input[str]
-    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    eip_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    firewall_id: pulumi.Input[str] = ""
-    project_id: pulumi.Input[str] | None = None
-    tag: pulumi.Input[str] = "Default"
-    remark: pulumi.Input[str] = ""
-    enable_white_list: pulumi.Input[bool] = False
 
 
 class NatGateway(Resource, module=MODULE, name="NatGateway"):

@@ -11,6 +11,22 @@ import pulumi
 MODULE = "ucloud"
 
 
+def args_defaults(cls: type) -> dict[str, Any]:
+    """An Args dataclass's fields and defaults (None for required ones), in field order.
+
+    Providers use this as their `defaults`, so the two never drift apart.
+    """
+    defaults: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+        else:
+            defaults[f.name] = None
+    return defaults
+
+
 def resource_props(args: Any, computed: Iterable[str], secrets: Iterable[str] = ()) -> dict:
     """Inputs from args (not deep-copied: they may be Outputs), plus None for each output.
 

@@ -12,11 +12,9 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
-from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.resource import MODULE, resource_props
+from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
+from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import Checker
-
-AVAILABLE = "Available"
 
 
 def _cidr_of(item: Mapping[str, Any]) -> str:
@@ -27,21 +25,25 @@ def _cidr_of(item: Mapping[str, Any]) -> str:
         return ""
 
 
+@dataclass
+class SubnetArgs:
+    """Inputs of a subnet; names follow the Terraform resource ucloud_subnet."""
+
+    region: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    cidr_block: pulumi.Input[str]
+    name: pulumi.Input[str]
+    project_id: pulumi.Input[str] | None = None
+    tag: pulumi.Input[str] = "Default"
+    remark: pulumi.Input[str] = ""
+
+
 class SubnetProvider(UCloudProvider):
     """Name and tag change in place; anything else means a new subnet."""
 
     kind = "subnet"
-    defaults: Mapping[str, Any] = {
-        "region": None,
-        "project_id": None,
-        "vpc_id": None,
-        "cidr_block": None,
-        "name": None,
-        "tag": "Default",
-        "remark": "",
-    }
+    defaults = args_defaults(SubnetArgs)
     updatable = frozenset({"name", "tag"})
-    ready_states = frozenset({AVAILABLE})
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
         checker.text("vpc_id")
@@ -61,10 +63,11 @@ class SubnetProvider(UCloudProvider):
         )
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
-        items = [i for i in self._list(api, {"SubnetId": id_}) if i.get("SubnetId") == id_]
-        if not items:
+        item = api.describe_one(
+            "vpc", "describe_subnet", {"SubnetId": id_}, "DataSet", "SubnetId", id_
+        )
+        if item is None:
             return None
-        item = items[0]
         return Live(
             AVAILABLE,
             {"name": item.get("SubnetName"), "tag": item.get("Tag"), "cidr_block": _cidr_of(item)},
@@ -104,19 +107,6 @@ class SubnetProvider(UCloudProvider):
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
         api.call_once("vpc", "delete_subnet", {"SubnetId": id_})
-
-
-@dataclass
-class SubnetArgs:
-    """Inputs of a subnet; names follow the Terraform resource ucloud_subnet."""
-
-    region: pulumi.Input[str]
-    vpc_id: pulumi.Input[str]
-    cidr_block: pulumi.Input[str]
-    name: pulumi.Input[str]
-    project_id: pulumi.Input[str] | None = None
-    tag: pulumi.Input[str] = "Default"
-    remark: pulumi.Input[str] = ""
 
 
 class Subnet(Resource, module=MODULE, name="Subnet"):

@@ -12,12 +12,11 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
-from components.ucloud.base import Live, Timings, UCloudProvider
+from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
 from components.ucloud.errors import is_not_found
-from components.ucloud.resource import MODULE, resource_props
+from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import Checker
 
-AVAILABLE = "Available"
 PENDING = "Pending"
 ID_SEPARATOR = "/"
 
@@ -35,19 +34,23 @@ def plain_ip(mount_point_ip: str) -> str:
     return str(ipaddress.ip_address(host)) if host else ""
 
 
+@dataclass
+class UfsMountPointArgs:
+    """Inputs of a mount point: the volume, and the VPC subnet it is reachable from."""
+
+    region: pulumi.Input[str]
+    volume_id: pulumi.Input[str]
+    name: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    project_id: pulumi.Input[str] | None = None
+
+
 class UfsMountPointProvider(UCloudProvider):
     """There is no update action for mount points: every change replaces."""
 
     kind = "UFS mount point"
-    defaults: Mapping[str, Any] = {
-        "region": None,
-        "project_id": None,
-        "volume_id": None,
-        "name": None,
-        "vpc_id": None,
-        "subnet_id": None,
-    }
-    ready_states = frozenset({AVAILABLE})
+    defaults = args_defaults(UfsMountPointArgs)
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
         for field in ("volume_id", "name", "vpc_id", "subnet_id"):
@@ -73,7 +76,7 @@ class UfsMountPointProvider(UCloudProvider):
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
         volume_id, vpc_id, subnet_id = id_.split(ID_SEPARATOR)
-        return api.retry.run(lambda: self._lookup(api, volume_id, vpc_id, subnet_id))
+        return self._lookup(api, volume_id, vpc_id, subnet_id)
 
     def find(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str | None:
         keys = (inputs["volume_id"], inputs["vpc_id"], inputs["subnet_id"])
@@ -99,18 +102,6 @@ class UfsMountPointProvider(UCloudProvider):
             "remove_ufs_volume_mount_point",
             {"VolumeId": volume_id, "VpcId": vpc_id, "SubnetId": subnet_id},
         )
-
-
-@dataclass
-class UfsMountPointArgs:
-    """Inputs of a mount point: the volume, and the VPC subnet it is reachable from."""
-
-    region: pulumi.Input[str]
-    volume_id: pulumi.Input[str]
-    name: pulumi.Input[str]
-    vpc_id: pulumi.Input[str]
-    subnet_id: pulumi.Input[str]
-    project_id: pulumi.Input[str] | None = None
 
 
 class UfsMountPoint(Resource, module=MODULE, name="UfsMountPoint"):

@@ -11,39 +11,40 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
-from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.errors import is_not_found
-from components.ucloud.resource import MODULE, resource_props
-from components.ucloud.validation import Checker, as_int, is_unknown
+from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
+from components.ucloud.resource import MODULE, args_defaults, resource_props
+from components.ucloud.validation import CHARGE_TYPES, Checker, as_int, is_unknown
 
-AVAILABLE = "Available"
 STORAGE_TYPES = ("Basic", "Advanced")
 MIN_SIZE_GB = {"Basic": 500, "Advanced": 100}
 MAX_SIZE_GB = 100_000
 SIZE_STEP_GB = 100
 PROTOCOL_TYPES = ("NFSv4",)
-CHARGE_TYPES = ("Dynamic", "Month", "Year")
+
+
+@dataclass
+class UfsVolumeArgs:
+    """Inputs of a UFS (NFS) file system; names follow ucloud_ufs_volume. Size is in GB."""
+
+    region: pulumi.Input[str]
+    name: pulumi.Input[str]
+    size: pulumi.Input[int]
+    project_id: pulumi.Input[str] | None = None
+    storage_type: pulumi.Input[str] = "Basic"
+    protocol_type: pulumi.Input[str] = "NFSv4"
+    tag: pulumi.Input[str] = "Default"
+    remark: pulumi.Input[str] = ""
+    charge_type: pulumi.Input[str] = "Dynamic"
+    duration: pulumi.Input[int] = 1
 
 
 class UfsVolumeProvider(UCloudProvider):
     """Size grows (ExtendUFSVolume), name and remark change in place; a shrink is refused."""
 
     kind = "UFS volume"
-    defaults: Mapping[str, Any] = {
-        "region": None,
-        "project_id": None,
-        "name": None,
-        "size": None,
-        "storage_type": "Basic",
-        "protocol_type": "NFSv4",
-        "tag": "Default",
-        "remark": "",
-        "charge_type": "Dynamic",
-        "duration": 1,
-    }
+    defaults = args_defaults(UfsVolumeArgs)
     updatable = frozenset({"size", "name", "remark"})
     integer_fields = frozenset({"size", "duration"})
-    ready_states = frozenset({AVAILABLE})
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
         inputs = checker.inputs
@@ -67,24 +68,12 @@ class UfsVolumeProvider(UCloudProvider):
                 "size", new_size, f"at least the current size {old_size} (UFS cannot shrink)"
             )
 
-    def _list(self, api: UCloudApi, extra: dict[str, Any]) -> list[dict[str, Any]]:
-        return list(
-            api.paged(
-                lambda page: api.call_once("ufs", "describe_ufs_volume_2", {**extra, **page}),
-                "DataSet",
-            )
-        )
-
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
-        try:
-            items = [i for i in self._list(api, {"VolumeId": id_}) if i.get("VolumeId") == id_]
-        except Exception as error:
-            if is_not_found(error):
-                return None
-            raise
-        if not items:
+        item = api.describe_one(
+            "ufs", "describe_ufs_volume_2", {"VolumeId": id_}, "DataSet", "VolumeId", id_
+        )
+        if item is None:
             return None
-        item = items[0]
         return Live(
             AVAILABLE,
             {
@@ -97,7 +86,10 @@ class UfsVolumeProvider(UCloudProvider):
         )
 
     def find(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str | None:
-        for item in self._list(api, {}):
+        volumes = api.paged(
+            lambda page: api.call_once("ufs", "describe_ufs_volume_2", page), "DataSet"
+        )
+        for item in volumes:
             if (
                 item.get("VolumeName") == inputs["name"]
                 and item.get("StorageType") == inputs["storage_type"]
@@ -138,22 +130,6 @@ class UfsVolumeProvider(UCloudProvider):
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
         api.call_once("ufs", "remove_ufs_volume", {"VolumeId": id_})
-
-
-@dataclass
-class UfsVolumeArgs:
-    """Inputs of a UFS (NFS) file system; names follow ucloud_ufs_volume. Size is in GB."""
-
-    region: pulumi.Input[str]
-    name: pulumi.Input[str]
-    size: pulumi.Input[int]
-    project_id: pulumi.Input[str] | None = None
-    storage_type: pulumi.Input[str] = "Basic"
-    protocol_type: pulumi.Input[str] = "NFSv4"
-    tag: pulumi.Input[str] = "Default"
-    remark: pulumi.Input[str] = ""
-    charge_type: pulumi.Input[str] = "Dynamic"
-    duration: pulumi.Input[int] = 1
 
 
 class UfsVolume(Resource, module=MODULE, name="UfsVolume"):

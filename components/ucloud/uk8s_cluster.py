@@ -9,21 +9,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, Resource
+from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.errors import ResourceFailedError, is_not_found
-from components.ucloud.resource import MODULE, resource_props, with_secret_outputs
+from components.ucloud.errors import ResourceFailedError
+from components.ucloud.resource import MODULE, args_defaults, resource_props, with_secret_outputs
 from components.ucloud.retry import RetryPolicy
-from components.ucloud.validation import Checker, is_unknown
+from components.ucloud.validation import CHARGE_TYPES, Checker, is_unknown
 from components.ucloud.waiting import WaitPolicy
 
 RUNNING = "RUNNING"
 # States from the SDK's ListUK8SClusterV2 docs; the Terraform provider fails on the same four.
 FAILED_STATES = frozenset({"CREATEFAILED", "ERROR", "ABNORMAL", "DELETEFAILED"})
 GONE_OR_GOING = frozenset({"DELETING", "DELETED", "DELETEFAILED"})
-CHARGE_TYPES = ("Dynamic", "Month", "Year")
 MASTER_MACHINE_TYPES = ("N", "C", "O", "OS", "OM", "OPRO")
 SECRET_OUTPUTS = ["password", "kubeconfig", "internal_kubeconfig"]
 SECRET_INPUTS = ["password"]
@@ -36,32 +35,38 @@ CLUSTER_TIMINGS = Timings(
 )
 
 
+@dataclass
+class Uk8sClusterArgs:
+    """Inputs of a UK8S cluster (three masters); memory in MB, `password` is a secret."""
+
+    region: pulumi.Input[str]
+    name: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    password: pulumi.Input[str]
+    k8s_version: pulumi.Input[str]
+    master_zones: pulumi.Input[Sequence[pulumi.Input[str]]]
+    project_id: pulumi.Input[str] | None = None
+    service_cidr: pulumi.Input[str] = "172.17.0.0/16"
+    master_machine_type: pulumi.Input[str] = "N"
+    master_cpu: pulumi.Input[int] = 4
+    master_mem: pulumi.Input[int] = 8192
+    charge_type: pulumi.Input[str] = "Dynamic"
+    image_id: pulumi.Input[str] | None = None
+    external_api_server: pulumi.Input[bool] = True
+
+
 class Uk8sClusterProvider(UCloudProvider):
     """Only the name changes in place (ModifyUK8SClusterName); the rest replaces the cluster."""
 
     kind = "UK8S cluster"
-    defaults: Mapping[str, Any] = {
-        "region": None,
-        "project_id": None,
-        "name": None,
-        "vpc_id": None,
-        "subnet_id": None,
-        "password": None,
-        "service_cidr": "172.17.0.0/16",
-        "k8s_version": None,
-        "master_machine_type": "N",
-        "master_cpu": 4,
-        "master_mem": 8192,
-        "master_zones": None,
-        "charge_type": "Dynamic",
-        "image_id": None,
-        "external_api_server": True,
-    }
+    defaults = args_defaults(Uk8sClusterArgs)
     updatable = frozenset({"name"})
     integer_fields = frozenset({"master_cpu", "master_mem"})
     default_timings = CLUSTER_TIMINGS
     ready_states = frozenset({RUNNING})
     failed_states = FAILED_STATES
+    delete_failed_states = frozenset({"DELETEFAILED"})
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
         inputs = checker.inputs
@@ -83,26 +88,12 @@ class Uk8sClusterProvider(UCloudProvider):
         ):
             checker.fail("master_zones", zones, "a list of exactly 3 zone names, e.g. cn-bj2-02")
 
-    def _clusters(self, api: UCloudApi, extra: dict[str, Any]) -> list[dict[str, Any]]:
-        return list(
-            api.paged(
-                lambda page: api.call_once("uk8s", "list_uk8s_cluster_v2", {**extra, **page}),
-                "ClusterSet",
-            )
-        )
-
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
-        try:
-            found = [
-                c for c in self._clusters(api, {"ClusterId": id_}) if c.get("ClusterId") == id_
-            ]
-        except Exception as error:
-            if is_not_found(error):
-                return None
-            raise
-        if not found:
+        item = api.describe_one(
+            "uk8s", "list_uk8s_cluster_v2", {"ClusterId": id_}, "ClusterSet", "ClusterId", id_
+        )
+        if item is None:
             return None
-        item = found[0]
         status = str(item.get("Status") or "")
         return Live(
             status,
@@ -118,7 +109,10 @@ class Uk8sClusterProvider(UCloudProvider):
         )
 
     def find(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str | None:
-        for item in self._clusters(api, {}):
+        clusters = api.paged(
+            lambda page: api.call_once("uk8s", "list_uk8s_cluster_v2", page), "ClusterSet"
+        )
+        for item in clusters:
             if (
                 item.get("ClusterName") == inputs["name"]
                 and item.get("VPCId") == inputs["vpc_id"]
@@ -148,26 +142,20 @@ class Uk8sClusterProvider(UCloudProvider):
         # invoke: the SDK schema requires ImageId and ProjectId, the API documents both optional.
         return str(api.invoke_once("CreateUK8SClusterV2", request)["ClusterId"])
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = self.normalize(props)
-        api = self.api(inputs)
-        cluster_id = api.retry.run(lambda: self.find(api, inputs) or self.create_once(api, inputs))
+    def on_create_failed(
+        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any], failure: ResourceFailedError
+    ) -> None:
+        # A failed cluster still bills its masters: remove it before reporting.
+        # (A timeout keeps it: the next `pulumi up` finds and adopts it by name.)
         try:
-            self.wait_ready(api, cluster_id, inputs)
-        except ResourceFailedError as failure:
-            # A failed cluster still bills its masters: remove it before reporting.
-            # (A timeout keeps it: the next `pulumi up` finds and adopts it by name.)
-            try:
-                self.delete(cluster_id, inputs)
-            except Exception as cleanup_error:
-                failure.add_note(f"and removing {cluster_id} failed too: {cleanup_error}")
-            raise
-        return CreateResult(cluster_id, self.outputs_after_create(api, cluster_id, inputs))
+            self.delete(id_, inputs)
+        except Exception as cleanup_error:
+            failure.add_note(f"and removing {id_} failed too: {cleanup_error}")
 
-    def outputs_after_create(
-        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any]
+    def outputs_from(
+        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any], observed: Mapping[str, Any]
     ) -> dict[str, Any]:
-        outputs = super().outputs_after_create(api, id_, inputs)
+        outputs = super().outputs_from(api, id_, inputs, observed)
         return {**outputs, **self.kubeconfigs(api, id_)}
 
     def kubeconfigs(self, api: UCloudApi, cluster_id: str) -> dict[str, str]:
@@ -194,29 +182,6 @@ class Uk8sClusterProvider(UCloudProvider):
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
         api.call_once("uk8s", "del_uk8s_cluster", {"ClusterId": id_, "ReleaseUDisk": True})
 
-    def delete_failed_states(self) -> frozenset[str]:
-        return frozenset({"DELETEFAILED"})
-
-
-@dataclass
-class Uk8sClusterArgs:
-    """Inputs of a UK8S cluster (three masters); memory in MB, `password` is a secret."""
-
-    region: pulumi.Input[str]
-    name: pulumi.Input[str]
-    vpc_id: pulumi.Input[str]
-    subnet_id: pulumi.Input[str]
-    password: pulumi.Input[str]
-    k8s_version: pulumi.Input[str]
-    master_zones: pulumi.Input[Sequence[pulumi.Input[str]]]
-    project_id: pulumi.Input[str] | None = None
-    service_cidr: pulumi.Input[str] = "172.17.0.0/16"
-    master_machine_type: pulumi.Input[str] = "N"
-    master_cpu: pulumi.Input[int] = 4
-    master_mem: pulumi.Input[int] = 8192
-    charge_type: pulumi.Input[str] = "Dynamic"
-    image_id: pulumi.Input[str] | None = None
-    external_api_server: pulumi.Input[bool] = True
 
 
 class Uk8sCluster(Resource, module=MODULE, name="Uk8sCluster"):

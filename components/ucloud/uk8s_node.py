@@ -19,7 +19,7 @@ from pulumi.dynamic import CreateResult, Resource, UpdateResult
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
 from components.ucloud.errors import ResourceFailedError, is_not_found
-from components.ucloud.resource import MODULE, resource_props, with_secret_outputs
+from components.ucloud.resource import MODULE, args_defaults, resource_props, with_secret_outputs
 from components.ucloud.retry import RetryPolicy
 from components.ucloud.validation import Checker, is_unknown
 from components.ucloud.waiting import Observation, WaitPolicy, wait_for_state
@@ -63,31 +63,36 @@ def _private_ip(node: Mapping[str, Any]) -> str:
     return ""
 
 
+@dataclass
+class Uk8sNodeArgs:
+    """Inputs of a node group; `name` marks the group, memory is in MB, `password` is a secret."""
+
+    region: pulumi.Input[str]
+    cluster_id: pulumi.Input[str]
+    name: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    zone: pulumi.Input[str]
+    password: pulumi.Input[str]
+    project_id: pulumi.Input[str] | None = None
+    machine_type: pulumi.Input[str] = "G"
+    gpu_type: pulumi.Input[str] | None = None
+    gpu: pulumi.Input[int] | None = None
+    cpu: pulumi.Input[int] = 8
+    mem: pulumi.Input[int] = 32768
+    count: pulumi.Input[int] = 1
+    charge_type: pulumi.Input[str] = "Dynamic"
+    image_id: pulumi.Input[str] | None = None
+    labels: pulumi.Input[Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
+    taints: pulumi.Input[Sequence[pulumi.Input[str]]] = field(default_factory=list)
+    boot_disk_type: pulumi.Input[str] = "CLOUD_SSD"
+    data_disk_size: pulumi.Input[int] | None = None
+
+
 class Uk8sNodeProvider(UCloudProvider):
     """`count` changes in place (add or delete nodes); anything else replaces the group."""
 
     kind = "UK8S node group"
-    defaults: Mapping[str, Any] = {
-        "region": None,
-        "project_id": None,
-        "cluster_id": None,
-        "name": None,
-        "subnet_id": None,
-        "zone": None,
-        "machine_type": "G",
-        "gpu_type": None,
-        "gpu": None,
-        "cpu": 8,
-        "mem": 32768,
-        "count": 1,
-        "charge_type": "Dynamic",
-        "password": None,
-        "image_id": None,
-        "labels": {},
-        "taints": [],
-        "boot_disk_type": "CLOUD_SSD",
-        "data_disk_size": None,
-    }
+    defaults = args_defaults(Uk8sNodeArgs)
     updatable = frozenset({"count"})
     integer_fields = frozenset({"gpu", "cpu", "mem", "count", "data_disk_size"})
     default_timings = NODE_TIMINGS
@@ -151,7 +156,9 @@ class Uk8sNodeProvider(UCloudProvider):
                 )
 
     # ---- reading ---------------------------------------------------------------
-    def _group_nodes(self, api: UCloudApi, cluster_id: str, name: str) -> list[dict[str, Any]]:
+    def _group_nodes(self, api: UCloudApi, id_: str) -> list[dict[str, Any]]:
+        """The group's workers, oldest first, in one try: for blocks that are retried already."""
+        cluster_id, name = id_.split(ID_SEPARATOR, 1)
         try:
             response = api.call_once("uk8s", "list_uk8s_cluster_node_v2", {"ClusterId": cluster_id})
         except Exception as error:
@@ -167,11 +174,11 @@ class Uk8sNodeProvider(UCloudProvider):
         return sorted(nodes, key=lambda node: (int(node.get("CreateTime") or 0), node["NodeId"]))
 
     def group(self, api: UCloudApi, id_: str) -> list[dict[str, Any]]:
-        cluster_id, name = id_.split(ID_SEPARATOR, 1)
-        return api.retry.run(lambda: self._group_nodes(api, cluster_id, name))
+        """`_group_nodes` retried, for calls outside any other retry (nesting multiplies tries)."""
+        return api.retry.run(lambda: self._group_nodes(api, id_))
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
-        nodes = self.group(api, id_)
+        nodes = self._group_nodes(api, id_)
         if not nodes:
             return None
         states = [str(node.get("NodeStatus") or "") for node in nodes]
@@ -224,25 +231,27 @@ class Uk8sNodeProvider(UCloudProvider):
         id_ = group_id(inputs["cluster_id"], inputs["name"])
 
         def attempt() -> None:
-            missing = int(inputs["count"]) - len(self.group(api, id_))
+            missing = int(inputs["count"]) - len(self._group_nodes(api, id_))
             if missing > 0:
                 api.call_once("uk8s", "add_uk8s_uhost_node", self._add_request(inputs, missing))
 
         api.retry.run(attempt)
 
+    def _delete_node(self, api: UCloudApi, cluster_id: str, node_id: str) -> None:
+        """One try at deleting a node; a node that is already gone counts as deleted."""
+        try:
+            api.call_once(
+                "uk8s",
+                "del_uk8s_cluster_node_v2",
+                {"ClusterId": cluster_id, "NodeId": node_id, "ReleaseDataUDisk": True},
+            )
+        except Exception as error:
+            if not is_not_found(error):
+                raise
+
     def _delete_nodes(self, api: UCloudApi, cluster_id: str, node_ids: Sequence[str]) -> None:
         for node_id in node_ids:
-            try:
-                api.retry.run(
-                    lambda node_id=node_id: api.call_once(
-                        "uk8s",
-                        "del_uk8s_cluster_node_v2",
-                        {"ClusterId": cluster_id, "NodeId": node_id, "ReleaseDataUDisk": True},
-                    )
-                )
-            except Exception as error:
-                if not is_not_found(error):
-                    raise
+            api.retry.run(lambda node_id=node_id: self._delete_node(api, cluster_id, node_id))
 
     def _wait_nodes_gone(self, api: UCloudApi, id_: str, node_ids: Sequence[str]) -> None:
         doomed = set(node_ids)
@@ -260,12 +269,12 @@ class Uk8sNodeProvider(UCloudProvider):
         before = {node["NodeId"] for node in self.group(api, id_)}
         self._grow_to(api, inputs)
         try:
-            self.wait_ready(api, id_, inputs)
+            ready = self.wait_ready(api, id_, inputs)
         except ResourceFailedError:
             added = [n["NodeId"] for n in self.group(api, id_) if n["NodeId"] not in before]
             self._delete_nodes(api, inputs["cluster_id"], added)
             raise
-        return CreateResult(id_, self.outputs_after_create(api, id_, inputs))
+        return CreateResult(id_, self.outputs_from(api, id_, inputs, ready.outputs))
 
     def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> UpdateResult:
         inputs = self.normalize(_news)
@@ -279,36 +288,13 @@ class Uk8sNodeProvider(UCloudProvider):
         else:
             self._grow_to(api, inputs)
             self.wait_ready(api, _id, inputs)
-        return UpdateResult(self.outputs_after_create(api, _id, inputs))
+        return UpdateResult(self.outputs_now(api, _id, inputs))
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        # UCloudProvider.delete retries this whole call: one try per list and per node here.
         cluster_id = id_.split(ID_SEPARATOR, 1)[0]
-        self._delete_nodes(api, cluster_id, [str(n["NodeId"]) for n in self.group(api, id_)])
-
-
-@dataclass
-class Uk8sNodeArgs:
-    """Inputs of a node group; `name` marks the group, memory is in MB, `password` is a secret."""
-
-    region: pulumi.Input[str]
-    cluster_id: pulumi.Input[str]
-    name: pulumi.Input[str]
-    subnet_id: pulumi.Input[str]
-    zone: pulumi.Input[str]
-    password: pulumi.Input[str]
-    project_id: pulumi.Input[str] | None = None
-    machine_type: pulumi.Input[str] = "G"
-    gpu_type: pulumi.Input[str] | None = None
-    gpu: pulumi.Input[int] | None = None
-    cpu: pulumi.Input[int] = 8
-    mem: pulumi.Input[int] = 32768
-    count: pulumi.Input[int] = 1
-    charge_type: pulumi.Input[str] = "Dynamic"
-    image_id: pulumi.Input[str] | None = None
-    labels: pulumi.Input[Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
-    taints: pulumi.Input[Sequence[pulumi.Input[str]]] = field(default_factory=list)
-    boot_disk_type: pulumi.Input[str] = "CLOUD_SSD"
-    data_disk_size: pulumi.Input[int] | None = None
+        for node in self._group_nodes(api, id_):
+            self._delete_node(api, cluster_id, str(node["NodeId"]))
 
 
 class Uk8sNode(Resource, module=MODULE, name="Uk8sNode"):

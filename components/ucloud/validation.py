@@ -11,6 +11,8 @@ from pulumi.dynamic import CheckFailure
 from pulumi.runtime.rpc import UNKNOWN
 
 HIDDEN = "(value hidden)"
+# Billing modes of EIPs, UFS volumes and cluster masters (nodes also allow "Postpay").
+CHARGE_TYPES = ("Dynamic", "Month", "Year")
 
 
 def is_unknown(value: Any) -> bool:

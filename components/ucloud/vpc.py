@@ -10,30 +10,32 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
-from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.resource import MODULE, resource_props
+from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
+from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import Checker, is_unknown
-
-AVAILABLE = "Available"
 
 
 def _vpc_outputs(item: Mapping[str, Any]) -> dict[str, Any]:
     return {"create_time": int(item.get("CreateTime") or 0)}
 
 
+@dataclass
+class VpcArgs:
+    """Inputs of a VPC; names follow the Terraform resource ucloud_vpc."""
+
+    region: pulumi.Input[str]
+    name: pulumi.Input[str]
+    cidr_blocks: pulumi.Input[Sequence[pulumi.Input[str]]]
+    project_id: pulumi.Input[str] | None = None
+    tag: pulumi.Input[str] = "Default"
+    remark: pulumi.Input[str] = ""
+
+
 class VpcProvider(UCloudProvider):
     """No UCloud action renames or retags a VPC, so every change replaces it."""
 
     kind = "VPC"
-    defaults: Mapping[str, Any] = {
-        "region": None,
-        "project_id": None,
-        "name": None,
-        "cidr_blocks": None,
-        "tag": "Default",
-        "remark": "",
-    }
-    ready_states = frozenset({AVAILABLE})
+    defaults = args_defaults(VpcArgs)
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
         checker.text("name")
@@ -80,18 +82,6 @@ class VpcProvider(UCloudProvider):
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
         api.call_once("vpc", "delete_vpc", {"VPCId": id_})
-
-
-@dataclass
-class VpcArgs:
-    """Inputs of a VPC; names follow the Terraform resource ucloud_vpc."""
-
-    region: pulumi.Input[str]
-    name: pulumi.Input[str]
-    cidr_blocks: pulumi.Input[Sequence[pulumi.Input[str]]]
-    project_id: pulumi.Input[str] | None = None
-    tag: pulumi.Input[str] = "Default"
-    remark: pulumi.Input[str] = ""
 
 
 class Vpc(Resource, module=MODULE, name="Vpc"):

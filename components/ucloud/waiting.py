@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from components.ucloud.errors import ResourceFailedError, WaitTimeoutError
 
@@ -24,10 +25,14 @@ class WaitPolicy:
 
 @dataclass(frozen=True)
 class Observation:
-    """One poll: the state seen and, on failure, UCloud's explanation."""
+    """One poll: the state seen, UCloud's explanation on failure, and the outputs read.
+
+    Keeping the outputs lets create use the last poll instead of describing once more.
+    """
 
     state: str
     detail: str = ""
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
 
 def wait_for_state(
@@ -38,7 +43,7 @@ def wait_for_state(
     ready: Collection[str],
     failed: Collection[str] = (),
 ) -> Observation:
-    """Poll until a ready state; raise on a failed state or when the timeout passes."""
+    """Poll until a ready state and return that poll; raise on a failed state or timeout."""
     deadline = policy.clock() + policy.timeout
     if policy.first_delay > 0:
         policy.sleep(policy.first_delay)
