@@ -4,8 +4,9 @@ Import as `tests.k8s.stacks` (pytest's pythonpath has the repo root)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pulumi
@@ -14,15 +15,15 @@ import pulumi_kubernetes as k8s
 from components.gpu import GpuDrivers, GpuDriversArgs
 from components.inference import InferenceService, InferenceServiceArgs
 from components.model_store import ModelStore, ModelStoreArgs
-from tools.mock_runtime import Plan, mock_id, run_program
+from tools.mock_runtime import Plan, RecordedResource, run_program
 
 GPU_SELECTOR = {"llm-uk8s/gpu": "true"}
 IMAGE = "uhub.service.ucloud.cn/llm-uk8s/llmserve:0.1.0"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 HUB_TOKEN = "hf_test_token_must_stay_secret"
 # Not an IP a UFS would hand out, so a test can tell it from any default.
-UFS_MOUNT_POINT = "10.23.45.67:/"
 UFS_IP = "10.23.45.67"
+UFS_MOUNT_POINT = UFS_IP + ":/"
 MOCK_API_KEY = "mock-generated-api-key-0123456789"
 
 
@@ -34,7 +35,6 @@ class StackArgs:
     gpu: GpuDriversArgs
     inference: InferenceServiceArgs
     provider_style: str = "providers"  # or "provider"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def ufs_store(**overrides: Any) -> ModelStoreArgs:
@@ -160,23 +160,27 @@ def build(make: Callable[[], StackArgs]) -> Callable[[], None]:
     return program
 
 
-def kubernetes_autoname(args: Any) -> dict[str, Any]:
-    """Like pulumi-kubernetes, fill metadata.name of objects created without one, so outputs such
-    as the PersistentVolume's name flow into the claim as they would on a real cluster. Same
-    stand-in name as the harness's manifest()."""
-    metadata = dict(args.inputs.get("metadata") or {})
-    if "apiVersion" not in args.inputs or metadata.get("name"):
-        return {}
-    metadata["name"] = mock_id(args.typ, args.name)
-    return {"metadata": metadata}
-
-
 def run_stack(name: str, make: Callable[[], StackArgs] | None = None) -> Plan:
     return run_program(
         build(make or STACKS[name]),
         stack=name,
-        outputs={
-            "*": kubernetes_autoname,
-            "random:index/randomPassword:RandomPassword": lambda _: {"result": MOCK_API_KEY},
-        },
+        outputs={"random:index/randomPassword:RandomPassword": lambda _: {"result": MOCK_API_KEY}},
     )
+
+
+@functools.cache
+def run_default(name: str) -> Plan:
+    """run_stack(name) with the stack's own args, run once per session: most tests only read
+    the plan, and each run costs a whole mock deployment. Tests must not mutate what it returns.
+    """
+    return run_stack(name)
+
+
+def service_named(plan: Plan, name: str) -> RecordedResource:
+    """The Service called `name`: the GPU drivers add Services of their own."""
+    return next(r for r in plan.by_type("kubernetes:core/v1:Service") if r.name == name)
+
+
+def create_timeout_s(resource: RecordedResource) -> int:
+    """How long Pulumi waits for `resource` to become ready ("600s" -> 600)."""
+    return int(resource.custom_timeouts["create"].rstrip("s"))

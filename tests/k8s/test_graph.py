@@ -18,11 +18,14 @@ from tests.k8s.stacks import (
     REVISION,
     UFS_IP,
     StackArgs,
+    create_timeout_s,
     dev_args,
     gpu_inference,
     local_args,
     prod_args,
+    run_default,
     run_stack,
+    service_named,
     ufs_store,
 )
 from tools.mock_runtime import Plan, RecordedResource
@@ -33,7 +36,6 @@ JOB = "kubernetes:batch/v1:Job"
 PV = "kubernetes:core/v1:PersistentVolume"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 SECRET = "kubernetes:core/v1:Secret"
-SERVICE = "kubernetes:core/v1:Service"
 
 
 def pod_spec(resource: RecordedResource) -> dict:
@@ -44,10 +46,6 @@ def server_container(plan: Plan) -> dict:
     return pod_spec(plan.one(DEPLOYMENT))["containers"][0]
 
 
-def llm_service(plan: Plan) -> RecordedResource:
-    return next(s for s in plan.by_type(SERVICE) if s.name == "llm")
-
-
 def env_of(container: dict) -> dict[str, dict]:
     return {e["name"]: e for e in container.get("env", [])}
 
@@ -56,7 +54,7 @@ def env_of(container: dict) -> dict[str, dict]:
 
 
 def test_pv_server_is_the_mount_point_ip_without_export_suffix() -> None:
-    plan = run_stack("dev")
+    plan = run_default("dev")
     pv = plan.one(PV).manifest()
     assert pv["spec"]["nfs"] == {"server": UFS_IP, "path": "/"}
     assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
@@ -79,7 +77,7 @@ def test_pv_server_flows_from_an_output_not_a_copy() -> None:
 
 
 def test_claim_binds_exactly_that_volume() -> None:
-    plan = run_stack("dev")
+    plan = run_default("dev")
     pv, pvc = plan.one(PV), plan.one(PVC)
     claim = pvc.manifest()
     assert claim["spec"]["storageClassName"] == ""
@@ -92,7 +90,7 @@ def test_claim_binds_exactly_that_volume() -> None:
 
 
 def test_fetch_job_runs_the_image_fetch_command_pinned_and_resumable() -> None:
-    plan = run_stack("prod")
+    plan = run_default("prod")
     job = plan.one(JOB)
     spec = pod_spec(job)
     fetch = spec["containers"][0]
@@ -109,12 +107,12 @@ def test_fetch_job_runs_the_image_fetch_command_pinned_and_resumable() -> None:
     assert job.manifest()["spec"]["backoffLimit"] >= 1
     # The Job's wait covers its own deadline.
     deadline = job.manifest()["spec"]["activeDeadlineSeconds"]
-    assert int(job.custom_timeouts["create"].rstrip("s")) > deadline
+    assert create_timeout_s(job) > deadline
 
 
 def test_a_failed_fetch_job_is_replaced_on_the_next_up() -> None:
     """Without the annotation a failed Job stays failed and every later `pulumi up` fails on it."""
-    job = run_stack("dev").one(JOB).manifest()
+    job = run_default("dev").one(JOB).manifest()
     assert job["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
 
 
@@ -126,13 +124,13 @@ def test_fetch_job_deadline_follows_the_args() -> None:
 
     job = run_stack("dev", make).one(JOB)
     assert job.manifest()["spec"]["activeDeadlineSeconds"] == 7200
-    assert int(job.custom_timeouts["create"].rstrip("s")) > 7200
+    assert create_timeout_s(job) > 7200
 
 
 def test_volume_and_claim_size_is_nominal_not_the_ufs_size() -> None:
     """A claim whose request followed ufsSizeGb would be replaced (deleted under running pods)
     whenever the UFS grows: the size must not come from the args at all."""
-    plan = run_stack("dev")
+    plan = run_default("dev")
     pv, pvc = plan.one(PV).manifest()["spec"], plan.one(PVC).manifest()["spec"]
     assert pv["capacity"] == {"storage": NOMINAL_CAPACITY}
     assert pvc["resources"] == {"requests": {"storage": NOMINAL_CAPACITY}}
@@ -140,7 +138,7 @@ def test_volume_and_claim_size_is_nominal_not_the_ufs_size() -> None:
 
 
 def test_hub_token_reaches_the_job_only_through_a_secret() -> None:
-    plan = run_stack("dev")
+    plan = run_default("dev")
     secrets = [s for s in plan.by_type(SECRET) if "hub-token" in s.name]
     assert len(secrets) == 1
     assert "stringData" in secrets[0].secret_inputs
@@ -162,7 +160,7 @@ def test_no_token_means_no_secret_and_no_token_flag() -> None:
 
 
 def test_deployment_waits_for_the_fetch_job_and_mounts_the_claim_read_only() -> None:
-    plan = run_stack("dev")
+    plan = run_default("dev")
     deployment, job, pvc = plan.one(DEPLOYMENT), plan.one(JOB), plan.one(PVC)
     assert deployment.depends_on(job)
     assert job.depends_on(pvc)
@@ -182,7 +180,7 @@ def test_a_new_revision_replaces_the_job_and_restarts_the_servers() -> None:
     def annotations(plan: Plan) -> dict[str, str]:
         return plan.one(DEPLOYMENT).manifest()["spec"]["template"]["metadata"]["annotations"]
 
-    first = run_stack("dev")
+    first = run_default("dev")
     other_rev = "f" * 40
 
     def make() -> StackArgs:
@@ -206,9 +204,8 @@ def test_a_new_revision_replaces_the_job_and_restarts_the_servers() -> None:
 # --- providers --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
-def test_every_kubernetes_object_uses_the_cluster_provider(stack: str) -> None:
-    plan = run_stack(stack)
+def test_every_kubernetes_object_uses_the_cluster_provider(stack_plan: tuple[str, Plan]) -> None:
+    _, plan = stack_plan
     provider = plan.one("pulumi:providers:kubernetes")
     k8s_objects = [r for r in plan.resources if r.is_kubernetes_object]
     assert k8s_objects
@@ -229,7 +226,7 @@ def test_components_refuse_to_run_without_an_explicit_provider() -> None:
 
 
 def test_children_are_parented_to_their_component() -> None:
-    plan = run_stack("prod")
+    plan = run_default("prod")
     for token in ("ModelStore", "GpuDrivers", "InferenceService"):
         component = plan.one(f"llm-uk8s:k8s:{token}")
         assert plan.children(component), token
@@ -245,7 +242,7 @@ def daemonset_names(plan: Plan) -> set[str]:
 
 
 def test_preinstalled_mode_deploys_device_plugin_and_dcgm_only() -> None:
-    plan = run_stack("dev")
+    plan = run_default("dev")
     assert daemonset_names(plan) == {"gpu-device-plugin", "gpu-dcgm-exporter"}
     for ds in plan.by_type(DAEMONSET):
         manifest = ds.manifest()
@@ -263,7 +260,7 @@ def test_preinstalled_mode_deploys_device_plugin_and_dcgm_only() -> None:
 
 
 def test_daemonset_mode_adds_driver_and_toolkit_and_orders_them() -> None:
-    plan = run_stack("prod")
+    plan = run_default("prod")
     assert daemonset_names(plan) == {
         "gpu-driver",
         "gpu-toolkit",
@@ -286,7 +283,7 @@ def test_daemonset_mode_adds_driver_and_toolkit_and_orders_them() -> None:
 def test_inference_waits_for_schedulable_gpus_but_not_for_metrics() -> None:
     """Driver, toolkit, RuntimeClass and device plugin make GPUs usable; a failing DCGM exporter
     must not block serving (this test asserted a wait on every DaemonSet before)."""
-    plan = run_stack("prod")
+    plan = run_default("prod")
     deployment = plan.one(DEPLOYMENT)
     by_name = {r.manifest()["metadata"]["name"]: r for r in plan.by_type(DAEMONSET)}
     for name in ("gpu-driver", "gpu-toolkit", "gpu-device-plugin"):
@@ -296,25 +293,23 @@ def test_inference_waits_for_schedulable_gpus_but_not_for_metrics() -> None:
 
 
 def test_gpu_pod_uses_the_nvidia_runtime_class_in_daemonset_mode() -> None:
-    prod = run_stack("prod")  # daemonset mode
+    prod = run_default("prod")  # daemonset mode
     runtime_class = prod.one("kubernetes:node.k8s.io/v1:RuntimeClass").manifest()
     assert pod_spec(prod.one(DEPLOYMENT))["runtimeClassName"] == runtime_class["metadata"]["name"]
-    assert "runtimeClassName" not in pod_spec(run_stack("dev").one(DEPLOYMENT))  # preinstalled
+    assert "runtimeClassName" not in pod_spec(run_default("dev").one(DEPLOYMENT))  # preinstalled
 
 
 def test_service_pdb_and_policy_are_created_after_the_deployment_is_ready() -> None:
     """pulumi-kubernetes waits for a Service until it has an endpoint; no pod exists before the
     download has finished, so a Service created alongside the Deployment times out."""
-    plan = run_stack("prod")
+    plan = run_default("prod")
     deployment = plan.one(DEPLOYMENT)
-    service = llm_service(plan)
+    service = service_named(plan, "llm")
     assert service.depends_on(deployment)
     assert plan.one("kubernetes:policy/v1:PodDisruptionBudget").depends_on(deployment)
     assert plan.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").depends_on(deployment)
     # Its own wait is short: it starts only once the pods are ready.
-    assert int(service.custom_timeouts["create"].rstrip("s")) < int(
-        deployment.custom_timeouts["create"].rstrip("s")
-    )
+    assert create_timeout_s(service) < create_timeout_s(deployment)
 
 
 def test_gpu_container_requests_gpus_and_lands_on_gpu_nodes() -> None:
@@ -355,7 +350,7 @@ def test_every_taint_key_is_tolerated_everywhere() -> None:
 
 
 def test_local_stack_has_no_gpu_objects_and_no_fetch_job() -> None:
-    plan = run_stack("local")
+    plan = run_default("local")
     assert not plan.by_type(DAEMONSET)
     assert not plan.by_type(JOB)
     assert not [r for r in plan.resources if r.type.startswith("ucloud")]
@@ -374,7 +369,7 @@ def test_local_stack_has_no_gpu_objects_and_no_fetch_job() -> None:
 
 
 def test_server_pod_is_non_root_read_only_with_writable_tmp_and_shm() -> None:
-    spec = pod_spec(run_stack("dev").one(DEPLOYMENT))
+    spec = pod_spec(run_default("dev").one(DEPLOYMENT))
     container = spec["containers"][0]
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 10001
@@ -404,12 +399,12 @@ def test_probes_and_graceful_shutdown_follow_the_args() -> None:
     assert spec["terminationGracePeriodSeconds"] > 45
     assert "preStop" in container["lifecycle"]
     assert env_of(container)["LLMSERVE_DRAIN_SECONDS"]["value"] == "45"
-    assert int(deployment.custom_timeouts["create"].rstrip("s")) > 2400
+    assert create_timeout_s(deployment) > 2400
     assert deployment.manifest()["spec"]["progressDeadlineSeconds"] > 2400
 
 
 def test_api_key_is_generated_secret_and_mounted_as_a_file() -> None:
-    plan = run_stack("dev")
+    plan = run_default("dev")
     assert plan.by_type("random:index/randomPassword:RandomPassword")
     assert "api_key" in plan.secret_outputs
     assert plan.outputs["api_key"] == MOCK_API_KEY
@@ -426,36 +421,36 @@ def test_api_key_is_generated_secret_and_mounted_as_a_file() -> None:
 
 
 def test_service_types() -> None:
-    dev = llm_service(run_stack("dev")).manifest()["spec"]
+    dev = service_named(run_default("dev"), "llm").manifest()["spec"]
     assert dev["type"] == "NodePort" and dev["ports"][0]["nodePort"] == 30619
-    prod_plan = run_stack("prod")
-    svc = llm_service(prod_plan).manifest()
+    prod_plan = run_default("prod")
+    svc = service_named(prod_plan, "llm").manifest()
     assert svc["spec"]["type"] == "LoadBalancer"
     assert svc["metadata"]["annotations"] == {
         "service.beta.kubernetes.io/ucloud-load-balancer-type": "outer"
     }
     assert svc["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
-    local = llm_service(run_stack("local")).manifest()["spec"]
+    local = service_named(run_default("local"), "llm").manifest()["spec"]
     assert local["type"] == "ClusterIP" and "nodePort" not in local["ports"][0]
 
 
 def test_network_policy_only_when_asked() -> None:
     policy = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
-    assert not run_stack("dev").by_type(policy)
-    spec = run_stack("prod").one(policy).manifest()["spec"]
+    assert not run_default("dev").by_type(policy)
+    spec = run_default("prod").one(policy).manifest()["spec"]
     sources = spec["ingress"][0]["from"]
     assert {"ipBlock": {"cidr": "203.0.113.0/24"}} in sources
     assert spec["ingress"][0]["ports"] == [{"port": PORT, "protocol": "TCP"}]
 
 
 def test_pdb_never_blocks_a_single_replica_drain() -> None:
-    pdb = run_stack("dev").one("kubernetes:policy/v1:PodDisruptionBudget").manifest()
+    pdb = run_default("dev").one("kubernetes:policy/v1:PodDisruptionBudget").manifest()
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_endpoint_output_for_cluster_ip() -> None:
-    plan = run_stack("local")
-    svc = llm_service(plan).manifest()["metadata"]["name"]
+    plan = run_default("local")
+    svc = service_named(plan, "llm").manifest()["metadata"]["name"]
     assert plan.outputs["endpoint"] == f"http://{svc}.llm.svc.cluster.local:{PORT}/v1"
 
 

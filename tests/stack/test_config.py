@@ -8,7 +8,7 @@ from components import config as stack_config
 from components import k8s_helpers as h
 from components.config import ConfigError, parse
 from components.model_store import ModelStoreArgs
-from tests.stack.stack_values import raw_values
+from tests.stack.stack_values import STACKS, raw_values
 from tools.stack_config import ROOT, project_file
 
 
@@ -18,6 +18,7 @@ def problems(stack: str = "dev", **overrides: object) -> list[str]:
     return caught.value.problems
 
 
+@pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_file_is_valid(stack: str) -> None:
     config = parse(raw_values(stack), stack)
     assert config.stack == stack

@@ -4,40 +4,21 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from components.config import parse
-from tests.k8s.validate import schema_errors
+from tests.k8s.stacks import create_timeout_s, service_named
+from tests.k8s.validate import assert_valid_manifests
 from tests.policy.harness import all_violations
-from tests.stack.stack_values import STACKS, raw_values
-from tools.mock_runtime import Plan, RecordedResource
+from tests.stack.stack_values import UCLOUD, fed_by, raw_values
+from tools.mock_runtime import Plan
 from tools.plan import plan_stack
 
-UCLOUD = "pulumi-python:dynamic/ucloud:"
 GPU_DAEMONSETS = "kubernetes:apps/v1:DaemonSet"
-
-
-@pytest.fixture(scope="module", params=STACKS)
-def stack_plan(request: pytest.FixtureRequest) -> tuple[str, Plan]:
-    return request.param, plan_stack(request.param)
-
-
-@pytest.fixture(scope="module")
-def dev() -> Plan:
-    return plan_stack("dev")
-
-
-def fed_by(consumer: RecordedResource, field: str, producer: RecordedResource) -> bool:
-    return producer.urn in consumer.property_dependencies.get(field, [])
 
 
 def test_every_object_is_valid_for_the_stacks_kubernetes_version(stack_plan) -> None:
     stack, plan = stack_plan
     version = parse(raw_values(stack), stack).kubernetes_version
-    manifests = plan.manifests()
-    assert manifests
-    errors = [e for m in manifests for e in schema_errors(m, version)]
-    assert errors == []
+    assert_valid_manifests(plan.manifests(), version)
 
 
 def test_policy_pack_passes_every_stack(stack_plan) -> None:
@@ -69,32 +50,28 @@ def test_deployment_waits_for_the_fetch_job_and_schedulable_gpus(dev: Plan) -> N
     assert fed_by(deployment, "spec", claim)
 
 
-def seconds(timeout: str) -> int:
-    return int(timeout.rstrip("s"))
-
-
 def test_each_wait_starts_after_what_it_waits_for(stack_plan) -> None:
     """A wait that runs alongside a longer upstream wait times out on the first `pulumi up`: the
     Service (it waits for an endpoint) must start after the Deployment, the Deployment after the
     Job, and each wait must cover its own deadline."""
     _, plan = stack_plan
     deployment = plan.one("kubernetes:apps/v1:Deployment")
-    service = next(r for r in plan.by_type("kubernetes:core/v1:Service") if r.name == "inference")
+    service = service_named(plan, "inference")
     assert service.depends_on(deployment)
     assert plan.one("kubernetes:policy/v1:PodDisruptionBudget").depends_on(deployment)
     spec = deployment.raw_inputs["spec"]
-    assert seconds(deployment.custom_timeouts["create"]) >= spec["progressDeadlineSeconds"]
+    assert create_timeout_s(deployment) >= spec["progressDeadlineSeconds"]
     for job in plan.by_type("kubernetes:batch/v1:Job"):
         assert deployment.depends_on(job)
         deadline = job.raw_inputs["spec"]["activeDeadlineSeconds"]
-        assert seconds(job.custom_timeouts["create"]) > deadline
+        assert create_timeout_s(job) > deadline
 
 
 def test_fetch_job_deadline_and_replacement_follow_config() -> None:
     plan = plan_stack("dev", overrides={"modelFetchTimeoutSeconds": 10800})
     job = plan.one("kubernetes:batch/v1:Job")
     assert job.raw_inputs["spec"]["activeDeadlineSeconds"] == 10800
-    assert seconds(job.custom_timeouts["create"]) > 10800
+    assert create_timeout_s(job) > 10800
     assert job.raw_inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
 
 
@@ -151,15 +128,14 @@ def test_the_revision_reaches_the_servers_through_the_model_store() -> None:
     assert plan.outputs["modelPath"] == env["LLMSERVE_MODEL"]
 
 
-def test_load_balancer_type_follows_config() -> None:
-    prod = plan_stack("prod")
-    service = next(r for r in prod.by_type("kubernetes:core/v1:Service") if r.name == "inference")
+def test_load_balancer_type_follows_config(prod: Plan) -> None:
+    service = service_named(prod, "inference")
     annotation = "service.beta.kubernetes.io/ucloud-load-balancer-type"
     assert service.raw_inputs["metadata"]["annotations"][annotation] == "inner"
     outer = plan_stack(
         "prod", overrides={"loadBalancerType": "outer", "allowedCidrs": ["203.0.113.0/24"]}
     )
-    service = next(r for r in outer.by_type("kubernetes:core/v1:Service") if r.name == "inference")
+    service = service_named(outer, "inference")
     assert service.raw_inputs["metadata"]["annotations"][annotation] == "outer"
 
 
@@ -186,14 +162,13 @@ def test_gpu_settings_follow_config(dev: Plan) -> None:
         assert ds_pod["priorityClassName"] == "system-node-critical"
 
 
-def test_local_stack_has_no_ucloud_and_no_gpu_objects() -> None:
-    plan = plan_stack("local")
-    assert not [r for r in plan.resources if r.type.startswith(UCLOUD)]
-    assert not plan.by_type(GPU_DAEMONSETS)
-    assert not plan.by_type("kubernetes:batch/v1:Job")
-    text = json.dumps(plan.manifests())
+def test_local_stack_has_no_ucloud_and_no_gpu_objects(local: Plan) -> None:
+    assert not [r for r in local.resources if r.type.startswith(UCLOUD)]
+    assert not local.by_type(GPU_DAEMONSETS)
+    assert not local.by_type("kubernetes:batch/v1:Job")
+    text = json.dumps(local.manifests())
     assert "nvidia.com/gpu" not in text
-    pv = plan.one("kubernetes:core/v1:PersistentVolume")
+    pv = local.one("kubernetes:core/v1:PersistentVolume")
     assert "hostPath" in pv.raw_inputs["spec"] and "nfs" not in pv.raw_inputs["spec"]
 
 
@@ -211,7 +186,7 @@ def test_api_key_is_generated_and_stays_secret(stack_plan) -> None:
 def test_endpoint_follows_service_type(stack_plan) -> None:
     stack, plan = stack_plan
     config = parse(raw_values(stack), stack)
-    service = next(r for r in plan.by_type("kubernetes:core/v1:Service") if r.name == "inference")
+    service = service_named(plan, "inference")
     assert service.raw_inputs["spec"]["type"] == config.service_type
     if config.service_type == "NodePort":
         ports = service.raw_inputs["spec"]["ports"]

@@ -7,22 +7,16 @@ import pulumi
 import pytest
 
 from components.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs
+from tests.stack.stack_values import UCLOUD, fed_by, planned
 from tools.mock_outputs import factories
-from tools.mock_runtime import Plan, RecordedResource, run_program
-from tools.plan import plan_stack
+from tools.mock_runtime import Plan, run_program
 
-UCLOUD = "pulumi-python:dynamic/ucloud:"
 OFFLINE_PUBLIC_IP = "203.0.113.20"  # tools/mock_outputs.py's stand-in for the EIP's address
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
 def cloud_plan(request: pytest.FixtureRequest) -> Plan:
-    return plan_stack(request.param)
-
-
-def fed_by(consumer: RecordedResource, field: str, producer: RecordedResource) -> bool:
-    """`field` of consumer is an output of producer (a real data edge, not only depends_on)."""
-    return producer.urn in consumer.property_dependencies.get(field, [])
+    return planned(request.param)
 
 
 def test_nat_gateway_sits_in_the_clusters_vpc_and_subnet(cloud_plan: Plan) -> None:
@@ -57,8 +51,7 @@ def test_cluster_and_nodes_wait_for_the_nat_gateway(cloud_plan: Plan) -> None:
     assert nat.parent == component.urn == cloud_plan.one(UCLOUD + "Eip").parent
 
 
-def test_the_local_stack_has_no_nat_gateway() -> None:
-    local = plan_stack("local")
+def test_the_local_stack_has_no_nat_gateway(local: Plan) -> None:
     assert local.by_type(UCLOUD + "NatGateway") == []
     assert local.by_type(UCLOUD + "Eip") == []
 

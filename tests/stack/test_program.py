@@ -6,30 +6,9 @@ import json
 
 import pytest
 
-from tools.mock_runtime import Plan, RecordedResource
+from tests.stack.stack_values import UCLOUD, fed_by
+from tools.mock_runtime import Plan
 from tools.plan import plan_stack
-
-UCLOUD = "pulumi-python:dynamic/ucloud:"
-
-
-@pytest.fixture(scope="module")
-def dev() -> Plan:
-    return plan_stack("dev")
-
-
-@pytest.fixture(scope="module")
-def prod() -> Plan:
-    return plan_stack("prod")
-
-
-@pytest.fixture(scope="module")
-def local() -> Plan:
-    return plan_stack("local")
-
-
-def fed_by(consumer: RecordedResource, field: str, producer: RecordedResource) -> bool:
-    """`field` of consumer is an output of producer (a real data edge, not only depends_on)."""
-    return producer.urn in consumer.property_dependencies.get(field, [])
 
 
 def test_mount_point_lives_in_the_clusters_vpc_and_subnet(dev: Plan) -> None:
@@ -112,6 +91,7 @@ def test_local_stack_has_no_ucloud(local: Plan) -> None:
 
 
 def test_plan_is_deterministic() -> None:
+    # Two fresh runs, not the cached plan: the point is that running again gives the same.
     first, second = plan_stack("prod"), plan_stack("prod")
 
     def snapshot(plan: Plan) -> list:
