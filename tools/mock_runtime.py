@@ -306,6 +306,9 @@ def run_program(
 
     loop.set_default_executor(ThreadPoolExecutor(initializer=give_thread_a_loop))
     try:
+        # set_mocks keeps an existing root stack, and with it the previous run's exports: a run
+        # must start from no stack, as `pulumi up` does.
+        pulumi.runtime.settings.reset_options(project=project, stack=stack, preview=preview)
         pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
         mocks = DeterministicMocks(outputs)
         monitor = RecordingMonitor(mocks)

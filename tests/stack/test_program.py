@@ -114,3 +114,15 @@ def test_nat_settings_reach_the_eip_and_its_ip_is_exported() -> None:
     assert eip.raw_inputs["bandwidth"] == 50
     assert eip.raw_inputs["internet_type"] == "International"
     assert plan.outputs["natPublicIp"] == eip.outputs["public_ip"]
+
+
+def test_a_run_does_not_inherit_the_previous_runs_exports() -> None:
+    # Pulumi's set_mocks keeps an existing root stack; without a reset, stack outputs of one run
+    # leaked into the next run in the same process (e.g. kubeconfig into a later plan).
+    import pulumi
+
+    from tools.mock_runtime import run_program
+
+    first = run_program(lambda: pulumi.export("first", 1))
+    second = run_program(lambda: pulumi.export("second", 2))
+    assert (first.outputs, second.outputs) == ({"first": 1}, {"second": 2})
