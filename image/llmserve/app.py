@@ -34,7 +34,7 @@ from llmserve.engine import (
     RequestStream,
     SamplingParams,
 )
-from llmserve.errors import APIError, describe_validation_error, install_error_handlers
+from llmserve.errors import APIError, describe_validation_error, error_type, install_error_handlers
 from llmserve.metrics import ServerMetrics
 from llmserve.settings import Settings
 
@@ -413,13 +413,18 @@ class _Run:
             self.close()
 
 
+def _failure(delta: Delta) -> APIError:
+    """Why a generation ended in "error" or "cancelled"; answered as JSON or as an SSE event."""
+    if delta.finish_reason == "error":
+        return APIError(500, delta.error or "generation failed", code="generation_failed")
+    return APIError(503, "the request was cancelled because the server is shutting down",
+                    code="server_draining", headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
 def _final_reason(delta: Delta) -> str:
     if delta.finish_reason in ("stop", "length"):
         return delta.finish_reason
-    if delta.finish_reason == "error":
-        raise APIError(500, delta.error or "generation failed", code="generation_failed")
-    raise APIError(503, "the request was cancelled because the server is shutting down",
-                   code="server_draining", headers={"Retry-After": RETRY_AFTER_SECONDS})
+    raise _failure(delta)
 
 
 def _sse(events: AsyncIterator[dict[str, Any]], run: _Run) -> StreamingResponse:
@@ -436,11 +441,8 @@ def _sse(events: AsyncIterator[dict[str, Any]], run: _Run) -> StreamingResponse:
 
 
 def _stream_error(delta: Delta) -> dict[str, Any]:
-    if delta.finish_reason == "error":
-        return protocol.error_body(delta.error or "generation failed", "server_error",
-                                   code="generation_failed")
-    return protocol.error_body("the request was cancelled because the server is shutting down",
-                               "service_unavailable", code="server_draining")
+    err = _failure(delta)
+    return protocol.error_body(err.message, error_type(err.status), err.param, err.code)
 
 
 async def _chat_events(run: _Run, id_: str, model: str,

@@ -24,7 +24,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,7 +63,6 @@ class _Sequence:
     last_token: int = 0
     position: int = 0
     finished: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ContinuousBatchingEngine:
@@ -76,7 +75,6 @@ class ContinuousBatchingEngine:
         eos_token_ids: list[int],
         max_batch: int = 32,
         max_queue: int = 256,
-        max_prefill_tokens: int | None = None,
         graph_max_batch: int = 0,
         cuda_graphs: bool = False,
         compile_step: bool = False,
@@ -89,8 +87,8 @@ class ContinuousBatchingEngine:
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.device = next(model.parameters()).device
-        self.max_prefill_tokens = max_prefill_tokens or (
-            16384 if self.device.type == "cuda" else 2048)
+        # Most (padded) prompt tokens admitted into one prefill forward.
+        self.max_prefill_tokens = 16384 if self.device.type == "cuda" else 2048
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._pending: deque[_Sequence] = deque()
         self._running: list[_Sequence] = []

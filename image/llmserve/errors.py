@@ -29,10 +29,15 @@ class APIError(Exception):
         self.headers = headers
 
 
+def error_type(status: int) -> str:
+    """The OpenAI error `type` for an HTTP status."""
+    return _TYPES.get(status, "server_error")
+
+
 def error_response(status: int, message: str, param: str | None = None,
                    code: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, _TYPES.get(status, "server_error"), param, code),
+    return JSONResponse(error_body(message, error_type(status), param, code),
                         status_code=status, headers=headers)
 
 

@@ -102,7 +102,6 @@ class GraphedDecoder:
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._pool: Any = None
         self.captures = 0
-        self.replays = 0
         rows = max(self.max_rows, 1)
         self._ids = torch.full((rows, 1), pad_token_id, dtype=torch.long, device=self.device)
         self._positions = torch.zeros((rows, 1), dtype=torch.long, device=self.device)
@@ -143,9 +142,7 @@ class GraphedDecoder:
         # Padding rows attend to the column they write, so no row is all-masked (no NaN).
         self._mask[rows:bucket_rows, length] = True
         logits = self._run(bucket_rows, bucket_len)[:rows, -1, :]
-        for i, layer in enumerate(batch.cache.layers):
-            layer.keys = self._keys[i][:rows, :, : length + 1]
-            layer.values = self._values[i][:rows, :, : length + 1]
+        self._point_layers(batch.cache.layers, rows, length + 1)
         return logits
 
     def precapture(self, batch: BatchCache) -> None:
@@ -190,6 +187,12 @@ class GraphedDecoder:
                 view = mine[:rows, :, :length]
                 if theirs.data_ptr() != view.data_ptr() or theirs.stride() != view.stride():
                     view.copy_(theirs)
+        self._point_layers(layers, rows, length)
+
+    def _point_layers(self, layers: list[Any], rows: int, length: int) -> None:
+        """Make the cache layers views of the buffers' first rows and columns, so a step's
+        in-place writes are the batch's cache without a copy."""
+        for i, layer in enumerate(layers):
             layer.keys = self._keys[i][:rows, :, :length]
             layer.values = self._values[i][:rows, :, :length]
 
@@ -236,7 +239,6 @@ class GraphedDecoder:
                 return self._run(rows, length)
         graph, logits = captured
         graph.replay()
-        self.replays += 1
         return logits
 
     def _capture(self, rows: int, length: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:

@@ -48,9 +48,6 @@ class BatchCache:
     def length(self) -> int:
         return 0 if self.mask is None else self.mask.shape[1]
 
-    def real_tokens(self) -> int:
-        return 0 if self.mask is None else int(self.mask.sum())
-
     def append(self, cache: DynamicCache, mask: torch.Tensor) -> None:
         """Add rows prefilled on their own (same layer count, same device)."""
         if self.cache is None or self.mask is None:

@@ -21,7 +21,6 @@ def pick_next_tokens(
     generators: Sequence[torch.Generator | None],
     block_eos: Sequence[bool],
     eos_token_ids: Sequence[int],
-    shared_generator: torch.Generator | None = None,
 ) -> list[int]:
     """logits: [batch, vocab] for the last position of each row."""
     logits = logits.float()
@@ -43,7 +42,7 @@ def pick_next_tokens(
         probs = _keep_top_p(probs, top_ps)
         shared = [k for k, i in enumerate(sampled) if generators[i] is None]
         if shared:
-            picks = torch.multinomial(probs[shared], 1, generator=shared_generator).squeeze(1)
+            picks = torch.multinomial(probs[shared], 1).squeeze(1)
             choice[rows[shared]] = picks
         for k, i in enumerate(sampled):
             gen = generators[i]

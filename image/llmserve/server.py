@@ -17,17 +17,15 @@ import uvicorn
 
 from llmserve.app import Backend, ServerState, create_app
 from llmserve.batching import ContinuousBatchingEngine
-from llmserve.models import load_model
+from llmserve.models import load_model, pick_device
 from llmserve.settings import Settings, SettingsError
 
 log = logging.getLogger("llmserve.server")
 
 
 def build_backend(settings: Settings) -> Backend:
-    loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_name,
-                        settings.tokenizer)
-    max_model_len = settings.max_model_len or loaded.max_model_len
-    on_cuda = next(loaded.model.parameters()).device.type == "cuda"
+    # Refuse GPU-only settings before loading: a large model takes minutes to load.
+    on_cuda = pick_device(settings.device).type == "cuda"
     if settings.cuda_graphs == "on" and not on_cuda:
         raise SettingsError("LLMSERVE_CUDA_GRAPHS=on but the model runs on the CPU; "
                             "allowed: auto or off without a GPU")
@@ -35,6 +33,9 @@ def build_backend(settings: Settings) -> Backend:
     if settings.compile == "on" and not graphs:
         raise SettingsError("LLMSERVE_COMPILE=on compiles the step that CUDA graphs replay, and "
                             "CUDA graphs are off here; allowed: auto or off")
+    loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_name,
+                        settings.tokenizer)
+    max_model_len = settings.max_model_len or loaded.max_model_len
     engine = ContinuousBatchingEngine(
         loaded.model, loaded.tokenizer, max_model_len=max_model_len,
         eos_token_ids=loaded.eos_token_ids, max_batch=settings.max_batch,

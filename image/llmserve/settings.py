@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float32")
+_Number = TypeVar("_Number", int, float)
 
 
 class SettingsError(ValueError):
@@ -21,8 +23,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    model: str | None  # HF directory, .gguf file, random:<preset>; None = bundled SmolLM2
-    model_name: str | None  # id shown in /v1/models; None = derived from the model path
+    model: str | None = None  # HF directory, .gguf file, random:<preset>; None = bundled SmolLM2
+    model_name: str | None = None  # id shown in /v1/models; None = derived from the model path
     tokenizer: str | None = None  # HF directory or .gguf; None = the model's own
     host: str = "127.0.0.1"
     port: int = 7861
@@ -40,14 +42,15 @@ class Settings:
     compile: str = "auto"  # torch.compile one-row graphed steps: auto (= with CUDA graphs)|on|off
 
 
-# (flag, env var, Settings field, parser, help)
-def _int_in(low: int, high: int):
-    def parse(name: str, raw: str) -> int:
+def _number_in(convert: Callable[[str], _Number], noun: str, nouns: str, low: _Number,
+               high: _Number) -> Callable[[str, str], _Number]:
+    """A parser for `convert(raw)` within low..high; the nouns name the kind in messages."""
+    def parse(name: str, raw: str) -> _Number:
         try:
-            value = int(raw)
+            value = convert(raw)
         except ValueError:
             raise SettingsError(
-                f"{name}={raw!r} is not an integer; allowed: integers {low}..{high}"
+                f"{name}={raw!r} is not {noun}; allowed: {nouns} {low}..{high}"
             ) from None
         if not low <= value <= high:
             raise SettingsError(f"{name}={value} is out of range; allowed: {low}..{high}")
@@ -56,19 +59,12 @@ def _int_in(low: int, high: int):
     return parse
 
 
-def _float_in(low: float, high: float):
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(
-                f"{name}={raw!r} is not a number; allowed: numbers {low}..{high}"
-            ) from None
-        if not low <= value <= high:
-            raise SettingsError(f"{name}={value} is out of range; allowed: {low}..{high}")
-        return value
+def _int_in(low: int, high: int) -> Callable[[str, str], int]:
+    return _number_in(int, "an integer", "integers", low, high)
 
-    return parse
+
+def _float_in(low: float, high: float) -> Callable[[str, str], float]:
+    return _number_in(float, "a number", "numbers", low, high)
 
 
 def _choice(choices: tuple[str, ...]):
@@ -87,6 +83,7 @@ def _text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+# (flag, env var, Settings field, parser, help)
 _FIELDS = [
     ("--model", "LLMSERVE_MODEL", "model", _text,
      "HF model directory, .gguf file or random:<preset> (default: bundled SmolLM2-135M GGUF)"),
@@ -162,18 +159,12 @@ def _read_api_key(env: Mapping[str, str], key_file_flag: str | None) -> str | No
 def load_settings(args: argparse.Namespace | None = None,
                   env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for flag, env_name, field, parse, _help in _FIELDS:
-        from_flag = getattr(args, field, None) if args is not None else None
+        from_flag = getattr(args, field, None)
         if from_flag is not None:
             values[field] = parse(flag, from_flag)
         elif env_name in env:
             values[field] = parse(env_name, env[env_name])
-    key_file_flag = getattr(args, "api_key_file", None) if args is not None else None
-    return Settings(
-        model=values.pop("model", None),  # type: ignore[arg-type]
-        model_name=values.pop("model_name", None),  # type: ignore[arg-type]
-        tokenizer=values.pop("tokenizer", None),  # type: ignore[arg-type]
-        api_key=_read_api_key(env, key_file_flag),
-        **values,  # type: ignore[arg-type]
-    )
+    key_file_flag = getattr(args, "api_key_file", None)
+    return Settings(api_key=_read_api_key(env, key_file_flag), **values)
