@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO / "image"))
 
 LOADS = [(1, 2), (64, 64), (256, 256)]  # (concurrency, requests)
 PROMPT_TOKENS, OUTPUT_TOKENS = 128, 256
+READY_DEADLINE_S = 900  # a 6B random model plus one compilation took ~130 s on the H200
 
 
 def save(out: Path, results: dict[str, object]) -> None:
@@ -37,23 +38,23 @@ def engine_phase(args: argparse.Namespace) -> None:
     import torch
     from llmserve.batching import ContinuousBatchingEngine
     from llmserve.engine import SamplingParams
-    from llmserve.presets import build_random_model
-    from transformers import AutoTokenizer
+    from llmserve.models import load_model
 
     results: dict[str, object] = {"torch": torch.__version__, "preset": args.preset}
     if args.device == "cuda":
         results["gpu"] = torch.cuda.get_device_name(0)
     t0 = time.perf_counter()
-    device = torch.device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = build_random_model(args.preset, device, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    # The engine as `llmserve serve` builds it on a GPU: decode steps from CUDA graphs.
-    on_cuda = args.device == "cuda"
-    engine = ContinuousBatchingEngine(model, tokenizer, max_model_len=8192, eos_token_ids=[2],
-                                      max_batch=256, max_queue=1024,
+    # Model, dtype (bf16 on CUDA) and tokenizer exactly as `llmserve serve` loads them.
+    loaded = load_model(f"random:{args.preset}", args.device, "auto",
+                        tokenizer_source=str(args.tokenizer))
+    model, device = loaded.model, loaded.device
+    # The engine as `llmserve serve` builds it by default on a GPU (LLMSERVE_COMPILE=auto): decode
+    # steps from CUDA graphs, the one-row step compiled before capture.
+    on_cuda = device.type == "cuda"
+    engine = ContinuousBatchingEngine(model, loaded.tokenizer, max_model_len=8192,
+                                      eos_token_ids=[2], max_batch=256, max_queue=1024,
                                       graph_max_batch=256 if on_cuda else 0,
-                                      cuda_graphs=on_cuda)
+                                      cuda_graphs=on_cuda, compile_step=on_cuda)
     engine.start()
     results["build_and_warmup_s"] = round(time.perf_counter() - t0, 1)
     save(args.out, results)
@@ -126,9 +127,12 @@ def served_phase(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "llmserve", "serve"], env=env)
     try:
+        deadline = time.monotonic() + READY_DEADLINE_S
         while True:
             if server.poll() is not None:
                 raise SystemExit(f"server exited with {server.returncode}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"server not ready after {READY_DEADLINE_S} s")
             try:
                 if httpx.get(url + "/ready", timeout=2).status_code == 200:
                     break

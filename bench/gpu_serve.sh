@@ -131,6 +131,14 @@ start_server
 say "server ready"
 
 # --- 3. load generator ----------------------------------------------------------------------
+# One recorded `llmserve bench` run (the seed is the concurrency, so every run sends the same
+# prompts): run_bench TIMEOUT_S CONCURRENCY REQUESTS MAX_SECONDS JSON_PATH
+run_bench() {
+  timeout "$1" "$PY" -m llmserve bench --url "$URL" --num-requests "$3" --concurrency "$2" \
+    --prompt-tokens "$PROMPT_TOKENS" --output-tokens "$OUTPUT_TOKENS" --ignore-eos \
+    --seed "$2" --max-duration "$4" --json "$5"
+}
+
 say "warm-up: 32 short requests at concurrency 32 (not recorded)"
 timeout 120 "$PY" -m llmserve bench --url "$URL" --num-requests 32 --concurrency 32 \
   --prompt-tokens "$PROMPT_TOKENS" --output-tokens 16 --ignore-eos >/tmp/llmserve-warmup.txt 2>&1 \
@@ -143,9 +151,7 @@ for level in $LEVELS; do
   (( max_s < room - 10 )) || max_s=$(( room - 10 > 5 ? room - 10 : 5 ))
   say "concurrency $conc: $requests requests, ${PROMPT_TOKENS}-token prompts, $OUTPUT_TOKENS output tokens (no new request after ${max_s}s)"
   rc=0
-  timeout "$room" "$PY" -m llmserve bench --url "$URL" --num-requests "$requests" \
-    --concurrency "$conc" --prompt-tokens "$PROMPT_TOKENS" --output-tokens "$OUTPUT_TOKENS" \
-    --ignore-eos --seed "$conc" --max-duration "$max_s" --json "$OUT/bench_c$conc.json" || rc=$?
+  run_bench "$room" "$conc" "$requests" "$max_s" "$OUT/bench_c$conc.json" || rc=$?
   (( rc == 0 )) || say "concurrency $conc ended with rc=$rc (3: some requests failed; 124: timed out)"
 done
 
@@ -170,10 +176,8 @@ for setting in ${BENCH_COMPARE-LLMSERVE_COMPILE=off LLMSERVE_CUDA_GRAPHS=off}; d
     room=$(( $(left) - ANCHOR_RESERVE_S ))
     if (( room < 20 )); then say "skipping c=$conc with $setting: out of time budget"; continue; fi
     say "concurrency $conc with $setting"
-    timeout "$room" "$PY" -m llmserve bench --url "$URL" \
-      --num-requests "$requests" --concurrency "$conc" --prompt-tokens "$PROMPT_TOKENS" \
-      --output-tokens "$OUTPUT_TOKENS" --ignore-eos --seed "$conc" --max-duration "$max_s" \
-      --json "$COMPARE_DIR/c$conc $setting.json" || say "c=$conc with $setting: rc=$?"
+    run_bench "$room" "$conc" "$requests" "$max_s" "$COMPARE_DIR/c$conc $setting.json" \
+      || say "c=$conc with $setting: rc=$?"
   done
   stop_server
 done
@@ -191,27 +195,27 @@ if [ -n "$ANCHOR_PATHS" ]; then
 fi
 
 # --- 5. summary -----------------------------------------------------------------------------
-"$PY" - "$OUT" <<'PYEOF'
+"$PY" - "$OUT" "$COMPARE_DIR" <<'PYEOF'
 import json, sys
 from pathlib import Path
-out = Path(sys.argv[1])
+out, compare_dir = Path(sys.argv[1]), Path(sys.argv[2])
 rows = ["| Concurrency | Requests done | Output tok/s | Req/s | TTFT p50 / p90 / p99 (ms) "
         "| TPOT p50 / p90 / p99 (ms) | ITL p50 / p90 / p99 (ms) | Prompt tokens (measured) |",
         "|---|---|---|---|---|---|---|---|"]
 def trio(s):
     return " / ".join("-" if s[k] is None else f"{s[k]:.1f}" for k in ("p50", "p90", "p99"))
+def row(label, done, s):
+    return (f"| {label} | {done} | {s['output_throughput_tok_s']} | "
+            f"{s['request_throughput_rps']} | {trio(s['ttft_ms'])} | {trio(s['tpot_ms'])} | "
+            f"{trio(s['itl_ms'])} | {s['mean_prompt_tokens']} |")
 for path in sorted(out.glob("bench_c*.json"), key=lambda p: int(p.stem[7:])):
     s = json.loads(path.read_text())
     done = f"{s['completed']}" + (f" (+{s['failed']} failed)" if s["failed"] else "")
-    rows.append(f"| {s['config']['concurrency']} | {done} | {s['output_throughput_tok_s']} | "
-                f"{s['request_throughput_rps']} | {trio(s['ttft_ms'])} | {trio(s['tpot_ms'])} | "
-                f"{trio(s['itl_ms'])} | {s['mean_prompt_tokens']} |")
-for path in sorted(Path("/tmp/llmserve-compare").glob("c* *.json")):
+    rows.append(row(s["config"]["concurrency"], done, s))
+for path in sorted(compare_dir.glob("c* *.json")):
     s = json.loads(path.read_text())
     setting = path.stem.split(" ", 1)[1]
-    rows.append(f"| {s['config']['concurrency']}, {setting} | {s['completed']} | {s['output_throughput_tok_s']} | "
-                f"{s['request_throughput_rps']} | {trio(s['ttft_ms'])} | {trio(s['tpot_ms'])} | "
-                f"{trio(s['itl_ms'])} | {s['mean_prompt_tokens']} |")
+    rows.append(row(f"{s['config']['concurrency']}, {setting}", s["completed"], s))
 anchors = out / "anchors.json"
 if anchors.exists():
     a = json.loads(anchors.read_text())

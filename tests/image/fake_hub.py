@@ -171,12 +171,10 @@ class FakeHub:
                 self.send_response(206 if start else 200)
                 self.send_header("X-Repo-Commit", commit)
                 self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", f'"{entry["oid"]}"')
                 if "lfs" in entry:
                     self.send_header("X-Linked-Etag", f'"{entry["lfs"]["oid"]}"')
                     self.send_header("X-Linked-Size", str(len(data)))
-                    self.send_header("ETag", f'"{entry["oid"]}"')
-                else:
-                    self.send_header("ETag", f'"{entry["oid"]}"')
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.send_header("Content-Length", str(len(data) - start))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from tests.image.llm_server import REPO_ROOT, RunningServer
+from tests.llm_server import REPO_ROOT, RunningServer
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO_ROOT / "build" / "screenshots"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.image.llm_server import IMAGE_DIR, REPO_ROOT, RunningServer, free_port
+from tests.llm_server import IMAGE_DIR, REPO_ROOT, RunningServer, free_port
 
 DOCKERFILE = IMAGE_DIR / "Dockerfile"
 HADOLINT_CONFIG = IMAGE_DIR / ".hadolint.yaml"

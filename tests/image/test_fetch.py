@@ -15,9 +15,9 @@ import pytest
 from llmserve import fetch
 
 from tests.image.fake_hub import FakeHub, FakeRepo
+from tests.llm_server import IMAGE_DIR
 
 REPO = "acme/tiny-chat"
-IMAGE_DIR = Path(__file__).resolve().parents[2] / "image"
 
 
 def repo_files() -> dict[str, bytes]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.image.llm_server import REPO_ROOT, free_port
+from tests.llm_server import REPO_ROOT, free_port
 
 
 def test_cpu_dry_run_writes_every_result(tmp_path: Path) -> None:

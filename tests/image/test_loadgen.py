@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from llmserve import loadgen
 
-from tests.image.llm_server import RunningServer
+from tests.llm_server import RunningServer
 
 
 def bench(server: RunningServer, tmp_path: Path, *extra: str) -> tuple[int, dict, str]:

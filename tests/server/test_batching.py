@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.server.conftest import RunningServer
+from tests.llm_server import RunningServer
 
 # Different prompt lengths (left padding in the batch) and different lengths of answer (rows
 # leave at different steps); 7 requests on a 3-slot server also makes some wait and join late.

@@ -15,7 +15,7 @@ from llmserve.chatglm_tokenizer import ChatGLM2Tokenizer, chatglm2_prompt
 from safetensors.torch import save_file
 from sentencepiece import SentencePieceProcessor, SentencePieceTrainer
 
-from tests.server.conftest import start_server
+from tests.llm_server import start_server
 
 CONFIG = {
     "model_type": "chatglm", "architectures": ["ChatGLMModel"], "padded_vocab_size": 96,

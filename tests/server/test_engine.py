@@ -4,38 +4,19 @@ cancellation of queued work, decoding of ids the tokenizer does not know, and sa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 import torch
 from llmserve.batching import ContinuousBatchingEngine
 from llmserve.detokenize import IncrementalDetokenizer
 from llmserve.engine import Delta, SamplingParams
-from llmserve.models import LoadedModel, load_model
+from llmserve.models import LoadedModel
 from llmserve.sampling import pick_next_tokens
+
+from tests.server.conftest import EngineFactory
 
 PROMPT = [1, 504, 3458, 314, 260, 1345]
 GREEDY = SamplingParams(max_tokens=8, temperature=0.0)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> LoadedModel:
-    return load_model("random:tiny", "cpu", "float32")
-
-
-def make_engine(tiny: LoadedModel, eos: list[int], **kwargs: int) -> ContinuousBatchingEngine:
-    engine = ContinuousBatchingEngine(tiny.model, tiny.tokenizer, max_model_len=256,
-                                      eos_token_ids=eos, **kwargs)
-    engine.start()
-    return engine
-
-
-@pytest.fixture
-def engine_factory(tiny: LoadedModel) -> Iterator[list[ContinuousBatchingEngine]]:
-    engines: list[ContinuousBatchingEngine] = []
-    yield engines
-    for engine in engines:
-        engine.stop()
 
 
 async def run(engine: ContinuousBatchingEngine, params: SamplingParams) -> list[Delta]:
@@ -48,11 +29,9 @@ def first_greedy_token(tiny: LoadedModel) -> int:
 
 
 def test_eos_stops_unless_ignored_and_min_tokens_masks_it(
-        tiny: LoadedModel, engine_factory: list[ContinuousBatchingEngine]) -> None:
+        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
     # Declare the model's own first greedy token to be EOS: a real EOS on demand.
-    eos = first_greedy_token(tiny)
-    engine = make_engine(tiny, [eos])
-    engine_factory.append(engine)
+    engine = engine_factory([first_greedy_token(tiny)])
 
     async def scenario() -> tuple[list[Delta], list[Delta], list[Delta]]:
         return (await run(engine, GREEDY),
@@ -68,9 +47,8 @@ def test_eos_stops_unless_ignored_and_min_tokens_masks_it(
 
 
 def test_cancel_of_a_queued_request_ends_it_and_keeps_the_engine_serving(
-        tiny: LoadedModel, engine_factory: list[ContinuousBatchingEngine]) -> None:
-    engine = make_engine(tiny, [], max_batch=1, max_queue=4)
-    engine_factory.append(engine)
+        engine_factory: EngineFactory) -> None:
+    engine = engine_factory(max_batch=1, max_queue=4)
 
     async def scenario() -> tuple[list[Delta], list[Delta], list[Delta]]:
         busy = engine.submit(PROMPT, SamplingParams(max_tokens=200, temperature=0.0))
@@ -155,9 +133,8 @@ def test_seeded_sampling_does_not_depend_on_the_batch() -> None:
 
 
 def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_recovers(
-        tiny: LoadedModel, engine_factory: list[ContinuousBatchingEngine]) -> None:
-    engine = make_engine(tiny, [])
-    engine_factory.append(engine)
+        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
+    engine = engine_factory()
     vocab = tiny.model.config.vocab_size
 
     async def scenario() -> tuple[list[Delta], list[Delta]]:
@@ -191,13 +168,12 @@ class _BrokenGpu:
 
 
 def test_a_broken_gpu_stops_the_engine_so_the_pod_is_restarted(
-        tiny: LoadedModel, engine_factory: list[ContinuousBatchingEngine]) -> None:
+        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
     from llmserve.app import Backend, ServerState
     from llmserve.engine import EngineStoppedError
     from llmserve.settings import Settings
 
-    engine = make_engine(tiny, [])
-    engine_factory.append(engine)
+    engine = engine_factory()
     state = ServerState(Settings(model=None, model_name=None),
                         backend=Backend(engine, tiny.tokenizer, "tiny", 1))
     assert engine.alive() and state.ready and not state.engine_dead

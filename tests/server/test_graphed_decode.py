@@ -17,6 +17,8 @@ from llmserve.kvcache import BatchCache
 from llmserve.models import LoadedModel, load_model
 from transformers import DynamicCache, GlmConfig, GlmForCausalLM
 
+from tests.server.conftest import EngineFactory
+
 PROMPTS = [
     [1, 504, 3458, 314, 260, 1345],
     [1, 22, 7],
@@ -29,45 +31,41 @@ PROMPTS = [
 MAX_TOKENS = [12, 30, 7, 21, 16, 9]
 
 
-@pytest.fixture(scope="module")
-def tiny() -> LoadedModel:
-    return load_model("random:tiny", "cpu", "float32")
+def engine(engine_factory: EngineFactory, graph_max_batch: int,
+           **kwargs: Any) -> ContinuousBatchingEngine:
+    """Batch 8, no EOS; graph_max_batch 0 is the eager path, CUDA graphs stay off on the CPU."""
+    return engine_factory(max_batch=8, graph_max_batch=graph_max_batch, cuda_graphs=False,
+                          **kwargs)
 
 
-def engine(tiny: LoadedModel, graph_max_batch: int) -> ContinuousBatchingEngine:
-    built = ContinuousBatchingEngine(tiny.model, tiny.tokenizer, max_model_len=256,
-                                     eos_token_ids=[], max_batch=8,
-                                     graph_max_batch=graph_max_batch, cuda_graphs=False)
-    built.start()
-    return built
+async def answer(built: ContinuousBatchingEngine, prompt: list[int], tokens: int) -> str:
+    """The greedy text of exactly `tokens` tokens."""
+    params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
+    return "".join([d.text async for d in built.submit(prompt, params)])
 
 
 async def generate(built: ContinuousBatchingEngine, staggered: bool) -> list[str]:
     async def one(i: int) -> str:
         if staggered:  # join while others are mid-generation
             await asyncio.sleep(0.01 * i)
-        params = SamplingParams(max_tokens=MAX_TOKENS[i], temperature=0.0, ignore_eos=True)
-        return "".join([d.text async for d in built.submit(PROMPTS[i], params)])
+        return await answer(built, PROMPTS[i], MAX_TOKENS[i])
 
     return list(await asyncio.gather(*(one(i) for i in range(len(PROMPTS)))))
 
 
 @pytest.mark.parametrize("graph_max_batch", [1, 2, 4, 8])
-def test_fixed_buffers_give_the_eager_tokens(tiny: LoadedModel, graph_max_batch: int) -> None:
-    eager = engine(tiny, 0)
-    fixed = engine(tiny, graph_max_batch)
-    try:
-        for staggered in (False, True):
-            expected = asyncio.run(generate(eager, staggered))
-            assert asyncio.run(generate(fixed, staggered)) == expected
-        assert fixed._graphed is not None and fixed._graphed.buffer_bytes() > 0
-    finally:
-        eager.stop()
-        fixed.stop()
+def test_fixed_buffers_give_the_eager_tokens(engine_factory: EngineFactory,
+                                             graph_max_batch: int) -> None:
+    eager = engine(engine_factory, 0)
+    fixed = engine(engine_factory, graph_max_batch)
+    for staggered in (False, True):
+        expected = asyncio.run(generate(eager, staggered))
+        assert asyncio.run(generate(fixed, staggered)) == expected
+    assert fixed._graphed is not None and fixed._graphed.buffer_bytes() > 0
 
 
-def test_single_stream_uses_the_fixed_path(tiny: LoadedModel) -> None:
-    built = engine(tiny, 4)
+def test_single_stream_uses_the_fixed_path(engine_factory: EngineFactory) -> None:
+    built = engine(engine_factory, 4)
     calls: list[int] = []
     graphed = built._graphed
     assert isinstance(graphed, GraphedDecoder)
@@ -78,15 +76,7 @@ def test_single_stream_uses_the_fixed_path(tiny: LoadedModel) -> None:
         return original(rows, length)
 
     graphed._forward = counting  # type: ignore[method-assign]
-    try:
-        params = SamplingParams(max_tokens=10, temperature=0.0, ignore_eos=True)
-
-        async def one() -> int:
-            return len([d async for d in built.submit(PROMPTS[0], params)])
-
-        asyncio.run(one())
-    finally:
-        built.stop()
+    asyncio.run(answer(built, PROMPTS[0], 10))
     # The first token comes from the prefill; the other nine from fixed-buffer steps of 1 row.
     assert calls == [1] * 9
 
@@ -110,61 +100,43 @@ def test_fused_rms_norm_computes_the_same_logits() -> None:
 
 
 def test_crossing_length_buckets_and_falling_back_to_eager(
-        tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # Long answers cross the 128-token bucket; with buffers capped at 160 tokens the longest
     # batch falls back to eager decoding mid-answer, and back when the long row leaves.
     import llmserve.batching as batching
 
     monkeypatch.setattr(batching, "GRAPH_MAX_LEN", 160)
-    eager, fixed = engine(tiny, 0), engine(tiny, 4)
+    eager, fixed = engine(engine_factory, 0), engine(engine_factory, 4)
 
     async def answers(built: ContinuousBatchingEngine) -> list[str]:
-        async def one(prompt: list[int], tokens: int) -> str:
-            params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
-            return "".join([d.text async for d in built.submit(prompt, params)])
+        return list(await asyncio.gather(answer(built, PROMPTS[2], 200),
+                                         answer(built, PROMPTS[0], 40),
+                                         answer(built, PROMPTS[1], 150)))
 
-        return list(await asyncio.gather(one(PROMPTS[2], 200), one(PROMPTS[0], 40),
-                                         one(PROMPTS[1], 150)))
-
-    try:
-        assert fixed._graphed is not None and fixed._graphed.max_len == 160
-        assert asyncio.run(answers(fixed)) == asyncio.run(answers(eager))
-    finally:
-        eager.stop()
-        fixed.stop()
+    assert fixed._graphed is not None and fixed._graphed.max_len == 160
+    assert asyncio.run(answers(fixed)) == asyncio.run(answers(eager))
 
 
-
-def test_compiled_single_row_compiles_once_for_every_length(tiny: LoadedModel) -> None:
+def test_compiled_single_row_compiles_once_for_every_length(
+        engine_factory: EngineFactory) -> None:
     # Answers alone (compiled one-row steps) cross the 128-token length bucket, and batched
     # steps come between them; the compiled path gives the eager tokens and a recompile raises.
     # aot_eager traces what inductor would compile (guards included), without a C compiler.
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     no_recompiles = torch._dynamo.config.patch(error_on_recompile=True)
-    eager = engine(tiny, 0)
-    compiled = ContinuousBatchingEngine(tiny.model, tiny.tokenizer, max_model_len=256,
-                                        eos_token_ids=[], max_batch=8, graph_max_batch=4,
-                                        cuda_graphs=False, compile_step=True,
-                                        compile_backend="aot_eager")
-    compiled.start()
+    eager = engine(engine_factory, 0)
+    compiled = engine(engine_factory, 4, compile_step=True, compile_backend="aot_eager")
 
     async def answers(built: ContinuousBatchingEngine) -> list[str]:
-        async def one(prompt: list[int], tokens: int) -> str:
-            params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
-            return "".join([d.text async for d in built.submit(prompt, params)])
-
-        alone = [await one(PROMPTS[1], 150), await one(PROMPTS[0], 20)]
-        together = await asyncio.gather(one(PROMPTS[3], 30), one(PROMPTS[4], 8))
+        alone = [await answer(built, PROMPTS[1], 150), await answer(built, PROMPTS[0], 20)]
+        together = await asyncio.gather(answer(built, PROMPTS[3], 30),
+                                        answer(built, PROMPTS[4], 8))
         return alone + list(together)
 
-    try:
-        assert compiled._graphed is not None and compiled._graphed.compiled()
-        with no_recompiles:
-            assert asyncio.run(answers(compiled)) == asyncio.run(answers(eager))
-    finally:
-        eager.stop()
-        compiled.stop()
+    assert compiled._graphed is not None and compiled._graphed.compiled()
+    with no_recompiles:
+        assert asyncio.run(answers(compiled)) == asyncio.run(answers(eager))
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.conftest import RunningServer, start_server
+from tests.llm_server import RunningServer, start_server
 
 LONG = {"prompt": "Tell me everything", "max_tokens": 1500, "temperature": 0,
         "ignore_eos": True, "stream": True}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import openai
 import pytest
 
-from tests.server.conftest import IMAGE_DIR, RunningServer
+from tests.llm_server import IMAGE_DIR, RunningServer
 
 HELLO = [{"role": "user", "content": "Write one sentence about the sea."}]
 
@@ -137,8 +138,6 @@ def test_api_key_is_required_when_configured(guarded_server: RunningServer) -> N
 
 
 def test_health_ready_and_metrics_need_no_key(guarded_server: RunningServer) -> None:
-    import httpx
-
     for path in ("/health", "/ready", "/metrics"):
         assert httpx.get(guarded_server.url + path).status_code == 200, path
     assert httpx.get(guarded_server.url + "/v1/models").status_code == 401
@@ -158,15 +157,11 @@ def test_bundled_smollm2_answers_a_real_question(smollm2_server: RunningServer) 
 
 
 def test_metrics_count_requests_tokens_and_latency(tiny_server: RunningServer) -> None:
-    import httpx
-
     client = tiny_server.client()
     client.completions.create(model="random-tiny", prompt="count me", max_tokens=5)
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model="random-tiny", prompt="count me", max_tokens=0)
-    text = httpx.get(tiny_server.url + "/metrics").text
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-               for line in text.splitlines() if line and not line.startswith("#")}
+    samples = tiny_server.metrics()
     assert samples['llmserve_requests_total{route="/v1/completions",status="200"}'] >= 1
     assert samples['llmserve_requests_total{route="/v1/completions",status="400"}'] >= 1
     assert samples["llmserve_generation_tokens_total"] >= 5
@@ -179,8 +174,6 @@ def test_metrics_count_requests_tokens_and_latency(tiny_server: RunningServer) -
 
 
 def test_chat_page_and_its_static_files_are_served(tiny_server: RunningServer) -> None:
-    import httpx
-
     page = httpx.get(tiny_server.url + "/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     static = sorted(p.name for p in (IMAGE_DIR / "llmserve" / "static").iterdir())

@@ -10,9 +10,7 @@ import pytest
 from llmserve.server import build_backend
 from llmserve.settings import SettingsError, load_settings
 
-from tests.server.conftest import free_port
-
-IMAGE_DIR = Path(__file__).resolve().parents[2] / "image"
+from tests.llm_server import IMAGE_DIR, free_port
 
 
 def test_defaults_without_environment() -> None:
