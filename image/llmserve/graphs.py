@@ -230,7 +230,7 @@ class GraphedDecoder:
             try:
                 captured = self._capture(rows, length)
             except Exception:
-                if self._step_model is self.model:  # a model that cannot be captured still serves
+                if not self.compiled():  # a model that cannot be captured still serves
                     log.exception("CUDA graph capture failed; decoding eagerly from now on")
                     self.use_cuda_graphs = False
                     return self._forward(rows, length)
