@@ -62,6 +62,19 @@ def test_gpu_only_settings_are_refused_on_the_cpu(env: dict[str, str],
         assert needle in str(err.value)
 
 
+def test_gpu_only_settings_are_refused_before_the_model_loads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 6B model takes minutes to load; a contradiction in the settings must not wait for it.
+    def must_not_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr("llmserve.server.load_model", must_not_load)
+    settings = load_settings(env={"LLMSERVE_MODEL": "random:tiny", "LLMSERVE_DEVICE": "cpu",
+                                  "LLMSERVE_CUDA_GRAPHS": "on"})
+    with pytest.raises(SettingsError, match="LLMSERVE_CUDA_GRAPHS=on"):
+        build_backend(settings)
+
+
 def test_compile_defaults_to_following_cuda_graphs() -> None:
     assert load_settings(env={}).compile == "auto"
 
