@@ -13,9 +13,22 @@ import requests
 # The SDK treats RetCode > 2000 as service-side and retryable (ucloud.core.exc).
 SDK_RETRYABLE_MIN_RET_CODE = 2000
 RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
-# UCloud documents no rate-limit RetCode we could confirm; its API gateway answers
-# "Too many requests". Match the wording instead of guessing a number.
-_THROTTLED = re.compile(r"too many requests|rate limit|throttl|frequen|频繁|限流", re.IGNORECASE)
+# Common RetCodes worth another try (UCloudDoc-Team/api summary/public.md): 153 "API 请求被限流"
+# (throttled), 150 "服务不可用" (service unavailable, retry later), 110 (request timed out).
+THROTTLED_RET_CODES = frozenset({153})
+TRANSIENT_RET_CODES = frozenset({110, 150, 153})
+# "Not found" has no shared RetCode: each action has its own. Keyed by the SDK's
+# RetCodeException.action; sources per code in components/ucloud/README.md.
+NOT_FOUND_RET_CODES: dict[str, frozenset[int]] = {
+    # terraform-provider-ucloud ucloud/service_ucloud_vpc.go:89
+    "DescribeNATGW": frozenset({54002}),
+    # terraform-provider-ucloud ucloud/service_ucloud_uk8s.go:36
+    "ListUK8SClusterNodeV2": frozenset({94007}),
+    # terraform-provider-ucloud ucloud/service_ucloud_ufs.go:33
+    "DescribeUFSVolumeMountpoint": frozenset({65126}),
+}
+# Fallbacks only, for codes no source lists: the wording of the gateway and of old actions.
+_THROTTLED = re.compile(r"too many requests|rate limit|throttl|频繁|限流", re.IGNORECASE)
 _NOT_FOUND = re.compile(r"not ?found|not exist|does not exist|不存在", re.IGNORECASE)
 
 
@@ -48,9 +61,16 @@ def ret_code_of(error: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
+def action_of(error: BaseException) -> str | None:
+    action = getattr(error, "action", None)
+    return action if isinstance(action, str) else None
+
+
 def is_throttled(error: BaseException) -> bool:
     status = getattr(error, "status_code", None)
-    return status == 429 or bool(_THROTTLED.search(str(getattr(error, "message", "") or "")))
+    if status == 429 or ret_code_of(error) in THROTTLED_RET_CODES:
+        return True
+    return bool(_THROTTLED.search(str(getattr(error, "message", "") or "")))
 
 
 def is_transient(error: BaseException) -> bool:
@@ -63,11 +83,16 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(status, int):
         return status in RETRYABLE_HTTP_STATUSES
     code = ret_code_of(error)
-    return code is not None and code > SDK_RETRYABLE_MIN_RET_CODE
+    if code is None:
+        return False
+    return code in TRANSIENT_RET_CODES or code > SDK_RETRYABLE_MIN_RET_CODE
 
 
 def is_not_found(error: BaseException) -> bool:
-    """UCloud says 'not found' in words, not in one shared RetCode."""
-    return ret_code_of(error) is not None and bool(
-        _NOT_FOUND.search(str(getattr(error, "message", "") or ""))
-    )
+    """The action's documented not-found RetCode; the message's words only as a fallback."""
+    code = ret_code_of(error)
+    if code is None:
+        return False
+    if code in NOT_FOUND_RET_CODES.get(action_of(error) or "", frozenset()):
+        return True
+    return bool(_NOT_FOUND.search(str(getattr(error, "message", "") or "")))
