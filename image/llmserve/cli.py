@@ -3,15 +3,25 @@ when asked for, so serving never pays for (or breaks on) their dependencies."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
+from llmserve import cliargs
 from llmserve.settings import SettingsError, add_serve_arguments, load_settings
 
 _LAZY_COMMANDS = {"fetch": "llmserve.fetch", "bench": "llmserve.loadgen"}
+
+
+def build_parser() -> cliargs.ArgumentParser:
+    parser = cliargs.ArgumentParser(prog="llmserve", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the OpenAI-compatible server")
+    add_serve_arguments(serve_parser)
+    for name in _LAZY_COMMANDS:
+        commands.add_parser(name, help=f"see `llmserve {name} --help`")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,13 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in _LAZY_COMMANDS:
         module = importlib.import_module(_LAZY_COMMANDS[argv[0]])
         return int(module.main(argv[1:]) or 0)
-    parser = argparse.ArgumentParser(prog="llmserve", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the OpenAI-compatible server")
-    add_serve_arguments(serve_parser)
-    for name in _LAZY_COMMANDS:
-        commands.add_parser(name, help=f"see `llmserve {name} --help`")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args)
     except SettingsError as err:

@@ -42,6 +42,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import disable_progress_bars, filter_repo_objects, validate_repo_id
 
+from llmserve import cliargs
+
 log = logging.getLogger("llmserve.fetch")
 
 MARKER_NAME = ".llm-uk8s-complete.json"
@@ -92,7 +94,7 @@ class FetchRequest:
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    p = argparse.ArgumentParser(
+    p = cliargs.ArgumentParser(
         prog="llmserve fetch",
         description="Download one pinned revision of a Hugging Face model repo into a directory, "
         "verify every file against the hub's checksums and write a completion marker.",

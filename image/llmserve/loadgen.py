@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from llmserve import cliargs
+
 # Common English words: each is one token (with its leading space) in most BPE vocabularies, so N
 # words make a prompt of about N tokens; the server's usage.prompt_tokens says the truth.
 _WORD_LIST = (
@@ -102,7 +104,7 @@ def _rate(raw: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cliargs.ArgumentParser(
         prog="llmserve bench",
         description="Load-test an OpenAI-compatible server with streaming requests; report TTFT, "
         "TPOT, ITL percentiles, output tokens/s and requests/s.")
@@ -122,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=128)
     p.add_argument("--output-tokens", type=_positive_int("--output-tokens", 1, 1_000_000),
                    default=128, help="max_tokens per request")
-    p.add_argument("--api-key", default=os.environ.get("LLMSERVE_API_KEY"),
-                   help="Bearer key (env LLMSERVE_API_KEY)")
+    p.add_argument("--api-key", default=os.environ.get("LLMSERVE_API_KEY"), metavar="KEY",
+                   help="Bearer key (env LLMSERVE_API_KEY, which keeps it out of `ps`); a key "
+                   "starting with '-' works as `--api-key KEY` or `--api-key=KEY`")
     p.add_argument("--ignore-eos", action="store_true",
                    help="ask for exactly --output-tokens tokens (ignore_eos + min_tokens)")
     p.add_argument("--temperature", type=float, default=0.0)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from huggingface_hub._local_folder import read_download_metadata
 from llmserve import fetch
 
 from tests.image.fake_hub import FakeHub, FakeRepo
@@ -108,11 +109,13 @@ def test_killed_run_then_rerun_completes_without_refetching(
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     others = WANTED - {stalled}
     deadline = time.monotonic() + 60
-    while not all((tmp_path / n).is_file() for n in others) or hub.gets()[stalled] == 0:
+    # Kill only once the library itself would call each other file finished (its metadata is
+    # complete and matches the file), whatever the machine's speed: no fixed sleep.
+    while (not all(read_download_metadata(tmp_path, n) for n in others)
+           or hub.gets()[stalled] == 0):
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "the first run never got going"
         time.sleep(0.05)
-    time.sleep(0.3)  # let the finished files' metadata land
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / fetch.MARKER_NAME).exists()

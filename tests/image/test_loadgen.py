@@ -116,3 +116,18 @@ def test_max_duration_stops_starting_requests(llm_server: RunningServer, tmp_pat
     assert summary["completed"] >= 1 and summary["failed"] == 0
     assert summary["not_started"] >= 1
     assert summary["completed"] + summary["not_started"] == 10
+
+
+@pytest.mark.parametrize("form", ["separate", "equals", "abbreviated"])
+def test_key_starting_with_a_dash_reaches_the_server(
+        llm_server: RunningServer, tmp_path: Path, form: str) -> None:
+    key = llm_server.api_key
+    assert key is not None and key.startswith("-")  # the fixture makes it so, every run
+    words = {"separate": ["--api-key", key], "equals": [f"--api-key={key}"],
+             "abbreviated": ["--api", key]}[form]
+    out = tmp_path / "dash.json"
+    code = loadgen.main(["--url", llm_server.url, *words, "--num-requests", "1",
+                         "--output-tokens", "2", "--json", str(out)])
+    summary = json.loads(out.read_text())
+    assert code == 0, summary.get("errors")
+    assert summary["completed"] == 1
