@@ -10,12 +10,15 @@ HOST ?= 127.0.0.1
 MODEL ?=
 STACK ?= dev
 
-.PHONY: help serve test lint unit plan plans browser clean
+BASE ?= main
+
+.PHONY: help serve test lint unit plan plans plan-diff browser clean
 
 help:
 	@echo "make serve [PORT=7861] [MODEL=path|random:tiny]   chat page + OpenAI API on the bundled model"
 	@echo "make test                                          lint + the whole test suite"
 	@echo "make plan STACK=dev|prod|local                     offline plan: build/plan/<stack>/"
+	@echo "make plan-diff STACK=dev BASE=main                 what this tree changes vs a git ref"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +52,9 @@ test: $(VENV)/.dev browser lint unit
 
 plan: $(VENV)/.dev
 	$(PY) -m tools.plan --stack $(STACK)
+
+plan-diff: $(VENV)/.dev
+	$(PY) -m tools.plan_diff --stack $(STACK) --base $(BASE)
 
 plans: $(VENV)/.dev
 	for s in dev prod local; do $(PY) -m tools.plan --stack $$s || exit 1; done

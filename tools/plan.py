@@ -68,10 +68,56 @@ def render_tree(plan: Plan) -> str:
     def walk(parent: str | None, depth: int) -> None:
         for r in sorted(children.get(parent, []), key=lambda r: (r.type, r.name)):
             flags = " [protected]" if r.protect else ""
-            lines.append(f"{'  ' * depth}+ {r.type}  {r.name}{flags}")
+            details = key_inputs(r)
+            details = f"  ({details})" if details else ""
+            lines.append(f"{'  ' * depth}+ {r.type}  {r.name}{flags}{details}")
             walk(r.urn, depth + 1)
 
     walk(None, 0)
+    return "\n".join(lines)
+
+
+# The inputs a reviewer looks for first, per resource type (the rest is in resources.json).
+_KEY_INPUTS = {
+    "pulumi-python:dynamic/ucloud:Uk8sNode": ("zone", "gpu_type", "gpu", "count", "cpu", "mem"),
+    "pulumi-python:dynamic/ucloud:Uk8sCluster": ("k8s_version", "master_machine_type"),
+    "pulumi-python:dynamic/ucloud:UfsVolume": ("size", "storage_type"),
+    "pulumi-python:dynamic/ucloud:Eip": ("bandwidth", "charge_mode"),
+    "pulumi-python:dynamic/ucloud:Vpc": ("cidr_blocks",),
+    "pulumi-python:dynamic/ucloud:Subnet": ("cidr_block",),
+}
+
+
+def key_inputs(r: RecordedResource) -> str:
+    """A few `key=value` pairs of the resource's inputs (images and replicas for workloads)."""
+    inputs = r.inputs
+    pairs = [(k, inputs[k]) for k in _KEY_INPUTS.get(r.type, ()) if k in inputs]
+    spec = inputs.get("spec") if isinstance(inputs.get("spec"), dict) else {}
+    if "replicas" in spec:
+        pairs.append(("replicas", spec["replicas"]))
+    template = (spec.get("template") or {}).get("spec") or {}
+    images = [c.get("image") for c in template.get("containers") or [] if isinstance(c, dict)]
+    if images:
+        pairs.append(("image", ",".join(str(i) for i in images)))
+    if r.type == "kubernetes:core/v1:Service" and "type" in spec:
+        pairs.append(("type", spec["type"]))
+
+    def text(value: object) -> str:
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return " ".join(f"{k}={text(v)}" for k, v in pairs)
+
+
+def render_summary(plan: Plan) -> str:
+    """What `pulumi preview` would say for a new stack: counts, then the outputs."""
+    lines = [f"Resources:\n    + {len(plan.resources)} to create", "Outputs:"]
+    for key in sorted(plan.outputs):
+        value = SECRET_MASK if key in plan.secret_outputs else plan.outputs[key]
+        shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        lines.append(f"    {key}: {shown if len(shown) <= 90 else shown[:87] + '...'}")
+    lines.append("Estimated cost: not computed offline; run `make preflight STACK=<stack>`")
     return "\n".join(lines)
 
 
@@ -113,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or ROOT / "build" / "plan" / args.stack
     write_plan(plan, out_dir)
     print(render_tree(plan))
+    print(render_summary(plan))
     print(
         f"\n{len(plan.resources)} resources, {len(plan.manifests())} Kubernetes objects "
         f"-> {out_dir.relative_to(ROOT) if out_dir.is_relative_to(ROOT) else out_dir}"
