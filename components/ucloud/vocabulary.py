@@ -97,43 +97,109 @@ class GpuSpec:
 GPU_SPECS: dict[str, GpuSpec] = {
     spec.name: spec
     for spec in (
-        GpuSpec("K80", 12, (3, 7), None, "GPU-doc advantage.md (显存12G); NVIDIA Tesla K80; "
-                "zones undocumented"),
-        GpuSpec("P40", 24, (6, 1), ("cn-bj2-02", "cn-sh2-02"), "GPU-doc type.md (P40: 华东(上海2)"
-                "可用区B, 华北(北京2)B; 24GB; Pascal)"),
+        GpuSpec(
+            "K80",
+            12,
+            (3, 7),
+            None,
+            "GPU-doc advantage.md (显存12G); NVIDIA Tesla K80; zones undocumented",
+        ),
+        GpuSpec(
+            "P40",
+            24,
+            (6, 1),
+            ("cn-bj2-02", "cn-sh2-02"),
+            "GPU-doc type.md (P40: 华东(上海2)可用区B, 华北(北京2)B; 24GB; Pascal)",
+        ),
         GpuSpec("V100", 16, (7, 0), (), "GPU-doc type.md (V100(售罄)... 已下线: retired; 16GB)"),
-        GpuSpec("T4", 16, (7, 5), ("cn-bj2-05",), "GPU-doc type.md (T4: 华北(北京2)可用区E only; "
-                "16GB; Turing)"),
-        GpuSpec("T4A", None, None, None, "unconfirmed: in the GpuType enum only; no page gives "
-                "its memory or zones"),
-        GpuSpec("T4S", 16, (7, 5), ("cn-bj2-02", "cn-gd-02", "cn-bj2-05"), "GPU-doc type.md (T4S: "
-                "北京2 B, 广州 B, 北京2 E; Tesla T4/T4S 16GB, Turing)"),
-        GpuSpec("2080Ti", 11, (7, 5), None, "NVIDIA GeForce RTX 2080 Ti (11 GB, Turing); zones "
-                "undocumented"),
+        GpuSpec(
+            "T4",
+            16,
+            (7, 5),
+            ("cn-bj2-05",),
+            "GPU-doc type.md (T4: 华北(北京2)可用区E only; 16GB; Turing)",
+        ),
+        GpuSpec(
+            "T4A",
+            None,
+            None,
+            None,
+            "unconfirmed: in the GpuType enum only; no page gives its memory or zones",
+        ),
+        GpuSpec(
+            "T4S",
+            16,
+            (7, 5),
+            ("cn-bj2-02", "cn-gd-02", "cn-bj2-05"),
+            "GPU-doc type.md (T4S: 北京2 B, 广州 B, 北京2 E; Tesla T4/T4S 16GB, Turing)",
+        ),
+        GpuSpec(
+            "2080Ti",
+            11,
+            (7, 5),
+            None,
+            "NVIDIA GeForce RTX 2080 Ti (11 GB, Turing); zones undocumented",
+        ),
         GpuSpec("2080Ti-4C", None, None, None, "unconfirmed: enum only"),
-        GpuSpec("1080Ti", 11, (6, 1), None, "NVIDIA GeForce GTX 1080 Ti (11 GB, Pascal); zones "
-                "undocumented"),
+        GpuSpec(
+            "1080Ti",
+            11,
+            (6, 1),
+            None,
+            "NVIDIA GeForce GTX 1080 Ti (11 GB, Pascal); zones undocumented",
+        ),
         GpuSpec("T4/4", None, None, None, "unconfirmed: enum only (a share of a T4?)"),
-        GpuSpec("V100S", 32, (7, 0), ("cn-bj2-02", "cn-gd-02", "cn-sh2-01"), "GPU-doc type.md "
-                "(V100S: 北京2 B, 广州 B, 上海2 A; 32GB; Volta)"),
-        GpuSpec("2080", 8, (7, 5), None, "NVIDIA GeForce RTX 2080 (8 GB, Turing); zones "
-                "undocumented"),
+        GpuSpec(
+            "V100S",
+            32,
+            (7, 0),
+            ("cn-bj2-02", "cn-gd-02", "cn-sh2-01"),
+            "GPU-doc type.md (V100S: 北京2 B, 广州 B, 上海2 A; 32GB; Volta)",
+        ),
+        GpuSpec(
+            "2080", 8, (7, 5), None, "NVIDIA GeForce RTX 2080 (8 GB, Turing); zones undocumented"
+        ),
         GpuSpec("2080TiS", None, None, None, "unconfirmed: enum only"),
         GpuSpec("2080TiPro", None, None, None, "unconfirmed: enum only"),
-        GpuSpec("3090", 24, (8, 6), None, "NVIDIA GeForce RTX 3090 (24 GB, GA102); zones "
-                "undocumented"),
-        GpuSpec("4090", 24, (8, 9), None, "NVIDIA GeForce RTX 4090 (24 GB, Ada); zones "
-                "undocumented"),
+        GpuSpec(
+            "3090", 24, (8, 6), None, "NVIDIA GeForce RTX 3090 (24 GB, GA102); zones undocumented"
+        ),
+        GpuSpec(
+            "4090", 24, (8, 9), None, "NVIDIA GeForce RTX 4090 (24 GB, Ada); zones undocumented"
+        ),
         GpuSpec("4090Pro", None, None, None, "unconfirmed: enum only"),
-        GpuSpec("4090_48G", 48, (8, 9), None, "unconfirmed: 48 GB from the enum name only; "
-                "AD102 (Ada) as the 4090; zones undocumented"),
-        GpuSpec("A100", 80, (8, 0), ("cn-wlcb-01",), "GPU-doc type.md (A100: 华北(乌兰察布)"
-                "可用区A; 80GB; Ampere)"),
-        GpuSpec("A800", 80, (8, 0), None, "unconfirmed: NVIDIA sells A800 with 40 or 80 GB; "
-                "GPU-doc user_guide/A800_nccl.md installs nvidia-fabricmanager (NVSwitch, i.e. "
-                "the SXM4 80GB board), so 80 is inferred; zones undocumented"),
-        GpuSpec("H20", 96, (9, 0), None, "unconfirmed: 96 GB HBM3 as widely reported (no NVIDIA "
-                "datasheet is public); Hopper 9.0; zones undocumented"),
+        GpuSpec(
+            "4090_48G",
+            48,
+            (8, 9),
+            None,
+            "unconfirmed: 48 GB from the enum name only; "
+            "AD102 (Ada) as the 4090; zones undocumented",
+        ),
+        GpuSpec(
+            "A100",
+            80,
+            (8, 0),
+            ("cn-wlcb-01",),
+            "GPU-doc type.md (A100: 华北(乌兰察布)可用区A; 80GB; Ampere)",
+        ),
+        GpuSpec(
+            "A800",
+            80,
+            (8, 0),
+            None,
+            "unconfirmed: NVIDIA sells A800 with 40 or 80 GB; "
+            "GPU-doc user_guide/A800_nccl.md installs nvidia-fabricmanager (NVSwitch, i.e. "
+            "the SXM4 80GB board), so 80 is inferred; zones undocumented",
+        ),
+        GpuSpec(
+            "H20",
+            96,
+            (9, 0),
+            None,
+            "unconfirmed: 96 GB HBM3 as widely reported (no NVIDIA "
+            "datasheet is public); Hopper 9.0; zones undocumented",
+        ),
     )
 }
 GPU_TYPES = tuple(GPU_SPECS)

@@ -27,6 +27,8 @@ from tests.ucloud.conftest import (
 )
 
 NETWORK = {"vpc_id": "uvnet-1", "subnet_id": "subnet-1"}
+# Published cn-bj2 zones (tests/ucloud/conftest.py still lists cn-bj2-04, which is none).
+ZONES = ["cn-bj2-02", "cn-bj2-03", "cn-bj2-05"]
 VOLUME = volume_inputs()
 MOUNT = mount_inputs("ufs-1", NETWORK)
 
@@ -43,7 +45,7 @@ def reasons(provider: Any, inputs: dict[str, Any], olds: dict[str, Any] | None =
         (SubnetProvider(), subnet_inputs("uvnet-1")),
         (UfsVolumeProvider(), VOLUME),
         (UfsMountPointProvider(), MOUNT),
-        (Uk8sClusterProvider(), cluster_inputs(NETWORK)),
+        (Uk8sClusterProvider(), cluster_inputs(NETWORK, master_zones=ZONES)),
         (Uk8sNodeProvider(), node_inputs("uk8s-1", "subnet-1")),
         (EipProvider(), eip_inputs()),
         (NatGatewayProvider(), nat_inputs(NETWORK, "eip-1")),
@@ -73,7 +75,7 @@ def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]
             subnet_inputs("uvnet-1", cidr_block="10.0.1.5/24"),
             "cidr_block",
             "10.0.1.5/24",
-            "/16 to /29",
+            "10.0.0.0/8 with /16-/29",
         ),
         (
             UfsVolumeProvider(),
@@ -131,7 +133,7 @@ def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]
             cluster_inputs(NETWORK, service_cidr="10.0.0.0/8"),
             "service_cidr",
             "10.0.0.0/8",
-            "/12 to /24",
+            "10.0.0.0/8 with /12-/24",
         ),
         (
             Uk8sClusterProvider(),
@@ -160,7 +162,7 @@ def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]
             node_inputs("c", "s", labels={"a,b": "c"}),
             "labels",
             "a,b",
-            "label names",
+            "valid Kubernetes label",
         ),
         (
             Uk8sNodeProvider(),
