@@ -266,9 +266,10 @@ class Range:
         return f"a whole number from {self.low} to {self.high}{steps}"
 
 
-# CPU: AddUK8SUHostNode "CPU ... 2-64", CreateUK8SClusterV2 "MasterCPU ... 2-64" (API docs, SDK).
-NODE_CPU = Range(2, 64, source="API add_uk8s_uhost_node.md CPU 2-64")
-MASTER_CPU = Range(2, 64, source="API create_uk8s_cluster_v2.md MasterCPU 2-64")
+# CPU: AddUK8SUHostNode "CPU ... 2-64", CreateUK8SClusterV2 "MasterCPU ... 2-64" (API docs, SDK);
+# an even count: TF ucloud/types.go:148-150 and :198-200 refuse odd core counts above one.
+NODE_CPU = Range(2, 64, 2, "API add_uk8s_uhost_node.md CPU 2-64; TF types.go:198-200 even")
+MASTER_CPU = Range(2, 64, 2, "API create_uk8s_cluster_v2.md MasterCPU 2-64; TF types.go even")
 # Memory in MB: "[4096, 262144], 取值为1024的倍数" (both docs, SDK).
 NODE_MEMORY_MB = Range(4096, 262144, 1024, "API add_uk8s_uhost_node.md Mem")
 MASTER_MEMORY_MB = Range(4096, 262144, 1024, "API create_uk8s_cluster_v2.md MasterMem")
