@@ -8,56 +8,67 @@ only reads, types and checks.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from components import capacity
 from components import k8s_helpers as h
+from components.cluster import nodes_per_zone
 from components.gpu import MODES as GPU_DRIVER_MODES
 from components.inference import SERVICE_TYPES, UCLOUD_LB_TYPES
 from components.model_store import SOURCES as MODEL_SOURCES
-from components.ucloud.uk8s_cluster import CHARGE_TYPES
-from components.ucloud.uk8s_node import GROUP_LABEL, TAINT_EFFECTS
-from components.ucloud.uk8s_node import MAX_LABELS as UK8S_MAX_LABELS
+from components.ucloud import vocabulary as v
+from components.ucloud.uk8s_node import GROUP_LABEL
+from components.ucloud.validation import label_problem, taint_problem
 
 PROJECT = "llm-uk8s"
 
-# GPU models UCloud documents for its G machine family (UHost "GpuType").
-GPU_TYPES = (
-    "K80",
-    "P40",
-    "V100S",
-    "T4",
-    "T4S",
-    "2080Ti",
-    "2080Ti-4C",
-    "3080Ti",
-    "3090",
-    "4090",
-    "A10",
-    "A100",
-    "A800",
-    "H20",
-    "L20",
-    "L40S",
-)
-MACHINE_TYPES = ("N", "C", "G", "O", "OS", "OM", "OPRO", "OMAX", "O.BM")
+# Every UCloud fact (GPU types, machine types, ranges) comes from components/ucloud/vocabulary.py,
+# the same module the providers' check() reads, so both accept exactly the same values.
+GPU_TYPES = v.GPU_TYPES
+MACHINE_TYPES = v.MASTER_MACHINE_TYPES
 # Minor versions kubernetes-validate ships schemas for that UK8S also offers (1.26 and later).
 K8S_MINORS = range(26, 35)
 # UK8S takes five label pairs per node; the node provider spends one on its group marker.
-MAX_NODE_LABELS = UK8S_MAX_LABELS - 1
-PRIVATE_RANGES = tuple(
-    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
-)
+MAX_NODE_LABELS = v.MAX_NODE_LABELS - 1
+PRIVATE_RANGES = tuple(ipaddress.ip_network(r.network) for r in v.VPC_RANGES)
+# Inference pods: InferenceServiceArgs.validate accepts 1..64 (components/inference.py); the
+# config takes the same range, so no value passes one and fails the other.
+REPLICAS = v.Range(1, 64, source="components/inference.py InferenceServiceArgs.validate")
+# Namespaces Kubernetes itself owns; deploying into them mixes our objects with the system's.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# The longest suffix the cluster component appends to the cluster name ("-subnet"), and the
+# longest name the providers take (63): the name must leave room for it.
+NAME_SUFFIX = len("-subnet")
+MAX_NAME = 63
 
-_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-_LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
-_LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+# Whole-number keys and the vocabulary range each must lie in (the providers' own ranges).
+RANGES: dict[str, v.Range] = {
+    "master_cpu": v.MASTER_CPU,
+    "master_memory_mb": v.MASTER_MEMORY_MB,
+    "gpu_node_cpu": v.NODE_CPU,
+    "gpu_node_memory_mb": v.NODE_MEMORY_MB,
+    "gpu_node_count": v.GPU_NODE_COUNT,
+    # The NAT EIP is billed by bandwidth (EipArgs.charge_mode default "Bandwidth").
+    "nat_bandwidth_mbps": v.EIP_BANDWIDTH_MBPS["Bandwidth"],
+    "replicas": REPLICAS,
+}
+
 _REPO_ID = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
 
 
@@ -96,7 +107,7 @@ class StackConfig(BaseModel):
 
     stack: str
     platform: Literal["ucloud", "local"]
-    region: str = Field(pattern=r"^[a-z]{2,}(-[a-z0-9]+)*$")
+    region: str
     zones: list[str] = Field(min_length=1)
     project_id: str = Field(alias="projectId", pattern=r"^(org-[A-Za-z0-9]+)?$")
     vpc_cidr: str = Field(alias="vpcCidr")
@@ -105,34 +116,35 @@ class StackConfig(BaseModel):
     cluster_name: str = Field(alias="clusterName", pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$|^$")
     kubernetes_version: str = Field(alias="kubernetesVersion")
     master_machine_type: Literal[MACHINE_TYPES] = Field(alias="masterMachineType")  # type: ignore[valid-type]
-    master_cpu: Literal[2, 4, 8, 16, 32] = Field(alias="masterCpu")
-    master_memory_mb: int = Field(alias="masterMemoryMb", ge=4096, le=262144)
+    master_cpu: int = Field(alias="masterCpu")
+    master_memory_mb: int = Field(alias="masterMemoryMb")
     external_api_server: bool = Field(alias="externalApiServer")
-    nat_bandwidth_mbps: int = Field(alias="natBandwidthMbps", ge=1, le=10000)
-    nat_internet_type: Literal["BGP", "International"] = Field(alias="natInternetType")
-    charge_type: Literal[CHARGE_TYPES] = Field(alias="chargeType")  # type: ignore[valid-type]
-    gpu_machine_type: Literal["G"] = Field(alias="gpuMachineType")
+    nat_bandwidth_mbps: int = Field(alias="natBandwidthMbps")
+    nat_internet_type: Literal[tuple(v.EIP_INTERNET_TYPES)] = Field(alias="natInternetType")  # type: ignore[valid-type]
+    charge_type: Literal[v.CHARGE_TYPES] = Field(alias="chargeType")  # type: ignore[valid-type]
+    gpu_machine_type: Literal[v.GPU_MACHINE_TYPE] = Field(alias="gpuMachineType")  # type: ignore[valid-type]
     gpu_type: Literal[GPU_TYPES] = Field(alias="gpuType")  # type: ignore[valid-type]
-    gpus_per_node: Literal[1, 2, 4, 8] = Field(alias="gpusPerNode")
-    gpu_node_cpu: int = Field(alias="gpuNodeCpu", ge=4, le=256)
-    gpu_node_memory_mb: int = Field(alias="gpuNodeMemoryMb", ge=8192, le=2097152)
-    gpu_node_count: int = Field(alias="gpuNodeCount", ge=0, le=50)
+    gpus_per_node: Literal[v.GPUS_PER_NODE] = Field(alias="gpusPerNode")  # type: ignore[valid-type]
+    gpu_node_cpu: int = Field(alias="gpuNodeCpu")
+    gpu_node_memory_mb: int = Field(alias="gpuNodeMemoryMb")
+    gpu_node_count: int = Field(alias="gpuNodeCount")
     gpu_node_image_id: str = Field(alias="gpuNodeImageId")
     gpu_node_labels: list[str] = Field(alias="gpuNodeLabels")
     gpu_node_taints: list[str] = Field(alias="gpuNodeTaints")
     gpu_driver_mode: Literal[GPU_DRIVER_MODES] = Field(alias="gpuDriverMode")  # type: ignore[valid-type]
-    ufs_size_gb: int = Field(alias="ufsSizeGb", ge=100, le=102400)
-    ufs_storage_type: Literal["Basic", "Advanced"] = Field(alias="ufsStorageType")
+    ufs_size_gb: int = Field(alias="ufsSizeGb")
+    ufs_storage_type: Literal[v.UFS_STORAGE_TYPES] = Field(alias="ufsStorageType")  # type: ignore[valid-type]
     retain_model_data: bool = Field(alias="retainModelData")
     namespace: str = Field(pattern=h.DNS_LABEL.pattern)
     model_name: str = Field(alias="modelName", pattern=r"^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$")
     model_source: Literal[MODEL_SOURCES] = Field(alias="modelSource")  # type: ignore[valid-type]
     model_repo_id: str = Field(alias="modelRepoId")
     model_revision: str = Field(alias="modelRevision")
+    model_shape: str = Field(alias="modelShape")
     model_fetch_timeout_seconds: int = Field(alias="modelFetchTimeoutSeconds", ge=300, le=86400)
     hub_endpoint: str = Field(alias="hubEndpoint", pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$")
     inference_image: str = Field(alias="inferenceImage")
-    replicas: int = Field(ge=0, le=64)
+    replicas: int
     gpus_per_replica: Literal[0, 1, 2, 4, 8] = Field(alias="gpusPerReplica")
     inference_cpu: str = Field(alias="inferenceCpu", pattern=h.QUANTITY.pattern)
     inference_memory: str = Field(alias="inferenceMemory", pattern=h.QUANTITY.pattern)
@@ -147,27 +159,81 @@ class StackConfig(BaseModel):
 
     # ---- single-field checks -------------------------------------------------------------
 
-    @field_validator("master_cpu", "gpus_per_node", "gpus_per_replica", mode="before")
+    @field_validator("gpus_per_node", "gpus_per_replica", mode="before")
     @classmethod
     def _int_choice(cls, value: Any) -> Any:
         """Config arrives as text; a choice among integers must still accept "2"."""
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
+    @field_validator(*RANGES)
+    @classmethod
+    def _in_range(cls, value: int, info: ValidationInfo) -> int:
+        allowed = RANGES[str(info.field_name)]
+        if not allowed.allows(value):
+            raise ValueError(f"must be {allowed.describe()}")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if value not in v.REGIONS:
+            raise ValueError("must be a UCloud region (API regionlist.md): " + ", ".join(v.REGIONS))
+        return value
+
     @field_validator("vpc_cidr", "subnet_cidr", "service_cidr")
     @classmethod
-    def _private_cidr(cls, value: str) -> str:
-        net = ipaddress.ip_network(value, strict=True)
-        if not _is_private(net):
+    def _private_cidr(cls, value: str, info: ValidationInfo) -> str:
+        # The providers' limits: VPC per RFC 1918 block, subnet /16 or longer, Service CIDR
+        # /12-/24 (components/ucloud/vocabulary.py).
+        limits = {
+            "vpc_cidr": (0, 32),
+            "subnet_cidr": (v.SUBNET_MIN_PREFIX, 32),
+            "service_cidr": v.SERVICE_CIDR_PREFIX,
+        }[str(info.field_name)]
+        problem = v.cidr_problem(value, *limits)
+        if problem:
+            raise ValueError(f"must be {problem}")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if value in RESERVED_NAMESPACES:
             raise ValueError(
-                "must be an IPv4 CIDR inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+                "is reserved for Kubernetes itself; allowed: any other DNS label "
+                f"(not {', '.join(RESERVED_NAMESPACES)})"
             )
+        return value
+
+    @field_validator("hub_endpoint")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "carries credentials (user:password@) that would land in Git and in the "
+                "fetch Job's spec; remove them and set the token with "
+                f"`pulumi config set --secret {PROJECT}:hubToken ...`"
+            )
+        return value
+
+    @field_validator("model_shape")
+    @classmethod
+    def _model_shape(cls, value: str) -> str:
+        if value:
+            try:
+                capacity.parse_shape(value)
+            except ValueError as error:
+                raise ValueError(
+                    f"must be params=<count>,layers=<n>,kvHeads=<n>,headDim=<n> ({error})"
+                ) from None
         return value
 
     @field_validator("allowed_cidrs")
     @classmethod
     def _cidrs(cls, values: list[str]) -> list[str]:
-        for v in values:
-            ipaddress.ip_network(v, strict=False)
+        for cidr in values:
+            ipaddress.ip_network(cidr, strict=False)
         return values
 
     @field_validator("kubernetes_version")
@@ -187,28 +253,26 @@ class StackConfig(BaseModel):
         if len(values) > MAX_NODE_LABELS:
             raise ValueError(
                 f"has {len(values)} labels; at most {MAX_NODE_LABELS} (UK8S takes "
-                f"{UK8S_MAX_LABELS}, one is {GROUP_LABEL})"
+                f"{v.MAX_NODE_LABELS}, one is {GROUP_LABEL})"
             )
         for key, value in _split_pairs(values):
-            if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
-                raise ValueError(
-                    f"{key}={value!r} is not a valid Kubernetes label "
-                    "(prefix/name=value, alphanumerics, '-', '_', '.')"
-                )
+            problem = label_problem(key, value)
+            if problem:
+                raise ValueError(problem)
         return values
 
     @field_validator("gpu_node_taints")
     @classmethod
     def _taints(cls, values: list[str]) -> list[str]:
+        if len(values) > v.MAX_NODE_TAINTS:
+            raise ValueError(
+                f"has {len(values)} taints; at most {v.MAX_NODE_TAINTS} (UK8S takes "
+                f"{v.MAX_NODE_TAINTS})"
+            )
         for taint in values:
-            match = re.fullmatch(r"([^=:]+)(=([^:]*))?:(\w+)", taint)
-            if not match or match.group(4) not in TAINT_EFFECTS:
-                raise ValueError(
-                    f"{taint!r} must be key=value:Effect with Effect one of "
-                    f"{', '.join(TAINT_EFFECTS)}"
-                )
-            if not _LABEL_KEY.match(match.group(1)):
-                raise ValueError(f"{taint!r}: {match.group(1)!r} is not a valid taint key")
+            problem = taint_problem(taint)
+            if problem:
+                raise ValueError(problem)
         return values
 
     @field_validator("inference_image")
@@ -221,48 +285,35 @@ class StackConfig(BaseModel):
 
     # ---- cross-field checks --------------------------------------------------------------
 
-    def problems(self) -> list[str]:
-        """Rules that involve several keys; each message names the keys."""
+    def problems(self, skip: Iterable[str] = ()) -> list[str]:
+        """Rules that involve several keys; each message names the keys. Rules that read a
+        field in `skip` (it failed its own check) are left out, so a bad field is reported
+        once, together with every cross-field problem among the good ones."""
+        bad = set(skip)
+
+        def ok(*fields: str) -> bool:
+            return not bad.intersection(fields)
+
         out: list[str] = []
-        vpc = ipaddress.ip_network(self.vpc_cidr)
-        subnet = ipaddress.ip_network(self.subnet_cidr)
-        service = ipaddress.ip_network(self.service_cidr)
-        if not subnet.subnet_of(vpc):
-            out.append(
-                f"{PROJECT}:subnetCidr = {self.subnet_cidr!r}: must lie inside "
-                f"vpcCidr {self.vpc_cidr}"
-            )
-        if service.overlaps(vpc):
-            out.append(
-                f"{PROJECT}:serviceCidr = {self.service_cidr!r}: overlaps vpcCidr "
-                f"{self.vpc_cidr}; pick a range outside the VPC (e.g. 172.17.0.0/16)"
-            )
-        bad_zones = [z for z in self.zones if not z.startswith(self.region + "-")]
-        if bad_zones:
-            out.append(
-                f"{PROJECT}:zones = {bad_zones!r}: zones must belong to region "
-                f"{self.region!r} (like {self.region}-01)"
-            )
-        minimum = 500 if self.ufs_storage_type == "Basic" else 100
-        if self.ufs_size_gb % 100 or self.ufs_size_gb < minimum:
-            out.append(
-                f"{PROJECT}:ufsSizeGb = {self.ufs_size_gb}: must be a multiple of 100 and "
-                f"at least {minimum} for {self.ufs_storage_type} UFS"
-            )
-        if self.gpus_per_replica > self.gpus_per_node and self.platform == "ucloud":
-            out.append(
-                f"{PROJECT}:gpusPerReplica = {self.gpus_per_replica}: more than "
-                f"gpusPerNode ({self.gpus_per_node}); a pod cannot span nodes"
-            )
-        if self.platform == "ucloud" and self.gpus_per_replica:
-            capacity = (self.gpus_per_node // self.gpus_per_replica) * self.gpu_node_count
-            if self.replicas > capacity:
+        if ok("vpc_cidr", "subnet_cidr", "service_cidr"):
+            out += self._network_problems()
+        if ok("platform", "region", "zones"):
+            out += self._zone_problems()
+        if ok("ufs_size_gb", "ufs_storage_type"):
+            allowed = v.ufs_size_range(self.ufs_storage_type)
+            if not allowed.allows(self.ufs_size_gb):
                 out.append(
-                    f"{PROJECT}:replicas = {self.replicas}: {self.gpu_node_count} node(s) "
-                    f"x {self.gpus_per_node} GPU(s) fit at most {capacity} replica(s) of "
-                    f"{self.gpus_per_replica} GPU(s)"
+                    f"{PROJECT}:ufsSizeGb = {self.ufs_size_gb}: must be {allowed.describe()} "
+                    f"for {self.ufs_storage_type} UFS"
                 )
-        if self.platform == "local":
+        if ok("cluster_name", "stack") and len(self.resolved_cluster_name) > MAX_NAME - NAME_SUFFIX:
+            out.append(
+                f"{PROJECT}:clusterName = {self.resolved_cluster_name!r}: at most "
+                f"{MAX_NAME - NAME_SUFFIX} characters (the subnet is named <clusterName>-subnet, "
+                f"and UCloud names take {MAX_NAME})"
+            )
+        out += self._placement_problems(ok)
+        if ok("platform", "gpu_driver_mode", "gpus_per_replica") and self.platform == "local":
             if self.gpu_driver_mode != "none":
                 out.append(
                     f"{PROJECT}:gpuDriverMode = {self.gpu_driver_mode!r}: the local "
@@ -273,6 +324,153 @@ class StackConfig(BaseModel):
                     f"{PROJECT}:gpusPerReplica = {self.gpus_per_replica}: the local "
                     "platform runs on CPU; use 0"
                 )
+        if ok("model_source", "model_repo_id", "model_revision", "platform", "gpus_per_replica"):
+            out += self._model_source_problems()
+        if ok(
+            "platform",
+            "gpus_per_replica",
+            "gpu_type",
+            "model_source",
+            "model_repo_id",
+            "model_shape",
+            "max_model_len",
+            "max_batch",
+        ):
+            out += self._gpu_fit_problems()
+        if ok("service_type", "allowed_cidrs", "load_balancer_type", "network_policy"):
+            out += self._load_balancer_problems()
+            if self.allowed_cidrs and self.service_type == "ClusterIP" and not self.network_policy:
+                out.append(
+                    f"{PROJECT}:allowedCidrs is set but nothing enforces it: use serviceType "
+                    "LoadBalancer or networkPolicy true"
+                )
+        return out
+
+    def warnings(self) -> list[str]:
+        """Settings no source can confirm or refute: accepted, but said out loud."""
+        if not self.uses_ucloud or not self.gpu_node_count:
+            return []
+        out: list[str] = []
+        if v.gpu_zones(self.gpu_type) is None:
+            zones = ", ".join(nodes_per_zone(self.zones, self.gpu_node_count))
+            out.append(
+                f"{PROJECT}:gpuType = {self.gpu_type!r}: no UCloud page lists the zones that "
+                f"sell it; zone(s) {zones} are unconfirmed (a stock-out fails the node create)"
+            )
+        if self.gpus_per_replica and v.gpu_memory_gib(self.gpu_type) is None:
+            out.append(
+                f"{PROJECT}:gpuType = {self.gpu_type!r}: its memory is undocumented, so "
+                "whether the model fits was not checked"
+            )
+        return out
+
+    def _network_problems(self) -> list[str]:
+        out: list[str] = []
+        vpc = ipaddress.ip_network(self.vpc_cidr)
+        subnet = ipaddress.ip_network(self.subnet_cidr)
+        service = ipaddress.ip_network(self.service_cidr)
+        if not subnet.subnet_of(vpc):  # type: ignore[arg-type]
+            out.append(
+                f"{PROJECT}:subnetCidr = {self.subnet_cidr!r}: must lie inside "
+                f"vpcCidr {self.vpc_cidr}"
+            )
+        if service.overlaps(vpc):
+            out.append(
+                f"{PROJECT}:serviceCidr = {self.service_cidr!r}: overlaps vpcCidr "
+                f"{self.vpc_cidr}; pick a range outside the VPC (e.g. 172.17.0.0/16)"
+            )
+        return out
+
+    def _zone_problems(self) -> list[str]:
+        if not self.uses_ucloud:
+            return []
+        known = v.zones_of(self.region)
+        bad_zones = [z for z in self.zones if z not in known]
+        if bad_zones:
+            return [
+                f"{PROJECT}:zones = {bad_zones!r}: not zones of region {self.region!r}; "
+                f"allowed: {', '.join(known)} (API summary/regionlist.md)"
+            ]
+        return []
+
+    def _placement_problems(self, ok: Callable[..., bool]) -> list[str]:
+        """Where GPU nodes land (zones that sell the card), and whether the pods fit them."""
+        fields = ("platform", "zones", "region", "gpu_type", "gpu_node_count", "gpus_per_node")
+        if not ok(*fields) or not self.uses_ucloud:
+            return []
+        out: list[str] = []
+        sold_in = v.gpu_zones(self.gpu_type)
+        placed = list(nodes_per_zone(self.zones, self.gpu_node_count))
+        if sold_in == ():
+            out.append(
+                f"{PROJECT}:gpuType = {self.gpu_type!r}: retired, sold in no zone (GPU-doc "
+                "type.md); allowed: " + ", ".join(t for t in GPU_TYPES if v.gpu_zones(t) != ())
+            )
+        elif sold_in is not None and set(placed) - set(sold_in):
+            out.append(
+                f"{PROJECT}:zones = {self.zones!r}: GPU nodes are placed round-robin over the "
+                f"first zones ({', '.join(placed)}), but {self.gpu_type} is sold only in "
+                f"{', '.join(sold_in)} (GPU-doc type.md); put those zones first, or pick a "
+                "gpuType sold there"
+            )
+        if ok("gpus_per_replica", "replicas"):
+            out += self._capacity_problems()
+        if ok("inference_cpu", "inference_memory", "gpu_node_cpu", "gpu_node_memory_mb"):
+            out += self._pod_fit_problems()
+        return out
+
+    def _capacity_problems(self) -> list[str]:
+        if self.gpu_node_count == 0:
+            return [
+                f"{PROJECT}:gpuNodeCount = 0: a ucloud stack runs its pods on its GPU nodes "
+                "(UK8S masters take no workloads); allowed: 1 or more"
+            ]
+        out: list[str] = []
+        if self.gpus_per_replica > self.gpus_per_node:
+            out.append(
+                f"{PROJECT}:gpusPerReplica = {self.gpus_per_replica}: more than "
+                f"gpusPerNode ({self.gpus_per_node}); a pod cannot span nodes"
+            )
+        elif self.gpus_per_replica:
+            capacity_ = (self.gpus_per_node // self.gpus_per_replica) * self.gpu_node_count
+            if self.replicas > capacity_:
+                out.append(
+                    f"{PROJECT}:replicas = {self.replicas}: {self.gpu_node_count} node(s) "
+                    f"x {self.gpus_per_node} GPU(s) fit at most {capacity_} replica(s) of "
+                    f"{self.gpus_per_replica} GPU(s)"
+                )
+        elif self.gpu_node_taints:
+            out.append(
+                f"{PROJECT}:gpusPerReplica = 0: CPU pods do not tolerate gpuNodeTaints "
+                f"{self.gpu_node_taints!r}, and the GPU nodes are the only nodes; use "
+                "gpusPerReplica 1 or more, or gpuNodeTaints []"
+            )
+        return out
+
+    def _pod_fit_problems(self) -> list[str]:
+        cores, mib = capacity.node_allocatable(self.gpu_node_cpu, self.gpu_node_memory_mb)
+        reserve = (
+            f"a {self.gpu_node_cpu}-CPU, {self.gpu_node_memory_mb} MB node keeps back UK8S's "
+            "kubelet reserve (0.2 CPU, 1000Mi), 5% memory eviction threshold and 0.5 CPU / "
+            "1Gi for DaemonSets"
+        )
+        out: list[str] = []
+        if capacity.quantity(self.inference_cpu) > cores:
+            out.append(
+                f"{PROJECT}:inferenceCpu = {self.inference_cpu!r}: more than a GPU node can "
+                f"give a pod ({reserve}); allowed: at most {int(cores * 1000)}m, or a larger "
+                "gpuNodeCpu"
+            )
+        if capacity.quantity(self.inference_memory) > mib * capacity.MIB:
+            out.append(
+                f"{PROJECT}:inferenceMemory = {self.inference_memory!r}: more than a GPU node "
+                f"can give a pod ({reserve}); allowed: at most {int(mib)}Mi, or a larger "
+                "gpuNodeMemoryMb"
+            )
+        return out
+
+    def _model_source_problems(self) -> list[str]:
+        out: list[str] = []
         if self.model_source == "huggingface":
             if not _REPO_ID.match(self.model_repo_id):
                 out.append(f"{PROJECT}:modelRepoId = {self.model_repo_id!r}: must be org/name")
@@ -286,13 +484,51 @@ class StackConfig(BaseModel):
                 f"{PROJECT}:modelSource = 'bundled': the bundled model is a small CPU "
                 "demo; a GPU stack needs modelSource huggingface"
             )
-        out += self._load_balancer_problems()
-        if self.allowed_cidrs and self.service_type == "ClusterIP" and not self.network_policy:
-            out.append(
-                f"{PROJECT}:allowedCidrs is set but nothing enforces it: use serviceType "
-                "LoadBalancer or networkPolicy true"
-            )
         return out
+
+    @property
+    def model_shape_known(self) -> capacity.ModelShape | None:
+        """modelShape when set, else the table's entry for modelRepoId."""
+        if self.model_shape:
+            return capacity.parse_shape(self.model_shape)
+        return capacity.KNOWN_MODELS.get(self.model_repo_id.lower())
+
+    def _gpu_fit_problems(self) -> list[str]:
+        """Weights at the dtype the server picks for this GPU, plus the KV cache of maxBatch
+        requests of maxModelLen tokens, plus headroom, must fit one GPU (capacity.py)."""
+        if not (self.uses_ucloud and self.gpus_per_replica and self.model_source == "huggingface"):
+            return []
+        shape = self.model_shape_known
+        if shape is None:
+            return [
+                f"{PROJECT}:modelShape = '': the shape of {self.model_repo_id!r} is not known, "
+                "so whether it fits a GPU cannot be checked; set modelShape to "
+                "params=<count>,layers=<n>,kvHeads=<n>,headDim=<n> from the model's config.json"
+            ]
+        memory = v.gpu_memory_gib(self.gpu_type)
+        if memory is None:
+            return []  # warned about in warnings()
+        need = capacity.gpu_need(shape, self.gpu_type, self.max_model_len, self.max_batch, memory)
+        if need.total_gib <= memory:
+            return []
+        batch, length = capacity.largest_fitting(
+            shape, self.gpu_type, self.max_model_len, self.max_batch
+        )
+        options = []
+        fitting = capacity.gpu_types_that_fit(shape, self.max_model_len, self.max_batch)
+        if fitting:
+            options.append("gpuType one of " + ", ".join(fitting))
+        if batch >= 1:
+            options.append(f"maxBatch <= {batch} (at maxModelLen {self.max_model_len})")
+        if length >= 128:
+            options.append(f"maxModelLen <= {length} (at maxBatch {self.max_batch})")
+        return [
+            f"{PROJECT}:gpuType = {self.gpu_type!r}: the model needs {need.total_gib:.1f} GiB per "
+            f"GPU at {need.dtype} (weights {need.weights_gib:.1f} + KV cache "
+            f"{need.kv_gib:.1f} for maxModelLen {self.max_model_len} x maxBatch "
+            f"{self.max_batch} + headroom {need.headroom_gib:.1f}) but a {self.gpu_type} has "
+            f"{memory:g} GiB; would fit: " + ("; or ".join(options) or "nothing this stack offers")
+        ]
 
     def _load_balancer_problems(self) -> list[str]:
         """An internet-facing ULB that admits only private sources serves nobody on the internet,
@@ -345,6 +581,22 @@ ARRAY_KEYS = {"zones", "gpuNodeLabels", "gpuNodeTaints", "allowedCidrs"}
 SECRET_KEYS = {f"{PROJECT}:hubToken", "ucloud:publicKey", "ucloud:privateKey"}
 
 
+class _Partial(StackConfig):
+    """StackConfig that can be filled one field at a time, so every field is judged on its own
+    and the cross-field rules can still run over the fields that passed."""
+
+    model_config = ConfigDict(frozen=False)
+
+
+def _redact(key: str, value: Any) -> Any:
+    """Never echo credentials: a URL's user:password@ part becomes ***@."""
+    if key == "hubEndpoint" and isinstance(value, str) and "@" in value:
+        parts = urlsplit(value)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return parts._replace(netloc=f"***@{host}").geturl()
+    return value
+
+
 def _format(error: Mapping[str, Any]) -> str:
     key = ".".join(str(p) for p in error["loc"])
     field = StackConfig.model_fields.get(key)
@@ -352,23 +604,61 @@ def _format(error: Mapping[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
         return f"{PROJECT}:{name} is not set (see Pulumi.yaml for its meaning and default)"
-    return f"{PROJECT}:{name} = {error.get('input')!r}: {message}"
+    return f"{PROJECT}:{name} = {_redact(name, error.get('input'))!r}: {message}"
+
+
+def unknown_key_problems(keys: Iterable[str]) -> list[str]:
+    """Keys the project does not declare, each with the nearest declared key (difflib)."""
+    out = []
+    for key in sorted(set(keys) - set(KEYS) - EXTRA_KEYS):
+        close = difflib.get_close_matches(key, [*KEYS, *EXTRA_KEYS], n=1, cutoff=0.6)
+        hint = f"; did you mean {PROJECT}:{close[0]}?" if close else " (known: see Pulumi.yaml)"
+        out.append(f"{PROJECT}:{key} is not a known key{hint}")
+    return out
+
+
+def misspelt_prefix_problems(full_keys: Iterable[str]) -> list[str]:
+    """Keys under a namespace that looks like this project's but is not (llm_uk8s:, llm-uk8:):
+    the program never reads them, so the setting would be silently ignored."""
+    out = []
+    squeezed = re.sub(r"[-_.]", "", PROJECT)
+    for full in sorted(full_keys):
+        namespace, sep, key = full.partition(":")
+        if not sep or namespace == PROJECT:
+            continue
+        similar = difflib.SequenceMatcher(None, namespace.lower(), PROJECT).ratio() >= 0.8
+        if similar or re.sub(r"[-_.]", "", namespace.lower()) == squeezed:
+            out.append(
+                f"{full} is not read: the project prefix is {PROJECT}:, not {namespace}:; "
+                f"set {PROJECT}:{key} instead"
+            )
+    return out
 
 
 def parse(values: Mapping[str, Any], stack: str) -> StackConfig:
-    """Type and check raw values (key -> str or JSON); raise ConfigError with every problem."""
-    unknown = sorted(set(values) - set(KEYS) - EXTRA_KEYS)
-    problems = [f"{PROJECT}:{k} is not a known key (known: see Pulumi.yaml)" for k in unknown]
-    try:
-        config = StackConfig.model_validate(
-            {"stack": stack, **{k: v for k, v in values.items() if k in KEYS}}
-        )
-    except ValidationError as exc:
-        raise ConfigError(problems + [_format(e) for e in exc.errors()]) from None
-    problems += config.problems()
+    """Type and check raw values (key -> str or JSON); raise ConfigError with every problem:
+    unknown keys, each bad field, and every cross-field rule over the good fields, in one."""
+    problems = unknown_key_problems(values)
+    known = {k: v_ for k, v_ in values.items() if k in KEYS}
+    partial = _Partial.model_construct()
+    failed: set[str] = set()
+    for name, field in StackConfig.model_fields.items():
+        key = field.alias or name
+        if name != "stack" and key not in known:
+            problems.append(f"{PROJECT}:{key} is not set (see Pulumi.yaml for its meaning)")
+            failed.add(name)
+            continue
+        try:
+            _Partial.__pydantic_validator__.validate_assignment(
+                partial, name, stack if name == "stack" else known[key]
+            )
+        except ValidationError as exc:
+            problems += [_format(e) for e in exc.errors()]
+            failed.add(name)
+    problems += partial.problems(skip=failed)
     if problems:
         raise ConfigError(problems)
-    return config
+    return StackConfig.model_validate({"stack": stack, **known})
 
 
 def check_secrets(is_secret: Callable[[str], bool], present: Callable[[str], bool]) -> None:
@@ -384,20 +674,26 @@ def check_secrets(is_secret: Callable[[str], bool], present: Callable[[str], boo
         )
 
 
-def _project_keys_set() -> list[str]:
-    """Every key of this project that the stack sets, so a misspelt key is reported, not ignored."""
+def _config_keys() -> list[str]:
+    """Every full key ("namespace:key") the stack sets."""
     from pulumi.runtime import config as runtime_config  # the SDK keeps the merged map here
 
+    return sorted({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()})
+
+
+def _project_keys_set(full_keys: Iterable[str]) -> list[str]:
+    """Every key of this project that the stack sets, so a misspelt key is reported, not ignored."""
     prefix = PROJECT + ":"
-    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return sorted({k[len(prefix) :] for k in merged if k.startswith(prefix)} | set(KEYS))
+    return sorted({k[len(prefix) :] for k in full_keys if k.startswith(prefix)} | set(KEYS))
 
 
 def load() -> StackConfig:
     """Read this stack's config from the Pulumi runtime."""
     config = pulumi.Config(PROJECT)
+    full_keys = _config_keys()
+    prefix_problems = misspelt_prefix_problems(full_keys)
     values: dict[str, Any] = {}
-    for key in _project_keys_set():
+    for key in _project_keys_set(full_keys):
         raw = config.get(key)
         if raw is None or key in EXTRA_KEYS:
             continue
@@ -414,7 +710,15 @@ def load() -> StackConfig:
         is_secret=pulumi.runtime.is_config_secret,
         present=lambda k: pulumi.runtime.get_config(k) is not None,
     )
-    return parse(values, pulumi.get_stack())
+    try:
+        parsed = parse(values, pulumi.get_stack())
+    except ConfigError as error:
+        raise ConfigError(prefix_problems + error.problems) from None
+    if prefix_problems:
+        raise ConfigError(prefix_problems)
+    for warning in parsed.warnings():
+        pulumi.log.warn(warning)
+    return parsed
 
 
 def hub_token() -> pulumi.Output[str] | None:

@@ -10,15 +10,16 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
+from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
 from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import CHARGE_TYPES, Checker
 
 # Our names -> AllocateEIP's OperatorName (the SDK docs spell BGP "Bgp").
-OPERATOR_NAMES = {"BGP": "Bgp", "International": "International"}
-# Bandwidth limits per pay mode, from the SDK's AllocateEIP docs (they vary by region).
-BANDWIDTH_LIMITS = {"Bandwidth": 10000, "Traffic": 300}
+OPERATOR_NAMES = vocabulary.EIP_INTERNET_TYPES
+# Bandwidth limits per pay mode at AllocateEIP (vocabulary.EIP_BANDWIDTH_MBPS).
+BANDWIDTH_LIMITS = {mode: r.high for mode, r in vocabulary.EIP_BANDWIDTH_MBPS.items()}
 FREE, USED = "free", "used"
 ATTRIBUTES = ("name", "tag", "remark")
 
@@ -66,6 +67,7 @@ class EipProvider(UCloudProvider):
     ready_states = frozenset({FREE, USED})
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        checker.region()
         checker.text("name")
         checker.text("tag", required=False)
         checker.text("remark", required=False, max_len=255)

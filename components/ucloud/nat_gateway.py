@@ -75,6 +75,7 @@ class NatGatewayProvider(UCloudProvider):
         return inputs
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        checker.region()
         checker.text("name")
         checker.text("vpc_id")
         checker.text("firewall_id", required=False)

@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
+from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
 from components.ucloud.resource import MODULE, args_defaults, resource_props
@@ -46,6 +47,7 @@ class SubnetProvider(UCloudProvider):
     updatable = frozenset({"name", "tag"})
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        checker.region()
         checker.text("vpc_id")
         checker.text("name")
         checker.text("tag", required=False)
@@ -53,7 +55,9 @@ class SubnetProvider(UCloudProvider):
         if checker.inputs.get("cidr_block") in (None, ""):
             checker.fail("cidr_block", checker.inputs.get("cidr_block"), "a value is required")
         else:
-            checker.private_cidr("cidr_block", checker.inputs["cidr_block"], 16, 29)
+            checker.private_cidr(
+                "cidr_block", checker.inputs["cidr_block"], vocabulary.SUBNET_MIN_PREFIX, 32
+            )
 
     def _list(self, api: UCloudApi, extra: dict[str, Any]) -> list[dict[str, Any]]:
         return list(

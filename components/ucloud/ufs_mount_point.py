@@ -53,6 +53,7 @@ class UfsMountPointProvider(UCloudProvider):
     defaults = args_defaults(UfsMountPointArgs)
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        checker.region()
         for field in ("volume_id", "name", "vpc_id", "subnet_id"):
             checker.text(field)
 

@@ -10,16 +10,18 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
+from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
 from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import CHARGE_TYPES, Checker, as_int, is_unknown
 
-STORAGE_TYPES = ("Basic", "Advanced")
-MIN_SIZE_GB = {"Basic": 500, "Advanced": 100}
-MAX_SIZE_GB = 100_000
-SIZE_STEP_GB = 100
-PROTOCOL_TYPES = ("NFSv4",)
+# Storage classes, sizes and protocols: vocabulary.UFS_* (API create_ufs_volume.md, SDK).
+STORAGE_TYPES = vocabulary.UFS_STORAGE_TYPES
+MIN_SIZE_GB = {kind: r.low for kind, r in vocabulary.UFS_SIZE_GB.items()}
+MAX_SIZE_GB = {kind: r.high for kind, r in vocabulary.UFS_SIZE_GB.items()}
+SIZE_STEP_GB = vocabulary.UFS_SIZE_GB["Basic"].step
+PROTOCOL_TYPES = vocabulary.UFS_PROTOCOL_TYPES
 
 
 @dataclass
@@ -48,6 +50,7 @@ class UfsVolumeProvider(UCloudProvider):
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
         inputs = checker.inputs
+        checker.region()
         checker.text("name")
         checker.choice("storage_type", STORAGE_TYPES)
         checker.choice("protocol_type", PROTOCOL_TYPES)
@@ -56,7 +59,7 @@ class UfsVolumeProvider(UCloudProvider):
         checker.text("remark", required=False, max_len=255)
         checker.integer("duration", 0, 60)
         storage = inputs.get("storage_type")
-        checker.integer("size", MIN_SIZE_GB.get(storage, 100), MAX_SIZE_GB, SIZE_STEP_GB)
+        checker.in_range("size", vocabulary.ufs_size_range(str(storage)))
         old_size, new_size = as_int(olds.get("size")), inputs.get("size")
         if (
             isinstance(old_size, int)

@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
+from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
 from components.ucloud.errors import ResourceFailedError
@@ -23,7 +24,7 @@ RUNNING = "RUNNING"
 # States from the SDK's ListUK8SClusterV2 docs; the Terraform provider fails on the same four.
 FAILED_STATES = frozenset({"CREATEFAILED", "ERROR", "ABNORMAL", "DELETEFAILED"})
 GONE_OR_GOING = frozenset({"DELETING", "DELETED", "DELETEFAILED"})
-MASTER_MACHINE_TYPES = ("N", "C", "O", "OS", "OM", "OPRO")
+MASTER_MACHINE_TYPES = vocabulary.MASTER_MACHINE_TYPES  # never G (UK8S-doc gpu-node.md)
 SECRET_OUTPUTS = ["password", "kubeconfig", "internal_kubeconfig"]
 SECRET_INPUTS = ["password"]
 
@@ -72,21 +73,28 @@ class Uk8sClusterProvider(UCloudProvider):
         inputs = checker.inputs
         for field in ("name", "vpc_id", "subnet_id", "k8s_version"):
             checker.text(field)
+        checker.region()
         checker.text("image_id", required=False)
         checker.password("password")
         checker.choice("master_machine_type", MASTER_MACHINE_TYPES)
         checker.choice("charge_type", CHARGE_TYPES)
-        checker.integer("master_cpu", 2, 64)
-        checker.integer("master_mem", 4096, 262144, step=1024)
+        checker.in_range("master_cpu", vocabulary.MASTER_CPU)
+        checker.in_range("master_mem", vocabulary.MASTER_MEMORY_MB)
         checker.boolean("external_api_server")
-        checker.private_cidr("service_cidr", inputs.get("service_cidr"), 12, 24)
+        low, high = vocabulary.SERVICE_CIDR_PREFIX
+        checker.private_cidr("service_cidr", inputs.get("service_cidr"), low, high)
         zones = inputs.get("master_zones")
-        if not is_unknown(zones) and (
+        if is_unknown(zones):
+            return
+        if (
             not isinstance(zones, list | tuple)
             or len(zones) != 3
             or not all(isinstance(z, str) and z for z in zones)
         ):
             checker.fail("master_zones", zones, "a list of exactly 3 zone names, e.g. cn-bj2-02")
+            return
+        for zone in dict.fromkeys(zones):
+            checker.zone("master_zones", zone)
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
         item = api.describe_one(
@@ -131,6 +139,8 @@ class Uk8sClusterProvider(UCloudProvider):
             "Password": base64.b64encode(str(inputs["password"]).encode()).decode(),
             "K8sVersion": inputs["k8s_version"],
             "MasterMachineType": inputs["master_machine_type"],
+            # O-family hosts boot only from RSSD (vocabulary.boot_disk_type_for); SDK field name.
+            "MasterBootDiskType": vocabulary.boot_disk_type_for(inputs["master_machine_type"]),
             "MasterCPU": inputs["master_cpu"],
             "MasterMem": inputs["master_mem"],
             "Master": [{"Zone": zone} for zone in inputs["master_zones"]],

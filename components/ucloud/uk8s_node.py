@@ -8,7 +8,6 @@ Kubernetes label; that label lets a retried create find the nodes a crashed one 
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, Resource, UpdateResult
 
+from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
 from components.ucloud.errors import ResourceFailedError, is_not_found
@@ -28,16 +28,14 @@ GROUP_LABEL = "llm-uk8s.io/node-group"
 READY_STATES = frozenset({"Running", "Ready"})
 FAILED_STATES = frozenset({"Error", "Install Fail", "InstallFail"})
 PENDING = "Pending"
-MAX_LABELS = 5  # UCloud accepts at most five label pairs; the group label takes one.
-MAX_TAINTS = 5
-TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-MACHINE_TYPES = ("N", "C", "G", "O", "OS", "OM", "OPRO")
-CHARGE_TYPES = ("Dynamic", "Month", "Year", "Postpay")
-BOOT_DISK_TYPES = ("CLOUD_SSD", "CLOUD_RSSD", "LOCAL_NORMAL", "LOCAL_SSD", "CLOUD_NORMAL")
+MAX_LABELS = vocabulary.MAX_NODE_LABELS  # five label pairs; the group label takes one.
+MAX_TAINTS = vocabulary.MAX_NODE_TAINTS
+TAINT_EFFECTS = vocabulary.TAINT_EFFECTS
+MACHINE_TYPES = vocabulary.NODE_MACHINE_TYPES
+CHARGE_TYPES = vocabulary.NODE_CHARGE_TYPES
+BOOT_DISK_TYPES = vocabulary.BOOT_DISK_TYPES
 ID_SEPARATOR = "/"
 SECRET_OUTPUTS = ["password"]
-_LABEL_PART = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
-_TAINT = re.compile(r"^([A-Za-z0-9._/-]+)=([A-Za-z0-9._-]*):([A-Za-z]+)$")
 
 NODE_TIMINGS = Timings(
     retry=RetryPolicy(),
@@ -102,58 +100,43 @@ class Uk8sNodeProvider(UCloudProvider):
     # ---- check -----------------------------------------------------------------
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
         inputs = checker.inputs
+        checker.region()
         for name in ("cluster_id", "subnet_id", "zone"):
             checker.text(name)
+        checker.zone("zone", inputs.get("zone"))
         checker.text("name", max_len=40)
         checker.text("image_id", required=False)
         checker.password("password")
         checker.choice("machine_type", MACHINE_TYPES)
         checker.choice("charge_type", CHARGE_TYPES)
-        checker.choice("boot_disk_type", BOOT_DISK_TYPES)
-        checker.integer("cpu", 2, 64)
-        checker.integer("mem", 4096, 262144, step=1024)
-        checker.integer("count", 1, 50)
-        checker.integer("data_disk_size", 20, 1000, required=False)
-        if inputs.get("machine_type") == "G":
-            checker.text("gpu_type")
-            checker.integer("gpu", 1, 8)
-        self._validate_labels(checker)
-        self._validate_taints(checker)
+        machine = inputs.get("machine_type")
+        if machine in MACHINE_TYPES:
+            # O-family hosts boot only from RSSD (vocabulary.boot_disk_types_for).
+            checker.choice("boot_disk_type", vocabulary.boot_disk_types_for(machine))
+        checker.in_range("cpu", vocabulary.NODE_CPU)
+        checker.in_range("mem", vocabulary.NODE_MEMORY_MB)
+        checker.in_range("count", vocabulary.NODE_COUNT)
+        checker.in_range("data_disk_size", vocabulary.DATA_DISK_GB, required=False)
+        if machine == vocabulary.GPU_MACHINE_TYPE:
+            self._validate_gpu(checker)
+        elif inputs.get("gpu_type") not in (None, ""):
+            checker.fail("gpu_type", inputs.get("gpu_type"), "none unless machine_type is G")
+        checker.labels("labels", MAX_LABELS - 1)  # GROUP_LABEL is set for you
+        checker.taints("taints")
 
-    def _validate_labels(self, checker: Checker) -> None:
-        labels = checker.inputs.get("labels")
-        if is_unknown(labels):
-            return
-        if not isinstance(labels, Mapping):
-            checker.fail("labels", labels, "a map of label names to values")
-            return
-        if len(labels) > MAX_LABELS - 1:
-            checker.fail(
-                "labels", labels, f"at most {MAX_LABELS - 1} labels ({GROUP_LABEL} is set for you)"
-            )
-        for key, value in labels.items():
-            if not _LABEL_PART.match(str(key)) or (value and not _LABEL_PART.match(str(value))):
-                checker.fail(
-                    "labels", {key: value}, "Kubernetes label names and values without ',' or '='"
-                )
-
-    def _validate_taints(self, checker: Checker) -> None:
-        taints = checker.inputs.get("taints")
-        if is_unknown(taints):
-            return
-        if not isinstance(taints, list | tuple) or len(taints) > MAX_TAINTS:
-            checker.fail(
-                "taints", taints, f"a list of at most {MAX_TAINTS} 'key=value:Effect' strings"
-            )
-            return
-        for taint in taints:
-            match = _TAINT.match(str(taint))
-            if not match or match.group(3) not in TAINT_EFFECTS:
-                checker.fail(
-                    "taints",
-                    taint,
-                    "'key=value:Effect' with Effect one of " + ", ".join(TAINT_EFFECTS),
-                )
+    def _validate_gpu(self, checker: Checker) -> None:
+        """A GpuType of UHost's enum, a card count, and a zone that sells that type."""
+        inputs = checker.inputs
+        checker.choice("gpu_type", vocabulary.GPU_TYPES)
+        checker.int_choice("gpu", vocabulary.GPUS_PER_NODE)
+        gpu_type, zone = inputs.get("gpu_type"), inputs.get("zone")
+        sold_in = vocabulary.gpu_zones(str(gpu_type))
+        if gpu_type not in vocabulary.GPU_TYPES or sold_in is None or is_unknown(zone):
+            return  # an unknown type is reported above; undocumented zones are accepted
+        if not sold_in:
+            checker.fail("gpu_type", gpu_type, "a GPU type UCloud still sells (this one retired)")
+        elif zone not in sold_in:
+            checker.fail("zone", zone, f"a zone that sells {gpu_type}: " + ", ".join(sold_in))
 
     # ---- reading ---------------------------------------------------------------
     def _group_nodes(self, api: UCloudApi, id_: str) -> list[dict[str, Any]]:
@@ -212,7 +195,9 @@ class Uk8sNodeProvider(UCloudProvider):
             "Count": count,
             "ChargeType": inputs["charge_type"],
             "Password": base64.b64encode(str(inputs["password"]).encode()).decode(),
-            "BootDiskType": inputs["boot_disk_type"],
+            # SDK AddUK8SUHostNode "BootDiskType"; O-family hosts need CLOUD_RSSD.
+            "BootDiskType": inputs["boot_disk_type"]
+            or vocabulary.boot_disk_type_for(inputs["machine_type"]),
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
             "NamePrefix": inputs["name"],
         }

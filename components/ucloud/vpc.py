@@ -38,6 +38,7 @@ class VpcProvider(UCloudProvider):
     defaults = args_defaults(VpcArgs)
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
+        checker.region()
         checker.text("name")
         checker.text("tag", required=False)
         checker.text("remark", required=False, max_len=255)
@@ -48,7 +49,8 @@ class VpcProvider(UCloudProvider):
             checker.fail("cidr_blocks", blocks, "a non-empty list of private IPv4 CIDRs")
             return
         for block in blocks:
-            checker.private_cidr("cidr_blocks", block, min_prefix=8, max_prefix=29)
+            # Each RFC 1918 block's own prefix limits (vocabulary.VPC_RANGES).
+            checker.private_cidr("cidr_blocks", block, 0, 32)
 
     def _list(self, api: UCloudApi, extra: dict[str, Any]) -> list[dict[str, Any]]:
         # invoke, not describe_vpc: the SDK schema insists on ProjectId, the API does not.

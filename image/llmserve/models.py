@@ -75,10 +75,30 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+# bfloat16 needs Ampere's tensor cores (compute capability 8.0); older GPUs (T4, T4S, V100S,
+# P40, 2080Ti: 6.x-7.5) emulate it slowly, so they get float16. The stack's GPU-fit check
+# (components/ucloud/vocabulary.py auto_dtype) applies the same rule per GPU type.
+BF16_MIN_CAPABILITY = (8, 0)
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def auto_dtype(device_type: str, capability: tuple[int, int] | None) -> torch.dtype:
+    """What `auto` means on this device: float32 on CPU; on CUDA by compute capability."""
+    if device_type != "cuda":
+        return torch.float32
+    if capability is not None and tuple(capability) >= BF16_MIN_CAPABILITY:
+        return torch.bfloat16
+    return torch.float16
+
+
+def pick_dtype(requested: str, device: torch.device,
+               capability: tuple[int, int] | None = None) -> torch.dtype:
+    """`capability` defaults to the device's own (torch.cuda.get_device_capability)."""
     if requested == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[requested]
+        if device.type == "cuda" and capability is None:
+            capability = torch.cuda.get_device_capability(device)
+        return auto_dtype(device.type, capability)
+    return _DTYPES[requested]
 
 
 def _cache_dir() -> Path:

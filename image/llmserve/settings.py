@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 DEVICES = ("auto", "cuda", "cpu")
-DTYPES = ("auto", "bfloat16", "float32")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 _Number = TypeVar("_Number", int, float)
 
 
@@ -102,7 +102,8 @@ _FIELDS = [
      "context length: prompt plus output tokens (default: the model's)"),
     ("--device", "LLMSERVE_DEVICE", "device", _choice(DEVICES), "auto|cuda|cpu (default auto)"),
     ("--dtype", "LLMSERVE_DTYPE", "dtype", _choice(DTYPES),
-     "auto|bfloat16|float32 (default auto: bfloat16 on CUDA, float32 on CPU)"),
+     "auto|bfloat16|float16|float32 (default auto: bfloat16 on CUDA compute capability 8.0 "
+     "and newer, float16 on older GPUs such as T4, V100S, P40, float32 on CPU)"),
     ("--drain-seconds", "LLMSERVE_DRAIN_SECONDS", "drain_seconds", _float_in(0, 86_400),
      "on SIGTERM, how long in-flight requests may finish (default 30)"),
     ("--max-body-bytes", "LLMSERVE_MAX_BODY_BYTES", "max_body_bytes",

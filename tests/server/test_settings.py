@@ -33,7 +33,7 @@ def test_environment_is_read_and_parsed() -> None:
     ({"LLMSERVE_PORT": "70000"}, ["LLMSERVE_PORT", "70000", "1..65535"]),
     ({"LLMSERVE_MAX_BATCH": "0"}, ["LLMSERVE_MAX_BATCH", "0", "1..4096"]),
     ({"LLMSERVE_DEVICE": "tpu"}, ["LLMSERVE_DEVICE", "'tpu'", "auto, cuda, cpu"]),
-    ({"LLMSERVE_DTYPE": "fp8"}, ["LLMSERVE_DTYPE", "'fp8'", "auto, bfloat16, float32"]),
+    ({"LLMSERVE_DTYPE": "fp8"}, ["LLMSERVE_DTYPE", "'fp8'", "auto, bfloat16, float16, float32"]),
     ({"LLMSERVE_DRAIN_SECONDS": "-1"}, ["LLMSERVE_DRAIN_SECONDS", "-1", "0"]),
     ({"LLMSERVE_MODEL": "  "}, ["LLMSERVE_MODEL", "empty"]),
     ({"LLMSERVE_API_KEY": "a", "LLMSERVE_API_KEY_FILE": "/k"},

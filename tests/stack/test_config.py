@@ -46,8 +46,8 @@ def test_stacks_differ_where_the_environments_should() -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"ufsSizeGb": 550}, ["llm-uk8s:ufsSizeGb = 550", "multiple of 100"]),
-        ({"ufsSizeGb": 400}, ["llm-uk8s:ufsSizeGb = 400", "at least 500 for Basic"]),
+        ({"ufsSizeGb": 550}, ["llm-uk8s:ufsSizeGb = 550", "in steps of 100"]),
+        ({"ufsSizeGb": 400}, ["llm-uk8s:ufsSizeGb = 400", "from 500 to 100000", "for Basic"]),
         ({"serviceCidr": "10.60.128.0/20"}, ["llm-uk8s:serviceCidr", "overlaps vpcCidr"]),
         ({"subnetCidr": "10.61.0.0/24"}, ["llm-uk8s:subnetCidr", "inside vpcCidr 10.60.0.0/16"]),
         ({"vpcCidr": "8.8.0.0/16"}, ["llm-uk8s:vpcCidr = '8.8.0.0/16'", "10.0.0.0/8"]),
@@ -93,11 +93,11 @@ def test_stacks_differ_where_the_environments_should() -> None:
         ({"serviceType": "Ingress"}, ["llm-uk8s:serviceType = 'Ingress'", "'NodePort'"]),
         ({"inferenceMemory": "lots"}, ["llm-uk8s:inferenceMemory = 'lots'"]),
         ({"gpuDriverMode": "magic"}, ["llm-uk8s:gpuDriverMode = 'magic'", "'preinstalled'"]),
-        ({"masterCpu": 3}, ["llm-uk8s:masterCpu = 3", "2, 4, 8, 16 or 32"]),
+        ({"masterCpu": 3}, ["llm-uk8s:masterCpu = '3'", "from 2 to 64 in steps of 2"]),
         ({"platfrom": "local"}, ["llm-uk8s:platfrom is not a known key"]),
         (
             {"natBandwidthMbps": 0},
-            ["llm-uk8s:natBandwidthMbps = '0'", "greater than or equal to 1"],
+            ["llm-uk8s:natBandwidthMbps = '0'", "a whole number from 1 to 10000"],
         ),
         ({"natInternetType": "Cable"}, ["llm-uk8s:natInternetType = 'Cable'", "'International'"]),
     ],
@@ -233,3 +233,91 @@ def test_readme_explains_the_keys_users_must_choose() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for needed in ("loadBalancerType", "modelFetchTimeoutSeconds", "Calico", "policy-only"):
         assert needed in readme, needed
+
+
+@pytest.mark.parametrize("namespace", ["default", "kube-system", "kube-public", "kube-node-lease"])
+def test_reserved_namespaces_are_refused(namespace: str) -> None:
+    assert any(
+        p.startswith(f"llm-uk8s:namespace = '{namespace}'") and "reserved" in p
+        for p in problems(namespace=namespace)
+    )
+
+
+def test_credentials_in_the_hub_url_are_refused_without_echoing_them() -> None:
+    (found,) = problems(hubEndpoint="https://me:s3cret@mirror.example.com/hub")
+    assert "hubToken" in found and "--secret" in found
+    assert "s3cret" not in found and "me:" not in found
+    parse(raw_values("dev", hubEndpoint="https://mirror.example.com/hub"), "dev")
+
+
+def test_a_misspelt_key_gets_a_suggestion() -> None:
+    found = problems(gpuTpye="T4")
+    assert "llm-uk8s:gpuTpye is not a known key; did you mean llm-uk8s:gpuType?" in found
+
+
+@pytest.mark.parametrize("prefix", ["llm_uk8s", "llm-uk8", "LLM-UK8S", "llmuk8s"])
+def test_keys_under_a_misspelt_project_prefix_are_refused(prefix: str) -> None:
+    (found,) = stack_config.misspelt_prefix_problems([f"{prefix}:gpuType", "ucloud:region"])
+    assert found.startswith(f"{prefix}:gpuType is not read") and "llm-uk8s:gpuType" in found
+
+
+def test_a_misspelt_prefix_fails_the_real_program() -> None:
+    from tools.plan import plan_stack
+
+    with pytest.raises(Exception, match=r"llm_uk8s:gpuType is not read"):
+        plan_stack("dev", overrides={"llm_uk8s:gpuType": "A100"})
+
+
+def test_replicas_share_the_inference_components_range() -> None:
+    from components.inference import InferenceServiceArgs
+
+    for replicas in (0, 1, 64, 65):
+        args = InferenceServiceArgs(
+            namespace="llm", image="reg/server:0.1.0", model_claim_name="c",
+            served_model_name="m", replicas=replicas, gpus_per_replica=0,
+        )
+        try:
+            args.validate()
+            component_ok = True
+        except h.ConfigError:
+            component_ok = False
+        try:
+            parse(raw_values("local", replicas=replicas), "local")
+            config_ok = True
+        except ConfigError:
+            config_ok = False
+        assert component_ok == config_ok == (1 <= replicas <= 64), replicas
+
+
+def test_pods_must_fit_the_node_less_the_reserve() -> None:
+    found = problems(inferenceCpu="8", inferenceMemory="32Gi")
+    assert any(p.startswith("llm-uk8s:inferenceCpu = '8'") and "7300m" in p for p in found)
+    assert any(p.startswith("llm-uk8s:inferenceMemory = '32Gi'") and "29105Mi" in p for p in found)
+    parse(raw_values("dev", inferenceCpu="7300m", inferenceMemory="29105Mi"), "dev")
+
+
+def test_a_ucloud_stack_without_a_node_for_the_workload_is_refused() -> None:
+    assert any("gpuNodeCount = 0" in p for p in problems(gpuNodeCount=0))
+    found = problems(gpusPerReplica=0)  # CPU pods cannot land on tainted GPU nodes
+    assert any("gpusPerReplica = 0" in p and "gpuNodeTaints" in p for p in found)
+
+
+def test_zones_must_be_published_and_sell_the_gpu_type() -> None:
+    assert any("cn-bj2-04" in p and "cn-bj2-05" in p for p in problems(zones=["cn-bj2-04"]))
+    found = problems(zones=["cn-bj2-02"])  # T4 is sold only in cn-bj2-05
+    assert any(p.startswith("llm-uk8s:zones") and "sold only in cn-bj2-05" in p for p in found)
+    parse(raw_values("dev", zones=["cn-bj2-02"], gpuType="T4S"), "dev")
+    assert any("retired" in p for p in problems(gpuType="V100"))
+
+
+def test_field_and_cross_field_problems_come_in_one_message() -> None:
+    found = problems(chargeType="Never", zones=["cn-bj2-02"], inferenceCpu="64")
+    assert any(p.startswith("llm-uk8s:chargeType = 'Never'") for p in found)
+    assert any(p.startswith("llm-uk8s:zones") for p in found)
+    assert any(p.startswith("llm-uk8s:inferenceCpu") for p in found)
+
+
+def test_undocumented_gpu_zones_are_a_warning() -> None:
+    prod = parse(raw_values("prod"), "prod")
+    assert any("A800" in w and "unconfirmed" in w for w in prod.warnings())
+    assert parse(raw_values("dev"), "dev").warnings() == []

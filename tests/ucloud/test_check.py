@@ -27,6 +27,8 @@ from tests.ucloud.conftest import (
 )
 
 NETWORK = {"vpc_id": "uvnet-1", "subnet_id": "subnet-1"}
+# Published cn-bj2 zones (tests/ucloud/conftest.py still lists cn-bj2-04, which is none).
+ZONES = ["cn-bj2-02", "cn-bj2-03", "cn-bj2-05"]
 VOLUME = volume_inputs()
 MOUNT = mount_inputs("ufs-1", NETWORK)
 
@@ -43,7 +45,7 @@ def reasons(provider: Any, inputs: dict[str, Any], olds: dict[str, Any] | None =
         (SubnetProvider(), subnet_inputs("uvnet-1")),
         (UfsVolumeProvider(), VOLUME),
         (UfsMountPointProvider(), MOUNT),
-        (Uk8sClusterProvider(), cluster_inputs(NETWORK)),
+        (Uk8sClusterProvider(), cluster_inputs(NETWORK, master_zones=ZONES)),
         (Uk8sNodeProvider(), node_inputs("uk8s-1", "subnet-1")),
         (EipProvider(), eip_inputs()),
         (NatGatewayProvider(), nat_inputs(NETWORK, "eip-1")),
@@ -73,7 +75,7 @@ def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]
             subnet_inputs("uvnet-1", cidr_block="10.0.1.5/24"),
             "cidr_block",
             "10.0.1.5/24",
-            "/16 to /29",
+            "10.0.0.0/8 with /16-/29",
         ),
         (
             UfsVolumeProvider(),
@@ -131,7 +133,7 @@ def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]
             cluster_inputs(NETWORK, service_cidr="10.0.0.0/8"),
             "service_cidr",
             "10.0.0.0/8",
-            "/12 to /24",
+            "10.0.0.0/8 with /12-/24",
         ),
         (
             Uk8sClusterProvider(),
@@ -160,7 +162,7 @@ def test_good_inputs_pass_and_get_defaults(provider: Any, inputs: dict[str, Any]
             node_inputs("c", "s", labels={"a,b": "c"}),
             "labels",
             "a,b",
-            "label names",
+            "valid Kubernetes label",
         ),
         (
             Uk8sNodeProvider(),
@@ -271,3 +273,43 @@ def test_nat_gateway_id_lists_compare_as_sets() -> None:
     assert provider.diff("natgw-1", olds.inputs, again).changes is False
     preview = nat_inputs({"vpc_id": UNKNOWN, "subnet_id": UNKNOWN}, UNKNOWN, subnet_ids=UNKNOWN)
     assert reasons(provider, preview) == {}
+
+
+def test_masters_are_never_gpu_hosts_and_zones_must_be_published() -> None:
+    found = reasons(Uk8sClusterProvider(), cluster_inputs(NETWORK, master_machine_type="G"))
+    assert "master_machine_type" in found and "'G'" in found["master_machine_type"]
+    found = reasons(Uk8sClusterProvider(), cluster_inputs(NETWORK))  # conftest's cn-bj2-04
+    assert "cn-bj2-04" in found["master_zones"] and "cn-bj2-05" in found["master_zones"]
+
+
+def test_o_family_nodes_boot_only_from_rssd() -> None:
+    inputs = node_inputs("c", "s", machine_type="O", gpu_type=None, gpu=None)
+    assert "CLOUD_RSSD" in reasons(Uk8sNodeProvider(), inputs)["boot_disk_type"]
+    ok = reasons(Uk8sNodeProvider(), {**inputs, "boot_disk_type": "CLOUD_RSSD"})
+    assert "boot_disk_type" not in ok
+
+
+def test_gpu_nodes_must_be_in_a_zone_that_sells_the_type() -> None:
+    found = reasons(Uk8sNodeProvider(), node_inputs("c", "s", gpu_type="T4", zone="cn-bj2-02"))
+    assert "sells T4: cn-bj2-05" in found["zone"]
+    t4s = node_inputs("c", "s", gpu_type="T4S", zone="cn-bj2-02")
+    assert reasons(Uk8sNodeProvider(), t4s) == {}
+    assert "gpu_type" in reasons(Uk8sNodeProvider(), node_inputs("c", "s", gpu_type="L40S"))
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.sent: dict[str, Any] = {}
+
+    def invoke_once(self, action: str, request: dict[str, Any]) -> dict[str, Any]:
+        self.sent = request
+        return {"ClusterId": "uk8s-1"}
+
+
+@pytest.mark.parametrize(("machine", "disk"), [("N", "CLOUD_SSD"), ("O", "CLOUD_RSSD")])
+def test_masters_send_the_boot_disk_their_family_needs(machine: str, disk: str) -> None:
+    provider = Uk8sClusterProvider()
+    inputs = provider.check({}, cluster_inputs(NETWORK, master_machine_type=machine)).inputs
+    api = _Recorder()
+    provider.create_once(api, inputs)  # type: ignore[arg-type]
+    assert api.sent["MasterBootDiskType"] == disk
