@@ -30,7 +30,7 @@ from components import k8s_helpers as h
 
 TYPE_TOKEN = "llm-uk8s:k8s:InferenceService"
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
-DTYPES = ("auto", "bfloat16", "float32")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 PORT = 7861
 DEFAULT_NODE_PORT = 30619
 MODEL_MOUNT = "/app/models"

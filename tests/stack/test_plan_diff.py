@@ -49,7 +49,7 @@ def test_a_bigger_volume_is_an_update_and_a_new_revision_replaces_the_fetch_job(
 def test_an_unchanged_stack_has_no_steps(tmp_path: Path) -> None:
     diff = diff_plans(*plans(tmp_path, "prod", {}))
     assert diff.steps == [] and diff.unchanged > 20
-    assert render_diff(diff).endswith("no changes; %d unchanged" % diff.unchanged)
+    assert render_diff(diff).endswith(f"no changes; {diff.unchanged} unchanged")
 
 
 def test_plan_diff_against_a_git_ref_runs_as_make_does(tmp_path: Path) -> None:

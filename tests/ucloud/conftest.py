@@ -109,7 +109,7 @@ def cluster_inputs(network: dict[str, str], **overrides: Any) -> dict[str, Any]:
         **network,
         "password": "Secret-Pass1",
         "k8s_version": "1.30.3",
-        "master_zones": ["cn-bj2-02", "cn-bj2-03", "cn-bj2-04"],
+        "master_zones": ["cn-bj2-02", "cn-bj2-03", "cn-bj2-05"],
         **overrides,
     }
 

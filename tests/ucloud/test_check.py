@@ -27,7 +27,7 @@ from tests.ucloud.conftest import (
 )
 
 NETWORK = {"vpc_id": "uvnet-1", "subnet_id": "subnet-1"}
-# Published cn-bj2 zones (tests/ucloud/conftest.py still lists cn-bj2-04, which is none).
+# Published cn-bj2 zones (API summary/regionlist.md): there is no cn-bj2-04.
 ZONES = ["cn-bj2-02", "cn-bj2-03", "cn-bj2-05"]
 VOLUME = volume_inputs()
 MOUNT = mount_inputs("ufs-1", NETWORK)
@@ -278,7 +278,8 @@ def test_nat_gateway_id_lists_compare_as_sets() -> None:
 def test_masters_are_never_gpu_hosts_and_zones_must_be_published() -> None:
     found = reasons(Uk8sClusterProvider(), cluster_inputs(NETWORK, master_machine_type="G"))
     assert "master_machine_type" in found and "'G'" in found["master_machine_type"]
-    found = reasons(Uk8sClusterProvider(), cluster_inputs(NETWORK))  # conftest's cn-bj2-04
+    unpublished = ["cn-bj2-02", "cn-bj2-03", "cn-bj2-04"]
+    found = reasons(Uk8sClusterProvider(), cluster_inputs(NETWORK, master_zones=unpublished))
     assert "cn-bj2-04" in found["master_zones"] and "cn-bj2-05" in found["master_zones"]
 
 

@@ -21,7 +21,7 @@ def test_cluster_waits_for_running_and_returns_kubeconfigs(
     assert ucloud_env.count("ListUK8SClusterV2") >= 2  # it polled through INITIALIZING
     sent = dict(ucloud_env.calls)["CreateUK8SClusterV2"]
     assert base64.b64decode(sent["Password"]).decode() == "Secret-Pass1"
-    assert [sent[f"Master.{i}.Zone"] for i in range(3)] == ["cn-bj2-02", "cn-bj2-03", "cn-bj2-04"]
+    assert [sent[f"Master.{i}.Zone"] for i in range(3)] == ["cn-bj2-02", "cn-bj2-03", "cn-bj2-05"]
     assert sent["ExternalApiServer"] == "Yes"
     external = cluster.outs["external_api_server_address"]
     assert f"server: https://{external}" in cluster.outs["kubeconfig"]
