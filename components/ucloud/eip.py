@@ -12,13 +12,20 @@ from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
+from components.ucloud.errors import InvalidUpdateError
 from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import CHARGE_TYPES, Checker
 
 # Our names -> AllocateEIP's OperatorName (the SDK docs spell BGP "Bgp").
 OPERATOR_NAMES = {"BGP": "Bgp", "International": "International"}
-# Bandwidth limits per pay mode, from the SDK's AllocateEIP docs (they vary by region).
+# Bandwidth limits (Mbps) per pay mode when allocating: AllocateEIP "流量计费[1-300], 带宽计费
+# [1-10000]" (SDK unet/client.py allocate_eip; unet-api/allocate_eip.md).
 BANDWIDTH_LIMITS = {"Bandwidth": 10000, "Traffic": 300}
+# ...and when changing it in place: ModifyEIPBandwidth "流量计费[1-200],带宽计费[1-800]" (SDK
+# unet/client.py modify_eip_bandwidth; unet-api/modify_eip_bandwidth.md). The Terraform
+# provider allows 0-800 (resource_ucloud_eip.go:30) and documents 1-200 / 1-800.
+MODIFY_BANDWIDTH_LIMITS = {"Bandwidth": 800, "Traffic": 200}
+MIN_BANDWIDTH = 1
 FREE, USED = "free", "used"
 ATTRIBUTES = ("name", "tag", "remark")
 
@@ -33,6 +40,26 @@ def _operator_matches(item: Mapping[str, Any], internet_type: str) -> bool:
     wanted = OPERATOR_NAMES.get(internet_type, internet_type).lower()
     return any(
         str(addr.get("OperatorName") or "").lower() == wanted for addr in item.get("EIPAddr") or []
+    )
+
+
+def bandwidth_update_problem(charge_mode: str, bandwidth: int) -> str | None:
+    """Why ModifyEIPBandwidth would refuse `bandwidth` (Mbps) for this pay mode, or None.
+
+    For check(): an EIP allocated above these limits can keep its bandwidth, but an
+    in-place change must land inside them.
+    """
+    limit = MODIFY_BANDWIDTH_LIMITS.get(charge_mode)
+    if limit is None:
+        return (
+            f"bandwidth: no in-place change is known for charge_mode {charge_mode!r}; "
+            f"allowed charge modes: {', '.join(MODIFY_BANDWIDTH_LIMITS)}"
+        )
+    if MIN_BANDWIDTH <= bandwidth <= limit:
+        return None
+    return (
+        f"bandwidth: got {bandwidth}; an in-place change (ModifyEIPBandwidth) allows "
+        f"{MIN_BANDWIDTH}-{limit} Mbps for charge_mode {charge_mode!r}"
     )
 
 
@@ -125,13 +152,22 @@ class EipProvider(UCloudProvider):
     def apply_update(
         self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
     ) -> None:
+        resize = olds.get("bandwidth") != news["bandwidth"]
+        # Refused before any call, so a bad change leaves the EIP untouched.
+        problem = (
+            bandwidth_update_problem(str(news["charge_mode"]), int(news["bandwidth"]))
+            if resize
+            else None
+        )
+        if problem:
+            raise InvalidUpdateError(f"EIP {id_}: {problem}")
         if any(olds.get(key) != news[key] for key in ATTRIBUTES):
             api.call(
                 "unet",
                 "update_eip_attribute",
                 {"EIPId": id_, "Name": news["name"], "Tag": news["tag"], "Remark": news["remark"]},
             )
-        if olds.get("bandwidth") != news["bandwidth"]:
+        if resize:
             api.call("unet", "modify_eip_bandwidth", {"EIPId": id_, "Bandwidth": news["bandwidth"]})
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:

@@ -12,6 +12,7 @@ from pulumi.dynamic import Resource
 
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
+from components.ucloud.errors import InvalidUpdateError
 from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import CHARGE_TYPES, Checker, as_int, is_unknown
 
@@ -20,6 +21,42 @@ MIN_SIZE_GB = {"Basic": 500, "Advanced": 100}
 MAX_SIZE_GB = 100_000
 SIZE_STEP_GB = 100
 PROTOCOL_TYPES = ("NFSv4",)
+
+# ExtendUFSVolume's Size (the new total, GB), per the SDK (ufs/client.py extend_ufs_volume) and
+# ufs-api/extend_ufs_volume.md, read 2026-12-01: "最大不超过20T, 香港容量型必须为100的整数倍,
+# Size最小为500GB, 北京, 上海, 广州的容量型必须为1024的整数倍, Size最小为1024GB。性能型文件系统
+# Size最小为100GB". The cities are mapped to every region summary/regionlist.md names after them
+# (北京 cn-bj1, cn-bj2; 上海 cn-sh2, 金融云 cn-sh; 广州 cn-gd, cn-gd2); which of them sell UFS is
+# not documented. Elsewhere the doc gives no step: CreateUFSVolume's 100 GB step is used.
+# 20T is read as 20,480 GB (20 x 1,024), the larger of the two readings: only sizes over it
+# are refused for certain.
+GROWTH_STEP_1024_REGIONS = frozenset({"cn-bj1", "cn-bj2", "cn-sh2", "cn-sh", "cn-gd", "cn-gd2"})
+GROWTH_STEP_1024_GB = 1024
+GROWTH_MAX_GB = 20 * 1024
+
+
+def growth_step(region: str, storage_type: str) -> tuple[int, int]:
+    """(step, minimum) in GB that ExtendUFSVolume accepts for this region and storage type."""
+    if storage_type == "Basic" and region in GROWTH_STEP_1024_REGIONS:
+        return GROWTH_STEP_1024_GB, GROWTH_STEP_1024_GB
+    return SIZE_STEP_GB, MIN_SIZE_GB.get(storage_type, SIZE_STEP_GB)
+
+
+def growth_problem(region: str, storage_type: str, old_gb: int, new_gb: int) -> str | None:
+    """Why ExtendUFSVolume would refuse growing a volume from old_gb to new_gb, or None."""
+    if new_gb == old_gb:
+        return None
+    if new_gb < old_gb:
+        return f"size: got {new_gb}; at least the current size {old_gb} GB (UFS cannot shrink)"
+    step, minimum = growth_step(region, storage_type)
+    if new_gb % step or new_gb < minimum or new_gb > GROWTH_MAX_GB:
+        where = f"{storage_type} volumes in {region}"
+        return (
+            f"size: got {new_gb}; growing {where} (ExtendUFSVolume) needs a multiple of "
+            f"{step} GB from {minimum} to {GROWTH_MAX_GB} GB, e.g. "
+            f"{max(minimum, (old_gb // step + 1) * step)}"
+        )
+    return None
 
 
 @dataclass
@@ -119,7 +156,14 @@ class UfsVolumeProvider(UCloudProvider):
     def apply_update(
         self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
     ) -> None:
-        if as_int(olds.get("size")) != news["size"]:
+        old_size = as_int(olds.get("size"))
+        if old_size != news["size"]:
+            # Refused before any call, so a bad change leaves the volume untouched.
+            problem = growth_problem(
+                str(news["region"]), str(news["storage_type"]), int(old_size), int(news["size"])
+            )
+            if problem:
+                raise InvalidUpdateError(f"UFS volume {id_}: {problem}")
             api.call("ufs", "extend_ufs_volume", {"VolumeId": id_, "Size": news["size"]})
         if olds.get("name") != news["name"] or olds.get("remark") != news["remark"]:
             api.call(

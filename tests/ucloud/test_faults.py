@@ -60,7 +60,7 @@ def test_throttling_is_retried_with_growing_delays(ucloud_env: FakeUCloud) -> No
 
 def test_retries_are_bounded(ucloud_env: FakeUCloud, timings: Timings) -> None:
     ucloud_env.throttle_next("CreateVPC", times=100)
-    with pytest.raises(Exception, match="Too many requests"):
+    with pytest.raises(Exception, match="CreateVPC - 153"):
         VpcProvider(timings).create(vpc_inputs())
     assert ucloud_env.count("CreateVPC") == timings.retry.attempts
 
