@@ -299,12 +299,14 @@ class StackConfig(BaseModel):
             out += self._network_problems()
         if ok("platform", "region", "zones"):
             out += self._zone_problems()
-        if ok("ufs_size_gb", "ufs_storage_type"):
-            allowed = v.ufs_size_range(self.ufs_storage_type)
-            if not allowed.allows(self.ufs_size_gb):
+        if ok("ufs_size_gb", "ufs_storage_type", "region"):
+            storage, region = self.ufs_storage_type, self.region
+            if not v.ufs_size_allowed(region, storage, self.ufs_size_gb):
+                create = v.ufs_size_range(storage).describe()
+                grow = v.ufs_grow_range(region, storage).describe()
                 out.append(
-                    f"{PROJECT}:ufsSizeGb = {self.ufs_size_gb}: must be {allowed.describe()} "
-                    f"for {self.ufs_storage_type} UFS"
+                    f"{PROJECT}:ufsSizeGb = {self.ufs_size_gb}: a new {storage} volume must be "
+                    f"{create}; an existing one in {region} grows to {grow}"
                 )
         if ok("cluster_name", "stack") and len(self.resolved_cluster_name) > MAX_NAME - NAME_SUFFIX:
             out.append(

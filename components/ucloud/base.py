@@ -18,22 +18,39 @@ from pulumi.dynamic import (
 
 from components.ucloud.api import UCloudApi
 from components.ucloud.credentials import CONFIG_KEYS, resolve_credentials
-from components.ucloud.errors import ResourceFailedError, is_not_found
+from components.ucloud.errors import (
+    ResourceFailedError,
+    StillReleasingError,
+    is_not_found,
+    is_still_releasing,
+)
 from components.ucloud.retry import RetryPolicy
 from components.ucloud.validation import Checker, as_int
 from components.ucloud.waiting import GONE, Observation, WaitPolicy, wait_for_state
 
 # The state most Describe* actions report (or that "listed" stands for) once usable.
 AVAILABLE = "Available"
+# How long a delete is tried again while UCloud is still releasing what used the resource:
+# 10 minutes, as terraform-provider-ucloud ucloud/resource_ucloud_subnet.go:193 does for
+# DeleteSubnet's RetCode 4411. The 10 s between tries is our choice (TF backs off on its own).
+RELEASE_TIMEOUT_S = 600.0
+RELEASE_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
 class Timings:
-    """Retry and wait settings; tests shrink them to milliseconds."""
+    """Retry and wait settings; tests shrink them to milliseconds.
+
+    release: how long a delete is sent again while UCloud answers that the resource's
+    dependents are still being released (errors.STILL_RELEASING_RET_CODES).
+    """
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ready: WaitPolicy = field(default_factory=WaitPolicy)
     gone: WaitPolicy = field(default_factory=WaitPolicy)
+    release: WaitPolicy = field(
+        default_factory=lambda: WaitPolicy(timeout=RELEASE_TIMEOUT_S, interval=RELEASE_INTERVAL_S)
+    )
 
 
 @dataclass
@@ -179,14 +196,28 @@ class UCloudProvider(ResourceProvider):
         api = self.api(props)
         if self.live(api, id_, props) is None:
             return
-        try:
-            api.retry.run(lambda: self.remove(api, id_, props))
-        except Exception as error:
-            if not is_not_found(error):
-                raise
+        self.remove_when_released(api, id_, props)
         self.wait_gone(api, id_, props)
 
     # ---- helpers for subclasses -----------------------------------------------
+    def remove_when_released(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        """`remove`, retried on transient errors, and sent again while UCloud answers that it
+        is still releasing what used the resource, until `timings.release` runs out."""
+        policy = self.timings.release
+        deadline = policy.clock() + policy.timeout
+        while True:
+            try:
+                api.retry.run(lambda: self.remove(api, id_, props))
+                return
+            except Exception as error:
+                if is_not_found(error):
+                    return
+                if not is_still_releasing(error):
+                    raise
+                if policy.clock() + policy.interval > deadline:
+                    raise StillReleasingError(self.kind, id_, policy.timeout, error) from error
+                policy.sleep(policy.interval)
+
     def live(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
         """`describe` retried on transient errors, so that one 5000 answer during a long
         wait (or a read, or a delete) does not abort the whole `pulumi up`."""

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import Resource
+from pulumi.dynamic import CheckFailure, Resource
 
 from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
+from components.ucloud.errors import InvalidUpdateError
 from components.ucloud.resource import MODULE, args_defaults, resource_props
 from components.ucloud.validation import CHARGE_TYPES, Checker
 
@@ -20,6 +21,11 @@ from components.ucloud.validation import CHARGE_TYPES, Checker
 OPERATOR_NAMES = vocabulary.EIP_INTERNET_TYPES
 # Bandwidth limits per pay mode at AllocateEIP (vocabulary.EIP_BANDWIDTH_MBPS).
 BANDWIDTH_LIMITS = {mode: r.high for mode, r in vocabulary.EIP_BANDWIDTH_MBPS.items()}
+# ...and when changing it in place (vocabulary.EIP_MODIFY_BANDWIDTH_MBPS).
+MODIFY_BANDWIDTH_LIMITS = {
+    mode: r.high for mode, r in vocabulary.EIP_MODIFY_BANDWIDTH_MBPS.items()
+}
+MIN_BANDWIDTH = 1
 FREE, USED = "free", "used"
 ATTRIBUTES = ("name", "tag", "remark")
 
@@ -34,6 +40,26 @@ def _operator_matches(item: Mapping[str, Any], internet_type: str) -> bool:
     wanted = OPERATOR_NAMES.get(internet_type, internet_type).lower()
     return any(
         str(addr.get("OperatorName") or "").lower() == wanted for addr in item.get("EIPAddr") or []
+    )
+
+
+def bandwidth_update_problem(charge_mode: str, bandwidth: int) -> str | None:
+    """Why ModifyEIPBandwidth would refuse `bandwidth` (Mbps) for this pay mode, or None.
+
+    For check(): an EIP allocated above these limits can keep its bandwidth, but an
+    in-place change must land inside them.
+    """
+    limit = MODIFY_BANDWIDTH_LIMITS.get(charge_mode)
+    if limit is None:
+        return (
+            f"bandwidth: no in-place change is known for charge_mode {charge_mode!r}; "
+            f"allowed charge modes: {', '.join(MODIFY_BANDWIDTH_LIMITS)}"
+        )
+    if MIN_BANDWIDTH <= bandwidth <= limit:
+        return None
+    return (
+        f"bandwidth: got {bandwidth}; an in-place change (ModifyEIPBandwidth) allows "
+        f"{MIN_BANDWIDTH}-{limit} Mbps for charge_mode {charge_mode!r}"
     )
 
 
@@ -79,6 +105,16 @@ class EipProvider(UCloudProvider):
         limit = BANDWIDTH_LIMITS.get(mode, 0) if isinstance(mode, str) else 0
         limit = limit or BANDWIDTH_LIMITS["Traffic"]
         checker.integer("bandwidth", 1, limit)
+        old = self.normalize(olds) if olds else {}
+        new_bandwidth = checker.inputs.get("bandwidth")
+        if (
+            isinstance(old.get("bandwidth"), int)
+            and isinstance(new_bandwidth, int)
+            and new_bandwidth != old["bandwidth"]
+            and old.get("charge_mode") == mode
+            and (problem := bandwidth_update_problem(str(mode), new_bandwidth))
+        ):
+            checker.failures.append(CheckFailure("bandwidth", problem))
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
         item = api.describe_one("unet", "describe_eip", {"EIPIds": [id_]}, "EIPSet", "EIPId", id_)
@@ -127,13 +163,22 @@ class EipProvider(UCloudProvider):
     def apply_update(
         self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
     ) -> None:
+        resize = olds.get("bandwidth") != news["bandwidth"]
+        # Refused before any call, so a bad change leaves the EIP untouched.
+        problem = (
+            bandwidth_update_problem(str(news["charge_mode"]), int(news["bandwidth"]))
+            if resize
+            else None
+        )
+        if problem:
+            raise InvalidUpdateError(f"EIP {id_}: {problem}")
         if any(olds.get(key) != news[key] for key in ATTRIBUTES):
             api.call(
                 "unet",
                 "update_eip_attribute",
                 {"EIPId": id_, "Name": news["name"], "Tag": news["tag"], "Remark": news["remark"]},
             )
-        if olds.get("bandwidth") != news["bandwidth"]:
+        if resize:
             api.call("unet", "modify_eip_bandwidth", {"EIPId": id_, "Bandwidth": news["bandwidth"]})
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:

@@ -1,5 +1,8 @@
 """ucloud_subnet as a Pulumi dynamic resource: CreateSubnet / DescribeSubnet /
-UpdateSubnetAttribute / DeleteSubnet."""
+UpdateSubnetAttribute / DeleteSubnet.
+
+An unknown subnet id gives an empty DataSet (terraform-provider-ucloud
+ucloud/service_ucloud_vpc.go:44)."""
 
 from __future__ import annotations
 
@@ -110,6 +113,8 @@ class SubnetProvider(UCloudProvider):
         )
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        # RetCode 4411 (UCloud still releasing what used the subnet) is sent again for up to
+        # 10 minutes by UCloudProvider.remove_when_released, as the Terraform provider does.
         api.call_once("vpc", "delete_subnet", {"SubnetId": id_})
 
 

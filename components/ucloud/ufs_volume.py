@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import Resource
+from pulumi.dynamic import CheckFailure, Resource
 
 from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import AVAILABLE, Live, Timings, UCloudProvider
+from components.ucloud.errors import InvalidUpdateError
 from components.ucloud.resource import MODULE, args_defaults, resource_props
-from components.ucloud.validation import CHARGE_TYPES, Checker, as_int, is_unknown
+from components.ucloud.validation import CHARGE_TYPES, Checker, as_int
 
 # Storage classes, sizes and protocols: vocabulary.UFS_* (API create_ufs_volume.md, SDK).
 STORAGE_TYPES = vocabulary.UFS_STORAGE_TYPES
@@ -22,6 +23,22 @@ MIN_SIZE_GB = {kind: r.low for kind, r in vocabulary.UFS_SIZE_GB.items()}
 MAX_SIZE_GB = {kind: r.high for kind, r in vocabulary.UFS_SIZE_GB.items()}
 SIZE_STEP_GB = vocabulary.UFS_SIZE_GB["Basic"].step
 PROTOCOL_TYPES = vocabulary.UFS_PROTOCOL_TYPES
+
+def growth_problem(region: str, storage_type: str, old_gb: int, new_gb: int) -> str | None:
+    """Why ExtendUFSVolume would refuse growing a volume from old_gb to new_gb, or None."""
+    if new_gb == old_gb:
+        return None
+    if new_gb < old_gb:
+        return f"size: got {new_gb}; at least the current size {old_gb} GB (UFS cannot shrink)"
+    allowed = vocabulary.ufs_grow_range(region, storage_type)
+    if not allowed.allows(new_gb):
+        nearest = max(allowed.low, (old_gb // allowed.step + 1) * allowed.step)
+        return (
+            f"size: got {new_gb}; growing {storage_type} volumes in {region} (ExtendUFSVolume) "
+            f"needs a multiple of {allowed.step} GB from {allowed.low} to {allowed.high} GB, "
+            f"e.g. {nearest}"
+        )
+    return None
 
 
 @dataclass
@@ -59,17 +76,19 @@ class UfsVolumeProvider(UCloudProvider):
         checker.text("remark", required=False, max_len=255)
         checker.integer("duration", 0, 60)
         storage = inputs.get("storage_type")
-        checker.in_range("size", vocabulary.ufs_size_range(str(storage)))
-        old_size, new_size = as_int(olds.get("size")), inputs.get("size")
-        if (
+        old = self.normalize(olds) if olds else {}
+        old_size, new_size = old.get("size"), inputs.get("size")
+        growing = (
             isinstance(old_size, int)
-            and isinstance(new_size, int)
-            and not is_unknown(new_size)
-            and new_size < old_size
-        ):
-            checker.fail(
-                "size", new_size, f"at least the current size {old_size} (UFS cannot shrink)"
-            )
+            and old.get("region") == inputs.get("region")
+            and old.get("storage_type") == storage
+        )
+        if not growing:  # a new volume (or a replacement): CreateUFSVolume's sizes
+            checker.in_range("size", vocabulary.ufs_size_range(str(storage)))
+        elif isinstance(new_size, int) and not isinstance(new_size, bool):
+            problem = growth_problem(str(inputs["region"]), str(storage), old_size, new_size)
+            if problem:
+                checker.failures.append(CheckFailure("size", problem))
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
         item = api.describe_one(
@@ -122,7 +141,14 @@ class UfsVolumeProvider(UCloudProvider):
     def apply_update(
         self, api: UCloudApi, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]
     ) -> None:
-        if as_int(olds.get("size")) != news["size"]:
+        old_size = as_int(olds.get("size"))
+        if old_size != news["size"]:
+            # Refused before any call, so a bad change leaves the volume untouched.
+            problem = growth_problem(
+                str(news["region"]), str(news["storage_type"]), int(old_size), int(news["size"])
+            )
+            if problem:
+                raise InvalidUpdateError(f"UFS volume {id_}: {problem}")
             api.call("ufs", "extend_ufs_volume", {"VolumeId": id_, "Size": news["size"]})
         if olds.get("name") != news["name"] or olds.get("remark") != news["remark"]:
             api.call(

@@ -293,15 +293,28 @@ UFS_SIZE_GB = {
     "Advanced": Range(100, 20_000, 100, "API create_ufs_volume.md; SDK DescribeUFSVolumePrice"),
 }
 UFS_PROTOCOL_TYPES = ("NFSv4",)  # "目前仅支持NFSv4" (API create_ufs_volume.md)
-# Growing a Basic volume in Beijing, Shanghai and Guangzhou: multiples of 1024, at least 1024
-# (SDK ufs/client.py ExtendUFSVolume). Used by the update path.
+# Growing a volume: ExtendUFSVolume's Size is the new total in GB (SDK ufs/client.py
+# extend_ufs_volume; API ufs-api/extend_ufs_volume.md, read 2026-12-01): "最大不超过20T,
+# 香港容量型必须为100的整数倍, Size最小为500GB, 北京, 上海, 广州的容量型必须为1024的整数倍,
+# Size最小为1024GB。性能型文件系统Size最小为100GB". The cities are mapped to every region
+# summary/regionlist.md names after them (北京 cn-bj1, cn-bj2; 上海 cn-sh2, 金融云 cn-sh; 广州
+# cn-gd, cn-gd2); which of them sell UFS is not documented. Elsewhere the doc gives no step: the
+# create step (100 GB) is assumed. 20T is read as 20,480 GB, the larger reading (unconfirmed).
 UFS_EXTEND_STEP_GB = 1024
-UFS_EXTEND_STEP_REGIONS = ("cn-bj1", "cn-bj2", "cn-sh2", "cn-gd", "cn-gd2")  # unconfirmed list
+UFS_EXTEND_STEP_REGIONS = ("cn-bj1", "cn-bj2", "cn-sh2", "cn-sh", "cn-gd", "cn-gd2")
+UFS_EXTEND_MAX_GB = 20 * 1024
 # EIP bandwidth in Mbps at AllocateEIP: "流量计费[1-300], 带宽计费[1-10000]" (API
 # unet-api/allocate_eip.md); ModifyEIPBandwidth (an in-place change) 1-800 (review: SDK, TF).
 EIP_BANDWIDTH_MBPS = {
     "Bandwidth": Range(1, 10000, source="API allocate_eip.md"),
     "Traffic": Range(1, 300, source="API allocate_eip.md"),
+}
+# ...and when changing it in place: ModifyEIPBandwidth "流量计费[1-200],带宽计费[1-800]" (SDK
+# unet/client.py modify_eip_bandwidth; API unet-api/modify_eip_bandwidth.md). The Terraform
+# provider allows 0-800 (resource_ucloud_eip.go:30) and documents 1-200 / 1-800.
+EIP_MODIFY_BANDWIDTH_MBPS = {
+    "Bandwidth": Range(1, 800, source="API modify_eip_bandwidth.md"),
+    "Traffic": Range(1, 200, source="API modify_eip_bandwidth.md"),
 }
 EIP_INTERNET_TYPES = {"BGP": "Bgp", "International": "International"}  # OperatorName (SDK, TF)
 
@@ -384,6 +397,23 @@ def boot_disk_types_for(machine_type: str) -> tuple[str, ...]:
 def ufs_size_range(storage_type: str) -> Range:
     """Allowed create sizes of a UFS volume of this class (Basic's when the class is unknown)."""
     return UFS_SIZE_GB.get(storage_type, UFS_SIZE_GB["Basic"])
+
+
+def ufs_grow_range(region: str, storage_type: str) -> Range:
+    """Sizes a volume of this class in this region can be grown to (ExtendUFSVolume)."""
+    if storage_type == "Basic" and region in UFS_EXTEND_STEP_REGIONS:
+        step = UFS_EXTEND_STEP_GB
+        return Range(step, UFS_EXTEND_MAX_GB, step, "API ufs-api/extend_ufs_volume.md")
+    create = ufs_size_range(storage_type)
+    return Range(create.low, UFS_EXTEND_MAX_GB, create.step, "API ufs-api/extend_ufs_volume.md")
+
+
+def ufs_size_allowed(region: str, storage_type: str, size: int) -> bool:
+    """What a stack may ask for without knowing whether the volume exists: a size a new volume
+    can be created with, or one an existing volume can be grown to."""
+    return ufs_size_range(storage_type).allows(size) or ufs_grow_range(
+        region, storage_type
+    ).allows(size)
 
 
 def private_range_of(cidr: str) -> PrivateRange | None:

@@ -1,4 +1,7 @@
-"""ucloud_vpc as a Pulumi dynamic resource: CreateVPC / DescribeVPC / DeleteVPC."""
+"""ucloud_vpc as a Pulumi dynamic resource: CreateVPC / DescribeVPC / DeleteVPC.
+
+An unknown VPC id gives an empty DataSet, not an error (terraform-provider-ucloud
+ucloud/service_ucloud_vpc.go:23)."""
 
 from __future__ import annotations
 
@@ -53,9 +56,12 @@ class VpcProvider(UCloudProvider):
             checker.private_cidr("cidr_blocks", block, 0, 32)
 
     def _list(self, api: UCloudApi, extra: dict[str, Any]) -> list[dict[str, Any]]:
-        # invoke, not describe_vpc: the SDK schema insists on ProjectId, the API does not.
+        # DescribeVPC requires ProjectId (SDK schema and vpc-api/describe_vpc.md): UCloudApi
+        # sends the configured project, or else looks up the default one.
         return list(
-            api.paged(lambda page: api.invoke_once("DescribeVPC", {**extra, **page}), "DataSet")
+            api.paged(
+                lambda page: api.call_once("vpc", "describe_vpc", {**extra, **page}), "DataSet"
+            )
         )
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fake_ucloud.protocol import NOT_FOUND, ApiError
+from tests.fake_ucloud.protocol import Missing
 
 
 @dataclass
@@ -59,6 +59,13 @@ class FakeCloud:
 
     ready_after_polls: int = 2
     gone_after_polls: int = 1
+    # After something that used a subnet goes (NAT gateway, mount point), this many
+    # DeleteSubnet tries answer 4411 while UCloud "releases" it (TF resource_ucloud_subnet.go:208).
+    release_tries: int = 0
+    # GetProjectList's answer: (ProjectId, IsDefault).
+    projects: list[tuple[str, bool]] = field(
+        default_factory=lambda: [("org-fake-default", True), ("org-fake-other", False)]
+    )
     resources: dict[str, dict[str, Record]] = field(default_factory=dict)
     next_outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -95,8 +102,15 @@ class FakeCloud:
     def get(self, kind: str, id_: str, label: str) -> Record:
         record = self.kind(kind).get(id_)
         if record is None:
-            raise ApiError(NOT_FOUND, f"{label} [{id_}] not found")
+            raise Missing(label, id_)
         return record
+
+    def releasing(self, subnet_ids: list[str]) -> None:
+        """Something that used these subnets is gone: UCloud takes a while to release them."""
+        for subnet_id in subnet_ids:
+            subnet = self.kind("subnet").get(subnet_id)
+            if subnet is not None:
+                subnet.fields["_releasing"] = self.release_tries
 
     def poll(self, kind: str) -> list[Record]:
         """Advance every record of a kind by one step and drop those that are gone."""
@@ -105,6 +119,7 @@ class FakeCloud:
             record.life.poll()
             if record.life.state == GONE:
                 del records[record.id]
+                self.releasing(list(record.fields.get("SubnetIds") or []))
         return list(records.values())
 
     def start_delete(self, record: Record, deleting_state: str) -> None:

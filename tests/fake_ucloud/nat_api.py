@@ -5,13 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from tests.fake_ucloud.cloud import FakeCloud, Handler, Lifecycle, Record, page
-from tests.fake_ucloud.protocol import IN_USE, ApiError, require
+from tests.fake_ucloud.network_api import BAD_PARAM
+from tests.fake_ucloud.protocol import (
+    IN_USE,
+    NATGW_NOT_FOUND,
+    NEUTRAL_MESSAGE,
+    ApiError,
+    Missing,
+    require,
+)
 
-# Bad parameters: RetCode 230 "Params [X] not available" (the code other UCloud fakes use; not
-# documented). Below 2000, so the providers do not retry it: it can never succeed.
-BAD_PARAM = 230
 OPERATORS = {"Bgp": "BGP", "International": "International", "BGPPro": "BGPPro"}
+# AllocateEIP: Traffic 1-300, Bandwidth 1-10000; ModifyEIPBandwidth: Traffic 1-200, Bandwidth
+# 1-800 (unet-api/allocate_eip.md, modify_eip_bandwidth.md). Out of range: unet-api/error_code.md
+# 4227 "带宽低于最低限制" / 4228 "流量计费模式带宽过高"; 4217 "带宽已达到上限" for Bandwidth mode.
 PAY_MODE_LIMITS = {"Bandwidth": 10000, "Traffic": 300}
+MODIFY_LIMITS = {"Bandwidth": 800, "Traffic": 200}
+BANDWIDTH_TOO_LOW, TRAFFIC_TOO_HIGH, BANDWIDTH_AT_LIMIT = 4227, 4228, 4217
+
+
+def _bandwidth_error(bandwidth: int, pay_mode: str, limits: dict[str, int]) -> ApiError | None:
+    if bandwidth < 1:
+        return ApiError(BANDWIDTH_TOO_LOW, f"{NEUTRAL_MESSAGE} [Bandwidth {bandwidth}]")
+    if bandwidth > limits[pay_mode]:
+        code = TRAFFIC_TOO_HIGH if pay_mode == "Traffic" else BANDWIDTH_AT_LIMIT
+        return ApiError(code, f"{NEUTRAL_MESSAGE} [Bandwidth {bandwidth}]")
+    return None
+
+
 DEFAULT_FIREWALLS = (("Web", "recommend web"), ("NonWeb", "recommend non web"))
 
 
@@ -26,11 +47,14 @@ def _binding(cloud: FakeCloud, eip_id: str) -> Record | None:
 def allocate_eip(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "Bandwidth", "OperatorName")
     if p["OperatorName"] not in OPERATORS:
-        raise ApiError(BAD_PARAM, f"Params [OperatorName] not available: {p['OperatorName']}")
+        raise ApiError(BAD_PARAM, f"{NEUTRAL_MESSAGE} [OperatorName {p['OperatorName']}]")
     pay_mode = p.get("PayMode") or "Bandwidth"
     bandwidth = int(p["Bandwidth"])
-    if pay_mode not in PAY_MODE_LIMITS or not 1 <= bandwidth <= PAY_MODE_LIMITS[pay_mode]:
-        raise ApiError(BAD_PARAM, f"Params [Bandwidth] {bandwidth} not available for {pay_mode}")
+    if pay_mode not in PAY_MODE_LIMITS:
+        raise ApiError(BAD_PARAM, f"{NEUTRAL_MESSAGE} [PayMode {pay_mode}]")
+    error = _bandwidth_error(bandwidth, pay_mode, PAY_MODE_LIMITS)
+    if error:
+        raise error
     number = len(cloud.kind("eip")) + 1
     fields = {
         "Name": p.get("Name") or "EIP",
@@ -78,7 +102,7 @@ def update_eip_attribute(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "EIPId")
     record = cloud.get("eip", p["EIPId"], "EIP")
     if not any(p.get(key) for key in ("Name", "Tag", "Remark")):
-        raise ApiError(BAD_PARAM, "Name, Tag and Remark can not all be empty")
+        raise ApiError(BAD_PARAM, f"{NEUTRAL_MESSAGE} [Name, Tag, Remark]")
     for key in ("Name", "Tag", "Remark"):
         if key in p:
             record.fields[key] = p[key]
@@ -89,8 +113,9 @@ def modify_eip_bandwidth(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "EIPId", "Bandwidth")
     record = cloud.get("eip", p["EIPId"], "EIP")
     bandwidth = int(p["Bandwidth"])
-    if not 1 <= bandwidth <= PAY_MODE_LIMITS[record.fields["PayMode"]]:
-        raise ApiError(BAD_PARAM, f"Params [Bandwidth] {bandwidth} not available")
+    error = _bandwidth_error(bandwidth, record.fields["PayMode"], MODIFY_LIMITS)
+    if error:
+        raise error
     record.fields["Bandwidth"] = bandwidth
     return {}
 
@@ -152,7 +177,7 @@ def create_natgw(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "NATGWName", "FirewallId", "EIPIds", "VPCId")
     vpc = cloud.get("vpc", p["VPCId"], "VPC")
     if p["FirewallId"] not in {f.id for f in default_firewalls(cloud, p["Region"])}:
-        raise ApiError(BAD_PARAM, f"firewall [{p['FirewallId']}] not found")
+        raise Missing("firewall", p["FirewallId"])
     subnet_ids = list(p.get("SubnetworkIds") or [])
     _subnets_of_vpc(cloud, vpc.id, subnet_ids)
     for eip_id in p["EIPIds"]:
@@ -216,9 +241,14 @@ def _natgw_view(cloud: FakeCloud, record: Record) -> dict[str, Any]:
 def describe_natgw(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region")
     ids = p.get("NATGWIds") or []
+    records = cloud.poll("natgw")
+    # An unknown id is an error, not an empty list (TF service_ucloud_vpc.go:89).
+    missing = [i for i in ids if i not in {r.id for r in records}]
+    if missing:
+        raise ApiError(NATGW_NOT_FOUND, f"{NEUTRAL_MESSAGE} [{missing[0]}]")
     items = [
         _natgw_view(cloud, r)
-        for r in cloud.poll("natgw")
+        for r in records
         if r.fields["Region"] == p["Region"] and (not ids or r.id in ids)
     ]
     return {"DataSet": page(items, p), "TotalCount": len(items)}
@@ -245,7 +275,7 @@ def enable_white_list(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "NATGWId", "IfOpen")
     record = cloud.get("natgw", p["NATGWId"], "NATGW")
     if str(p["IfOpen"]) not in ("0", "1"):
-        raise ApiError(BAD_PARAM, f"Params [IfOpen] not available: {p['IfOpen']}")
+        raise ApiError(BAD_PARAM, f"{NEUTRAL_MESSAGE} [IfOpen {p['IfOpen']}]")
     record.fields["IfOpen"] = int(p["IfOpen"])
     return {}
 

@@ -1,11 +1,33 @@
-"""Fake VPC, subnet and UFS actions."""
+"""Fake VPC, subnet and UFS actions.
+
+Unknown ids in DescribeVPC, DescribeSubnet and DescribeUFSVolume2 give an empty list, as the
+Terraform provider expects (service_ucloud_vpc.go:23, :44; service_ucloud_ufs.go:20); a
+missing volume in DescribeUFSVolumeMountpoint is RetCode 65126 (server.NOT_FOUND_BY_ACTION).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tests.fake_ucloud.cloud import FakeCloud, Handler, page
-from tests.fake_ucloud.protocol import IN_USE, NOT_FOUND, ApiError, require
+from tests.fake_ucloud.protocol import (
+    IN_USE,
+    NEUTRAL_MESSAGE,
+    SUBNET_STILL_RELEASING,
+    ApiError,
+    Missing,
+    require,
+)
+
+# Bad parameters: RetCode 230, as UDB answers for an unknown DBId (terraform-provider-ucloud
+# service_ucloud_db.go:18); using it for every bad parameter is the fake's own choice. Below
+# 2000, so the providers never retry it.
+BAD_PARAM = 230
+# ExtendUFSVolume (ufs-api/extend_ufs_volume.md): Basic volumes in Beijing, Shanghai and
+# Guangzhou grow in multiples of 1024 GB from 1024; Hong Kong and (the doc is silent) the other
+# regions in multiples of 100 from 500; Advanced from 100; at most 20T (read as 20 x 1024).
+STEP_1024_REGIONS = ("cn-bj1", "cn-bj2", "cn-sh2", "cn-sh", "cn-gd", "cn-gd2")
+EXTEND_MAX_GB = 20 * 1024
 
 
 def create_vpc(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +91,7 @@ def create_subnet(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
 def describe_subnet(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region")
     items = [
-        {"SubnetId": r.id, **r.fields}
+        {"SubnetId": r.id, **{k: v for k, v in r.fields.items() if not k.startswith("_")}}
         for r in cloud.poll("subnet")
         if (not p.get("SubnetId") or r.id == p["SubnetId"])
         and (not p.get("VPCId") or r.fields["VPCId"] == p["VPCId"])
@@ -96,6 +118,9 @@ def delete_subnet(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     gateways = [g for g in cloud.kind("natgw").values() if record.id in g.fields["SubnetIds"]]
     if gateways:
         raise ApiError(IN_USE, f"subnet [{record.id}] is bound to NAT gateway {gateways[0].id}")
+    if record.fields.get("_releasing", 0) > 0:
+        record.fields["_releasing"] -= 1
+        raise ApiError(SUBNET_STILL_RELEASING, f"{NEUTRAL_MESSAGE} [{record.id}]")
     cloud.kind("subnet").pop(record.id)
     return {}
 
@@ -104,8 +129,8 @@ def create_ufs_volume(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "Size", "StorageType", "ProtocolType")
     size = int(p["Size"])
     minimum = 500 if p["StorageType"] == "Basic" else 100
-    if size % 100 or size < minimum:
-        raise ApiError(IN_USE + 1, f"invalid Size {size}: multiples of 100, at least {minimum}")
+    if size % 100 or size < minimum:  # create_ufs_volume.md: multiples of 100, Basic >= 500
+        raise ApiError(BAD_PARAM, f"{NEUTRAL_MESSAGE} [Size {size}]")
     fields = {
         "VolumeName": p.get("VolumeName") or "",
         "Size": size,
@@ -115,6 +140,7 @@ def create_ufs_volume(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
         "Remark": p.get("Remark", ""),
         "ExpiredTime": 0,
         "MountPoints": [],
+        "Region": p["Region"],
     }
     record = cloud.add("ufs", "ufs", fields, "Available", "Available")
     return {"VolumeId": record.id, "VolumeName": fields["VolumeName"], "VolumeStatus": "Available"}
@@ -122,16 +148,14 @@ def create_ufs_volume(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
 
 def describe_ufs_volume2(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region")
-    if p.get("VolumeId"):
-        cloud.get("ufs", p["VolumeId"], "Volume")
     items = [
         {
             "VolumeId": r.id,
-            **{k: v for k, v in r.fields.items() if k != "MountPoints"},
+            **{k: v for k, v in r.fields.items() if k not in ("MountPoints", "Region")},
             "TotalMountPointNum": len(r.fields["MountPoints"]),
         }
         for r in cloud.poll("ufs")
-        if not p.get("VolumeId") or r.id == p["VolumeId"]
+        if r.fields["Region"] == p["Region"] and (not p.get("VolumeId") or r.id == p["VolumeId"])
     ]
     return {"DataSet": page(items, p), "TotalCount": len(items)}
 
@@ -139,9 +163,14 @@ def describe_ufs_volume2(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
 def extend_ufs_volume(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "VolumeId", "Size")
     record = cloud.get("ufs", p["VolumeId"], "Volume")
-    if int(p["Size"]) < record.fields["Size"]:
-        raise ApiError(IN_USE + 1, "Size can not be smaller than the current size")
-    record.fields["Size"] = int(p["Size"])
+    size = int(p["Size"])
+    basic = record.fields["StorageType"] == "Basic"
+    step, minimum = (1024, 1024) if basic and p["Region"] in STEP_1024_REGIONS else (100, 100)
+    if basic and step == 100:
+        minimum = 500
+    if size < record.fields["Size"] or size % step or size < minimum or size > EXTEND_MAX_GB:
+        raise ApiError(BAD_PARAM, f"{NEUTRAL_MESSAGE} [Size {size}]")
+    record.fields["Size"] = size
     return {}
 
 
@@ -203,8 +232,9 @@ def remove_mount_point(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     points = record.fields["MountPoints"]
     keep = [m for m in points if (m["VpcId"], m["SubnetId"]) != (p["VpcId"], p["SubnetId"])]
     if len(keep) == len(points):
-        raise ApiError(NOT_FOUND, "mount point not found")
+        raise Missing("mount point", p["SubnetId"])
     record.fields["MountPoints"] = keep
+    cloud.releasing([p["SubnetId"]])
     return {}
 
 

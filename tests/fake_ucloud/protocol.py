@@ -7,13 +7,29 @@ import hashlib
 from typing import Any
 from urllib.parse import parse_qsl
 
-SIGNATURE_ERROR = 171  # "Signature VerifyAC Error", as UCloud's API docs show it
-UNKNOWN_USER = 172  # "User Not Exists"
-MISSING_PARAM = 160  # the fake's own choice: no public table of UCloud codes was found
-NOT_FOUND = 8039  # the fake's own choice; providers match the words "not found", not the code
-THROTTLED = 429  # the fake's own choice, sent with UCloud's gateway wording "Too many requests"
-UNKNOWN_ACTION = 161
-IN_USE = 8040  # the fake's own choice for "resource still has dependents"
+# RetCodes. Every message the fake sends is NEUTRAL (NEUTRAL_MESSAGE, or ids and parameter
+# names only): no "not found", "不存在", "too many requests", "限流"... so the providers pass
+# only by recognising codes, never by reading UCloud's wording.
+NEUTRAL_MESSAGE = "错误"
+# Documented common codes (UCloudDoc-Team/api summary/public.md "错误码说明").
+SERVICE_UNAVAILABLE = 150  # "服务目前不可用...请稍后重试"
+THROTTLED = 153  # "API 请求被限流"
+UNKNOWN_ACTION = 161  # "Action 不存在"
+SIGNATURE_ERROR = 171  # "签名错误"
+UNKNOWN_USER = 172  # "用户不存在"
+# public.md gives 160 only for a missing Action; the fake uses it for any missing parameter.
+MISSING_PARAM = 160
+# Documented per action (the providers' table is kept apart, in components/ucloud/errors.py):
+NATGW_NOT_FOUND = 54002  # DescribeNATGW: terraform-provider-ucloud service_ucloud_vpc.go:89
+UK8S_CLUSTER_NOT_FOUND = 94007  # ListUK8SClusterNodeV2: TF service_ucloud_uk8s.go:36
+UFS_VOLUME_NOT_FOUND = 65126  # DescribeUFSVolumeMountpoint: TF service_ucloud_ufs.go:33
+SUBNET_STILL_RELEASING = 4411  # DeleteSubnet: TF resource_ucloud_subnet.go:208
+# unet-api/error_code.md 8039 "资源不存在": the UNet table's code for a missing resource. The fake
+# answers it for every action that names a missing resource and has no documented code of its
+# own (that use outside UNet is the fake's own choice).
+NOT_FOUND = 8039
+# The fake's own choice, no source gives one: "the resource still has dependents".
+IN_USE = 8040
 
 
 class ApiError(Exception):
@@ -22,6 +38,14 @@ class ApiError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
+
+
+class Missing(ApiError):
+    """A request named a resource the fake does not have. The server answers the action's
+    documented not-found code where one exists (server.NOT_FOUND_BY_ACTION), else NOT_FOUND."""
+
+    def __init__(self, label: str, id_: str) -> None:
+        super().__init__(NOT_FOUND, f"{NEUTRAL_MESSAGE} [{label} {id_}]")
 
 
 def parse_form(body: bytes) -> dict[str, str]:
@@ -49,7 +73,7 @@ def unflatten(params: dict[str, str]) -> dict[str, Any]:
                 else:
                     node = node.setdefault(container_key, {})
             else:  # pragma: no cover - only dicts are built above
-                raise ApiError(MISSING_PARAM, f"bad parameter name {key}")
+                raise ApiError(MISSING_PARAM, f"{NEUTRAL_MESSAGE} [{key}]")
     return _lists(tree)
 
 
@@ -66,4 +90,4 @@ def _lists(node: Any) -> Any:
 def require(params: dict[str, Any], *names: str) -> None:
     for name in names:
         if params.get(name) in (None, "", []):
-            raise ApiError(MISSING_PARAM, f"Missing params [{name}]")
+            raise ApiError(MISSING_PARAM, f"{NEUTRAL_MESSAGE} [{name}]")

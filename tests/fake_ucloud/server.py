@@ -11,17 +11,56 @@ from tests.fake_ucloud import nat_api, network_api, uk8s_api
 from tests.fake_ucloud.cloud import FakeCloud, Outcome
 from tests.fake_ucloud.faults import Fault
 from tests.fake_ucloud.protocol import (
+    MISSING_PARAM,
+    NATGW_NOT_FOUND,
+    NEUTRAL_MESSAGE,
     SIGNATURE_ERROR,
     THROTTLED,
+    UFS_VOLUME_NOT_FOUND,
+    UK8S_CLUSTER_NOT_FOUND,
     UNKNOWN_ACTION,
     UNKNOWN_USER,
     ApiError,
+    Missing,
     parse_form,
     signature,
     unflatten,
 )
 
-HANDLERS = {**network_api.HANDLERS, **nat_api.HANDLERS, **uk8s_api.HANDLERS}
+
+def get_project_list(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
+    """uaccount-api/get_project_list.md: ProjectSet of ProjectListInfo, IsDefault marks one."""
+    projects = [
+        {
+            "ProjectId": project_id,
+            "ProjectName": "Default" if is_default else project_id,
+            "IsDefault": is_default,
+            "CreateTime": 0,
+            "ResourceCount": 0,
+            "MemberCount": 1,
+        }
+        for project_id, is_default in cloud.projects
+    ]
+    return {"ProjectSet": projects, "ProjectCount": len(projects)}
+
+
+HANDLERS = {
+    **network_api.HANDLERS,
+    **nat_api.HANDLERS,
+    **uk8s_api.HANDLERS,
+    "GetProjectList": get_project_list,
+}
+# Each action's documented answer to a request naming a missing resource (see protocol.py);
+# every other action answers protocol.NOT_FOUND.
+NOT_FOUND_BY_ACTION = {
+    "DescribeNATGW": NATGW_NOT_FOUND,
+    "ListUK8SClusterNodeV2": UK8S_CLUSTER_NOT_FOUND,
+    "DescribeUFSVolumeMountpoint": UFS_VOLUME_NOT_FOUND,
+}
+# Actions whose API doc marks ProjectId required (vpc-api/describe_vpc.md,
+# uk8s-api/create_uk8s_cluster_v2.md, uk8s-api/get_uk8s_versions.md). What UCloud answers when
+# it is missing is not documented: the fake answers MISSING_PARAM.
+PROJECT_REQUIRED = frozenset({"DescribeVPC", "CreateUK8SClusterV2", "GetUK8SVersions"})
 
 
 class FakeUCloud:
@@ -96,7 +135,7 @@ class FakeUCloud:
         self.inject(Fault(action, **fault))
 
     def throttle_next(self, action: str, times: int = 1) -> None:
-        self.inject(Fault(action, times, THROTTLED, "Too many requests"))
+        self.inject(Fault(action, times, THROTTLED, NEUTRAL_MESSAGE))
 
     def http_error_next(self, action: str, status: int = 503, times: int = 1) -> None:
         self.inject(Fault(action, times, http_status=status))
@@ -105,6 +144,10 @@ class FakeUCloud:
         """The next "cluster" or "node" created ends in `target` (None: never settles)."""
         with self._lock:
             self.cloud.next_outcomes.setdefault(kind, []).append(Outcome(target, detail))
+
+    def sent(self, action: str) -> list[dict[str, Any]]:
+        """The flat parameters of every request for `action`, in order."""
+        return [params for name, params in self.calls if name == action]
 
     def count(self, action: str) -> int:
         return sum(1 for name, _ in self.calls if name == action)
@@ -129,8 +172,14 @@ class FakeUCloud:
                     raise ApiError(fault.code, fault.message)
                 handler = HANDLERS.get(action)
                 if handler is None:
-                    raise ApiError(UNKNOWN_ACTION, f"Action [{action}] not found")
-                result = handler(self.cloud, unflatten(flat))
+                    raise ApiError(UNKNOWN_ACTION, f"{NEUTRAL_MESSAGE} [{action}]")
+                if action in PROJECT_REQUIRED and not flat.get("ProjectId"):
+                    raise ApiError(MISSING_PARAM, f"{NEUTRAL_MESSAGE} [ProjectId]")
+                try:
+                    result = handler(self.cloud, unflatten(flat))
+                except Missing as missing:
+                    missing.code = NOT_FOUND_BY_ACTION.get(action, missing.code)
+                    raise
                 if fault:
                     raise ApiError(fault.code, fault.message)
                 payload = {"Action": f"{action}Response", "RetCode": 0, **result}
@@ -144,9 +193,9 @@ class FakeUCloud:
 
     def _authenticate(self, flat: dict[str, str]) -> None:
         if flat.get("PublicKey") != self.public_key:
-            raise ApiError(UNKNOWN_USER, "User Not Exists")
+            raise ApiError(UNKNOWN_USER, NEUTRAL_MESSAGE)
         if flat.get("Signature") != signature(flat, self.private_key):
-            raise ApiError(SIGNATURE_ERROR, "Signature VerifyAC Error")
+            raise ApiError(SIGNATURE_ERROR, NEUTRAL_MESSAGE)
 
     def _take_fault(self, action: str) -> Fault | None:
         for fault in self.faults:

@@ -47,7 +47,8 @@ def test_stacks_differ_where_the_environments_should() -> None:
     ("overrides", "expected"),
     [
         ({"ufsSizeGb": 550}, ["llm-uk8s:ufsSizeGb = 550", "in steps of 100"]),
-        ({"ufsSizeGb": 400}, ["llm-uk8s:ufsSizeGb = 400", "from 500 to 100000", "for Basic"]),
+        ({"ufsSizeGb": 400},
+         ["llm-uk8s:ufsSizeGb = 400", "from 500 to 100000", "a new Basic volume", "grows to"]),
         ({"serviceCidr": "10.60.128.0/20"}, ["llm-uk8s:serviceCidr", "overlaps vpcCidr"]),
         ({"subnetCidr": "10.61.0.0/24"}, ["llm-uk8s:subnetCidr", "inside vpcCidr 10.60.0.0/16"]),
         ({"vpcCidr": "8.8.0.0/16"}, ["llm-uk8s:vpcCidr = '8.8.0.0/16'", "10.0.0.0/8"]),

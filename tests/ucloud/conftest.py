@@ -28,12 +28,28 @@ class SleepLog:
         self.delays.append(seconds)
 
 
-def fast_timings(sleep: Any = None, timeout: float = 5.0) -> Timings:
+class FakeClock:
+    """A clock that moves only when slept on: bounds are tested without wall-clock time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.delays: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.now += seconds
+
+
+def fast_timings(sleep: Any = None, timeout: float = 5.0, release: Any = None) -> Timings:
     nap = sleep or (lambda _seconds: None)
     return Timings(
         retry=RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.08, sleep=nap),
         ready=WaitPolicy(timeout=timeout, first_delay=0.01, interval=0.001, sleep=nap),
         gone=WaitPolicy(timeout=timeout, first_delay=0.0, interval=0.001, sleep=nap),
+        release=release or WaitPolicy(timeout=timeout, interval=0.001, sleep=nap),
     )
 
 

@@ -50,8 +50,15 @@ def config_accepts(overrides: dict[str, Any], keys: tuple[str, ...]) -> bool:
 
 def provider_accepts(kind: str, changes: dict[str, Any], fields: tuple[str, ...]) -> bool:
     inputs = {**planned("dev").one(UCLOUD + kind).raw_inputs, **changes}
-    result = PROVIDERS[kind]().check({}, inputs)
-    return not any(f.property in fields for f in result.failures)
+    olds_to_try: list[dict[str, Any]] = [{}]
+    if kind == "UfsVolume":  # config cannot know whether the volume exists: create or grow
+        smallest = v.ufs_size_range(inputs["storage_type"]).low
+        olds_to_try.append({**inputs, "size": smallest})
+    for olds in olds_to_try:
+        result = PROVIDERS[kind]().check(olds, inputs)
+        if not any(f.property in fields for f in result.failures):
+            return True
+    return False
 
 
 Case = tuple[str, dict[str, Any], tuple[str, ...], str, dict[str, Any], tuple[str, ...]]
@@ -75,7 +82,8 @@ def cases() -> Iterator[Case]:
         yield (f"gpuNodeCount={value}", {"gpuNodeCount": value, "replicas": 1, **NO_FIT},
                ("gpuNodeCount",), "Uk8sNode", {"count": value}, ("count",))
     for storage, allowed in v.UFS_SIZE_GB.items():
-        for value in edges(allowed):
+        grow = v.ufs_grow_range("cn-bj2", storage)  # the dev stack's region
+        for value in sorted({*edges(allowed), *edges(grow)}):
             yield (f"ufs {storage} {value}", {"ufsStorageType": storage, "ufsSizeGb": value},
                    ("ufsSizeGb",), "UfsVolume", {"storage_type": storage, "size": value},
                    ("size",))

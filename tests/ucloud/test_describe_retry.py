@@ -153,7 +153,7 @@ def test_node_lookups_inside_retried_blocks_do_not_multiply_retries(
         node_inputs(cluster.id, network["subnet_id"], count=1)
     )
     provider = NodesBrokenFrom(ucloud_env, timings, broken_in)
-    with pytest.raises(Exception, match="Internal error"):
+    with pytest.raises(Exception, match="ListUK8SClusterNodeV2 - 150"):
         if broken_in == "remove":
             provider.delete(group.id, group.outs)
         else:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
+from components.ucloud.api import UCloudApi
 from components.ucloud.base import Timings
 from components.ucloud.eip import EipProvider
 from components.ucloud.errors import ResourceFailedError, WaitTimeoutError
@@ -60,7 +64,7 @@ def test_throttling_is_retried_with_growing_delays(ucloud_env: FakeUCloud) -> No
 
 def test_retries_are_bounded(ucloud_env: FakeUCloud, timings: Timings) -> None:
     ucloud_env.throttle_next("CreateVPC", times=100)
-    with pytest.raises(Exception, match="Too many requests"):
+    with pytest.raises(Exception, match="CreateVPC - 153"):
         VpcProvider(timings).create(vpc_inputs())
     assert ucloud_env.count("CreateVPC") == timings.retry.attempts
 
@@ -151,3 +155,50 @@ def test_nat_gateway_with_a_foreign_subnet_fails_with_ucloud_message(
     with pytest.raises(Exception, match="is not in VPC"):
         NatGatewayProvider(timings).create(nat_inputs(network, eip.id, subnet_ids=[foreign.id]))
     assert ucloud_env.count("CreateNATGW") == 1
+
+
+class ThrottledWhileWaiting(EipProvider):
+    """Throttles (153) the first two polls of the ready wait, once the EIP exists."""
+
+    def __init__(self, fake: FakeUCloud, timings: Timings) -> None:
+        super().__init__(timings)
+        self.fake = fake
+
+    def create_once(self, api: UCloudApi, inputs: Mapping[str, Any]) -> str:
+        id_ = super().create_once(api, inputs)
+        self.fake.throttle_next("DescribeEIP", times=2)
+        return id_
+
+
+def test_throttling_during_a_wait_is_retried_with_backoff(ucloud_env: FakeUCloud) -> None:
+    sleeps = SleepLog()
+    timings = fast_timings(sleep=sleeps)
+    eip = ThrottledWhileWaiting(ucloud_env, timings).create(eip_inputs())
+    assert list(ucloud_env.resources("eip")) == [eip.id]
+    backoff = [delay for delay in sleeps.delays if delay >= timings.retry.base_delay]
+    assert backoff[-2:] == [timings.retry.base_delay, 2 * timings.retry.base_delay]
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning"),
+    [
+        (160, "missing parameter (summary/public.md)"),
+        (172, "unknown user (summary/public.md)"),
+        (292, "unknown project (summary/public.md)"),
+        (4018, "balance too low (unet-api/error_code.md)"),
+        (4207, "quota (unet-api/error_code.md)"),
+    ],
+)
+def test_documented_permanent_answers_are_not_retried(
+    ucloud_env: FakeUCloud, timings: Timings, code: int, meaning: str
+) -> None:
+    ucloud_env.fail_next("AllocateEIP", code=code, times=10)
+    with pytest.raises(Exception, match=f"AllocateEIP - {code}"):
+        EipProvider(timings).create(eip_inputs())
+    assert ucloud_env.count("AllocateEIP") == 1, meaning
+
+
+def test_a_service_unavailable_answer_is_retried(ucloud_env: FakeUCloud, timings: Timings) -> None:
+    ucloud_env.fail_next("CreateVPC", code=150, times=2)
+    VpcProvider(timings).create(vpc_inputs())
+    assert ucloud_env.count("CreateVPC") == 3

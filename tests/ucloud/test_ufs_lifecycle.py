@@ -16,17 +16,18 @@ def test_volume_grows_and_renames_in_place(ucloud_env: FakeUCloud, timings: Timi
     assert record.fields["Size"] == 500 and record.fields["StorageType"] == "Basic"
     assert record.fields["ProtocolType"] == "NFSv4"
 
-    bigger = volume_inputs(size=800, name="weights", remark="chatglm2")
+    # Basic in cn-bj2: ExtendUFSVolume takes multiples of 1024 GB (extend_ufs_volume.md).
+    bigger = volume_inputs(size=1024, name="weights", remark="chatglm2")
     diff = provider.diff(volume.id, volume.outs, bigger)
     assert diff.changes and diff.replaces == []
     updated = provider.update(volume.id, volume.outs, bigger)
     assert updated.outs is not None
-    assert (updated.outs["size"], updated.outs["name"]) == (800, "weights")
+    assert (updated.outs["size"], updated.outs["name"]) == (1024, "weights")
     assert ucloud_env.count("ExtendUFSVolume") == 1
     assert ucloud_env.resources("ufs")[volume.id].fields["Remark"] == "chatglm2"
 
     faster = provider.diff(
-        volume.id, updated.outs, volume_inputs(size=800, storage_type="Advanced")
+        volume.id, updated.outs, volume_inputs(size=1024, storage_type="Advanced")
     )
     assert "storage_type" in faster.replaces and faster.delete_before_replace
 
