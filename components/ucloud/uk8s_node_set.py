@@ -2,7 +2,7 @@
 
 Why apart from the provider: which nodes are ours, whether they are ready, out of stock or
 failed, are the decisions that must be right, and they are easiest to test without a network.
-Field names are NodeInfoV2's (ucloud-sdk-python3 0.11.150 services/uk8s/client.py:1700-1776).
+Field names are NodeInfoV2's (ucloud-sdk-python3 0.11.150 services/uk8s/client.py:1720-1765).
 """
 
 from __future__ import annotations

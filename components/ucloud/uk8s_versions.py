@@ -64,7 +64,8 @@ def offered_versions(api: UCloudApi) -> list[str]:
             "k8s_version: resolving it needs GetUK8SVersions, whose ProjectId is required (SDK "
             "schema and UCloud's API docs); set project_id on the cluster or ucloud:projectId"
         )
-    response = api.call("uk8s", "get_uk8s_versions", {"Kind": CLUSTER_KIND})
+    # One try: it runs inside create's retried block (see UCloudProvider.create).
+    response = api.call_once("uk8s", "get_uk8s_versions", {"Kind": CLUSTER_KIND})
     return [str(item.get("K8sVersion") or "") for item in response.get("Data") or []]
 
 
