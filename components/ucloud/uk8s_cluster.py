@@ -1,11 +1,12 @@
 """ucloud_uk8s_cluster as a Pulumi dynamic resource: CreateUK8SClusterV2 / ListUK8SClusterV2 /
-GetClusterConfig / ModifyUK8SClusterName / DelUK8SCluster."""
+GetClusterConfig / ModifyUK8SClusterName / DelUK8SCluster, with GetUK8SVersions to pick the
+version to send."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pulumi
@@ -14,11 +15,13 @@ from pulumi.dynamic import Resource
 from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.errors import ResourceFailedError
+from components.ucloud.errors import ResourceFailedError, UCloudProviderError, WaitTimeoutError
 from components.ucloud.resource import MODULE, args_defaults, resource_props, with_secret_outputs
 from components.ucloud.retry import RetryPolicy
+from components.ucloud.uk8s_stock import StockOutError, is_stock_out
+from components.ucloud.uk8s_versions import resolve_version
 from components.ucloud.validation import CHARGE_TYPES, Checker, is_unknown
-from components.ucloud.waiting import WaitPolicy
+from components.ucloud.waiting import Observation, WaitPolicy, wait_for_state
 
 RUNNING = "RUNNING"
 # States from the SDK's ListUK8SClusterV2 docs; the Terraform provider fails on the same four.
@@ -34,6 +37,14 @@ CLUSTER_TIMINGS = Timings(
     ready=WaitPolicy(timeout=1800.0, first_delay=100.0, interval=10.0),
     gone=WaitPolicy(timeout=600.0, first_delay=0.0, interval=10.0),
 )
+# How long a RUNNING cluster may take to hand out ExternalKubeConfig (SDK GetClusterConfig: it
+# has data when the public API server is on, services/uk8s/client.py:1169). No source says when
+# it appears: the bound is ours, capped by the ready wait's timeout (short timings shorten it).
+KUBECONFIG_TIMEOUT = 600.0
+
+
+class KubeconfigUnavailableError(UCloudProviderError):
+    """The external kubeconfig never came; the VPC-internal one is not handed out instead."""
 
 
 @dataclass
@@ -68,6 +79,13 @@ class Uk8sClusterProvider(UCloudProvider):
     ready_states = frozenset({RUNNING})
     failed_states = FAILED_STATES
     delete_failed_states = frozenset({"DELETEFAILED"})
+
+    def __init__(self, timings: Timings | None = None, kubeconfig_wait: WaitPolicy | None = None):
+        super().__init__(timings)
+        ready = self.timings.ready
+        self.kubeconfig_wait = kubeconfig_wait or replace(
+            ready, first_delay=0.0, timeout=min(ready.timeout, KUBECONFIG_TIMEOUT)
+        )
 
     def validate(self, checker: Checker, olds: Mapping[str, Any]) -> None:
         inputs = checker.inputs
@@ -112,6 +130,8 @@ class Uk8sClusterProvider(UCloudProvider):
                 "external_api_server_address": item.get("ExternalApiServer") or "",
                 "pod_cidr": item.get("PodCIDR") or "",
                 "create_time": int(item.get("CreateTime") or 0),
+                # What UK8S runs (ClusterSet.K8sVersion, SDK); the input stays as written.
+                "resolved_k8s_version": str(item.get("K8sVersion") or ""),
             },
             detail=str(item.get("ClusterLogInfo") or ""),
         )
@@ -149,8 +169,36 @@ class Uk8sClusterProvider(UCloudProvider):
         }
         if inputs.get("image_id"):
             request["ImageId"] = inputs["image_id"]
+        # "1.30" becomes the newest 1.30.x that GetUK8SVersions offers (see uk8s_versions).
+        request["K8sVersion"] = resolve_version(api, str(inputs["k8s_version"]))
         # invoke: the SDK schema requires ImageId and ProjectId, the API documents both optional.
         return str(api.invoke_once("CreateUK8SClusterV2", request)["ClusterId"])
+
+    def wait_ready(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Observation:
+        """As the base wait, but ClusterLogInfo NORESOURCE ends it at once (see uk8s_stock)."""
+
+        def poll() -> Observation:
+            seen = self.observe(api, id_, props)
+            if is_stock_out(seen.detail):
+                zones = ", ".join(props["master_zones"])
+                raise StockOutError(
+                    self.kind,
+                    id_,
+                    seen.state,
+                    seen.detail,
+                    f"master machine type {props['master_machine_type']} with "
+                    f"{props['master_cpu']} CPU / {props['master_mem']} MB in zones {zones}",
+                )
+            return seen
+
+        return wait_for_state(
+            self.timings.ready,
+            self.kind,
+            id_,
+            poll,
+            ready=self.ready_states,
+            failed=self.failed_states,
+        )
 
     def on_create_failed(
         self, api: UCloudApi, id_: str, inputs: Mapping[str, Any], failure: ResourceFailedError
@@ -166,20 +214,57 @@ class Uk8sClusterProvider(UCloudProvider):
         self, api: UCloudApi, id_: str, inputs: Mapping[str, Any], observed: Mapping[str, Any]
     ) -> dict[str, Any]:
         outputs = super().outputs_from(api, id_, inputs, observed)
-        return {**outputs, **self.kubeconfigs(api, id_)}
+        return {**outputs, **self.wait_for_kubeconfigs(api, id_, inputs)}
 
-    def kubeconfigs(self, api: UCloudApi, cluster_id: str) -> dict[str, str]:
+    def kubeconfigs(
+        self, api: UCloudApi, cluster_id: str, props: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """One GetClusterConfig. `kubeconfig` is the external one when the external API server
+        is on (empty while UK8S has none yet), else the VPC-internal one, the only one there is
+        (UCloudDoc-Team/uk8s api/getconfig.md: KubeConfig is the 内网ApiServer credential)."""
         config = api.call("uk8s", "get_cluster_config", {"ClusterId": cluster_id})
         internal = str(config.get("KubeConfig") or "")
         external = str(config.get("ExternalKubeConfig") or "")
-        # Without an external API server only the VPC-internal kubeconfig exists.
-        return {"kubeconfig": external or internal, "internal_kubeconfig": internal}
+        return {
+            "kubeconfig": external if props.get("external_api_server") else internal,
+            "internal_kubeconfig": internal,
+        }
+
+    def wait_for_kubeconfigs(
+        self, api: UCloudApi, cluster_id: str, props: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """The kubeconfigs once `kubeconfig` is there: a laptop handed the VPC-internal one
+        would hang on every Kubernetes call, so it never stands in for the external one."""
+        found: dict[str, str] = {}
+        wanted = "ExternalKubeConfig" if props.get("external_api_server") else "KubeConfig"
+
+        def poll() -> Observation:
+            found.update(self.kubeconfigs(api, cluster_id, props))
+            return Observation("ready" if found["kubeconfig"] else f"no {wanted} yet")
+
+        try:
+            wait_for_state(self.kubeconfig_wait, self.kind, cluster_id, poll, ready={"ready"})
+        except WaitTimeoutError as timeout:
+            instead = (
+                " although external_api_server is on. The VPC-internal kubeconfig is not used in "
+                "its place (its API server is reachable only inside the VPC)"
+                if wanted == "ExternalKubeConfig"
+                else ""
+            )
+            raise KubeconfigUnavailableError(
+                f"{self.kind} {cluster_id} is RUNNING, but GetClusterConfig returned no {wanted} "
+                f"within {self.kubeconfig_wait.timeout:g}s{instead}. Run `pulumi up` again later "
+                "(it adopts this cluster), or check the cluster's API server ULB in the console."
+            ) from timeout
+        return found
 
     def read(self, id_: str, props: dict[str, Any]) -> Any:
         result = super().read(id_, props)
-        # UK8S hands out kubeconfigs only while RUNNING; otherwise keep the last ones.
+        # UK8S hands out kubeconfigs only while RUNNING; otherwise keep the last ones, and keep
+        # the last external one while GetClusterConfig has none.
         if result.id and result.outs is not None and result.outs.get("status") == RUNNING:
-            result.outs.update(self.kubeconfigs(self.api(props), id_))
+            fresh = self.kubeconfigs(self.api(props), id_, result.outs)
+            result.outs.update({key: value for key, value in fresh.items() if value})
         return result
 
     def apply_update(
@@ -190,8 +275,16 @@ class Uk8sClusterProvider(UCloudProvider):
         )
 
     def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
-        api.call_once("uk8s", "del_uk8s_cluster", {"ClusterId": id_, "ReleaseUDisk": True})
-
+        request: dict[str, Any] = {"ClusterId": id_, "ReleaseUDisk": True}
+        if props.get("external_api_server"):
+            # The external API server's ULB has an EIP (UCloudDoc-Team/uk8s
+            # userguide/createcluster.md:44). ucloud-cli sends ReleaseEIP=true to release it
+            # (products/uk8s/internal/uk8s/delete.go:47-60: "the UK8S API accepts it"); the SDK
+            # schema and API docs lack it, so it goes through the untyped invoke.
+            request["ReleaseEIP"] = True
+            api.invoke_once("DelUK8SCluster", request)
+            return
+        api.call_once("uk8s", "del_uk8s_cluster", request)
 
 
 class Uk8sCluster(Resource, module=MODULE, name="Uk8sCluster"):
@@ -213,6 +306,7 @@ class Uk8sCluster(Resource, module=MODULE, name="Uk8sCluster"):
     create_time: pulumi.Output[int]
     kubeconfig: pulumi.Output[str]
     internal_kubeconfig: pulumi.Output[str]
+    resolved_k8s_version: pulumi.Output[str]
 
     def __init__(
         self,
@@ -231,6 +325,7 @@ class Uk8sCluster(Resource, module=MODULE, name="Uk8sCluster"):
                 "create_time",
                 "kubeconfig",
                 "internal_kubeconfig",
+                "resolved_k8s_version",
             ],
             secrets=SECRET_INPUTS,
         )

@@ -1,33 +1,37 @@
 """A group of UK8S worker nodes (GPU or not), like ucloud_uk8s_node: AddUK8SUHostNode /
 ListUK8SClusterNodeV2 / DelUK8SClusterNodeV2.
 
-UCloud has no node-group object for plain UHost nodes, so the group is marked with one
-Kubernetes label; that label lets a retried create find the nodes a crashed one added.
+The group is the NodeIds AddUK8SUHostNode returned (SDK AddUK8SUHostNodeResponseSchema.NodeIds;
+the Terraform provider keeps `resp.NodeIds[0]`, resource_ucloud_uk8s_node.go:322): create waits
+for exactly those, update and delete touch exactly those. A Pulumi dynamic provider cannot save
+state halfway through a create, so two weaker marks cover the gaps: nodes carry one Kubernetes
+label (a re-run after a crash adopts them) and, when an AddUK8SUHostNode answer is lost, the
+nodes that appeared since the call are adopted instead of buying again.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, Resource, UpdateResult
 
+from components.ucloud import uk8s_node_set as node_set
 from components.ucloud import vocabulary
 from components.ucloud.api import UCloudApi
 from components.ucloud.base import Live, Timings, UCloudProvider
-from components.ucloud.errors import ResourceFailedError, is_not_found
+from components.ucloud.errors import UCloudProviderError, is_not_found, is_throttled, is_transient
 from components.ucloud.resource import MODULE, args_defaults, resource_props, with_secret_outputs
 from components.ucloud.retry import RetryPolicy
+from components.ucloud.uk8s_images import GPU_MACHINE_TYPE, gpu_node_image
+from components.ucloud.uk8s_node_set import FAILED_STATES, GROUP_LABEL, READY_STATES, RUNNING
+from components.ucloud.uk8s_stock import StockOutError, is_stock_out
 from components.ucloud.validation import Checker, is_unknown
 from components.ucloud.waiting import Observation, WaitPolicy, wait_for_state
 
-GROUP_LABEL = "llm-uk8s.io/node-group"
-READY_STATES = frozenset({"Running", "Ready"})
-FAILED_STATES = frozenset({"Error", "Install Fail", "InstallFail"})
-PENDING = "Pending"
 MAX_LABELS = vocabulary.MAX_NODE_LABELS  # five label pairs; the group label takes one.
 MAX_TAINTS = vocabulary.MAX_NODE_TAINTS
 TAINT_EFFECTS = vocabulary.TAINT_EFFECTS
@@ -35,6 +39,7 @@ MACHINE_TYPES = vocabulary.NODE_MACHINE_TYPES
 CHARGE_TYPES = vocabulary.NODE_CHARGE_TYPES
 BOOT_DISK_TYPES = vocabulary.BOOT_DISK_TYPES
 ID_SEPARATOR = "/"
+CLUSTER_GONE = "<cluster gone>"
 SECRET_OUTPUTS = ["password"]
 
 NODE_TIMINGS = Timings(
@@ -46,19 +51,6 @@ NODE_TIMINGS = Timings(
 
 def group_id(cluster_id: str, name: str) -> str:
     return f"{cluster_id}{ID_SEPARATOR}{name}"
-
-
-def _labels_of(node: Mapping[str, Any]) -> dict[str, str]:
-    """NodeInfoV2.Labels is a list of "key=value" strings."""
-    pairs = (str(item).split("=", 1) for item in node.get("Labels") or [])
-    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
-
-
-def _private_ip(node: Mapping[str, Any]) -> str:
-    for ip in node.get("IPSet") or []:
-        if ip.get("Type") == "Private":
-            return str(ip.get("IP") or "")
-    return ""
 
 
 @dataclass
@@ -139,48 +131,43 @@ class Uk8sNodeProvider(UCloudProvider):
             checker.fail("zone", zone, f"a zone that sells {gpu_type}: " + ", ".join(sold_in))
 
     # ---- reading ---------------------------------------------------------------
-    def _group_nodes(self, api: UCloudApi, id_: str) -> list[dict[str, Any]]:
-        """The group's workers, oldest first, in one try: for blocks that are retried already."""
-        cluster_id, name = id_.split(ID_SEPARATOR, 1)
+    def _workers(self, api: UCloudApi, cluster_id: str) -> list[dict[str, Any]] | None:
+        """The cluster's workers in one try (for blocks that are retried already); None once
+        the cluster is gone: ListUK8SClusterNodeV2 answers 94007 then (Terraform provider
+        service_ucloud_uk8s.go:36, recognised by code in errors.NOT_FOUND_RET_CODES)."""
+        cluster_id = str(cluster_id)
         try:
             response = api.call_once("uk8s", "list_uk8s_cluster_node_v2", {"ClusterId": cluster_id})
         except Exception as error:
             if is_not_found(error):
-                return []  # the cluster is gone, and its nodes with it
+                return None
             raise
-        nodes = [
-            node
-            for node in response.get("NodeSet") or []
-            if node.get("NodeRole", "node") != "master"
-            and _labels_of(node).get(GROUP_LABEL) == name
-        ]
-        return sorted(nodes, key=lambda node: (int(node.get("CreateTime") or 0), node["NodeId"]))
+        return node_set.workers(response.get("NodeSet") or [])
 
-    def group(self, api: UCloudApi, id_: str) -> list[dict[str, Any]]:
-        """`_group_nodes` retried, for calls outside any other retry (nesting multiplies tries)."""
-        return api.retry.run(lambda: self._group_nodes(api, id_))
+    def workers(self, api: UCloudApi, cluster_id: str) -> list[dict[str, Any]] | None:
+        """`_workers` retried, for calls outside any other retry (nesting multiplies tries)."""
+        return api.retry.run(lambda: self._workers(api, cluster_id))
+
+    @staticmethod
+    def _owned_ids(props: Mapping[str, Any]) -> list[str] | None:
+        """The NodeIds the group owns, from its outputs; None for a state without them."""
+        ids = props.get("node_ids")
+        return None if ids is None else [str(i) for i in ids]
+
+    def _mine(
+        self, listing: list[dict[str, Any]], props: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        ids = self._owned_ids(props)
+        # A state written before node_ids were tracked: fall back to the group label.
+        return node_set.labelled(listing, props) if ids is None else node_set.owned(listing, ids)
 
     def describe(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> Live | None:
-        nodes = self._group_nodes(api, id_)
-        if not nodes:
+        listing = self._workers(api, id_.split(ID_SEPARATOR, 1)[0])
+        mine = self._mine(listing or [], props)
+        if not mine:
             return None
-        states = [str(node.get("NodeStatus") or "") for node in nodes]
-        failed = [(s, n) for s, n in zip(states, nodes, strict=True) if s in FAILED_STATES]
-        if failed:
-            state, node = failed[0]
-            detail = f"node {node['NodeId']}: {node.get('NodeLogInfo') or state}"
-        else:
-            state = "Running" if all(s in READY_STATES for s in states) else PENDING
-            detail = ""
-        return Live(
-            state,
-            {
-                "count": len(nodes),
-                "node_ids": [str(node["NodeId"]) for node in nodes],
-                "private_ips": [_private_ip(node) for node in nodes],
-            },
-            detail,
-        )
+        summary = node_set.group_state(mine, len(mine))
+        return Live(summary.state, node_set.observed(mine), summary.detail)
 
     # ---- writing ---------------------------------------------------------------
     def _add_request(self, inputs: Mapping[str, Any], count: int) -> dict[str, Any]:
@@ -211,19 +198,163 @@ class Uk8sNodeProvider(UCloudProvider):
         request.update({k: v for k, v in optional.items() if v is not None})
         return request
 
-    def _grow_to(self, api: UCloudApi, inputs: Mapping[str, Any]) -> None:
-        """Add nodes until the group has `count`; re-counting first makes a retry safe."""
-        id_ = group_id(inputs["cluster_id"], inputs["name"])
+    def _wanted(self, inputs: Mapping[str, Any]) -> str:
+        """What a group asks UCloud for, in the words of the stack config, for error messages."""
+        shape = f"{inputs['machine_type']} hosts with {inputs['cpu']} CPU / {inputs['mem']} MB"
+        if inputs.get("machine_type") == GPU_MACHINE_TYPE:
+            shape = f"gpuType {inputs.get('gpu_type')} x{inputs.get('gpu')} ({shape})"
+        return f"{shape} in zone {inputs['zone']}"
 
-        def attempt() -> None:
-            missing = int(inputs["count"]) - len(self._group_nodes(api, id_))
-            if missing > 0:
-                api.call_once("uk8s", "add_uk8s_uhost_node", self._add_request(inputs, missing))
+    def _node_image(
+        self, api: UCloudApi, inputs: Mapping[str, Any], olds: Mapping[str, Any]
+    ) -> str:
+        """The image to buy with: image_id when set, else the one chosen before, else for GPU
+        groups the one DescribeUK8SImage offers for the GPU type (see uk8s_images)."""
+        if inputs.get("image_id"):
+            return str(inputs["image_id"])
+        if olds.get("node_image_id"):
+            return str(olds["node_image_id"])
+        if inputs.get("machine_type") == GPU_MACHINE_TYPE and inputs.get("gpu_type"):
+            return gpu_node_image(api, str(inputs["gpu_type"]), str(inputs["zone"]))
+        return ""  # UK8S picks one ("不填时后台程序会自动选用一个可用的镜像", SDK)
 
-        api.retry.run(attempt)
+    def _refused(self, inputs: Mapping[str, Any], error: Exception) -> Exception:
+        """A failed AddUK8SUHostNode, named by what was asked for; NORESOURCE in the message
+        (no source gives a stock-out RetCode for this call) becomes a StockOutError."""
+        message = str(getattr(error, "message", "") or error)
+        group = group_id(inputs["cluster_id"], inputs["name"])
+        if is_stock_out(message):
+            stock_out = StockOutError(
+                self.kind, group, "refused by AddUK8SUHostNode", message, self._wanted(inputs)
+            )
+            return stock_out
+        error.add_note(f"AddUK8SUHostNode for {group}: {self._wanted(inputs)}")
+        return error
 
+    def _buy(
+        self, api: UCloudApi, inputs: Mapping[str, Any], count: int, before: set[str]
+    ) -> list[str]:
+        """One purchase of `count` nodes: the NodeIds UCloud returned, or after a lost answer
+        the nodes that appeared since `before`; never a second AddUK8SUHostNode after a call
+        that may have gone through."""
+        request = self._add_request(inputs, count)
+        delays = api.retry.delays()
+        while True:
+            try:
+                response = api.call_once("uk8s", "add_uk8s_uhost_node", request)
+            except Exception as error:
+                delay = next(delays, None) if is_transient(error) else None
+                if delay is None:
+                    refusal = self._refused(inputs, error)
+                    if refusal is error:
+                        raise
+                    raise refusal from error
+                api.retry.sleep(delay)
+                if is_throttled(error):
+                    continue  # turned away before it ran (RetCode 153 / HTTP 429): send again
+                return self._adopt(api, inputs, count, before, delays, error)
+            ids = [str(i) for i in response.get("NodeIds") or []]
+            if ids:
+                return ids
+            lost = UCloudProviderError("AddUK8SUHostNode answered without NodeIds")
+            return self._adopt(api, inputs, count, before, delays, lost)
+
+    def _adopt(
+        self,
+        api: UCloudApi,
+        inputs: Mapping[str, Any],
+        count: int,
+        before: set[str],
+        delays: Iterator[float],
+        error: Exception,
+    ) -> list[str]:
+        """After an AddUK8SUHostNode whose answer was lost: poll (on the retry policy's delays)
+        for the nodes it bought, or fail, naming what did appear, without buying again."""
+        seen: list[str] = []
+        while True:
+            try:
+                listing = self._workers(api, inputs["cluster_id"]) or []
+                seen = node_set.appeared(listing, before, inputs)
+            except Exception as list_error:
+                if not is_transient(list_error):
+                    raise
+            if len(seen) >= count:
+                return seen
+            delay = next(delays, None)
+            if delay is None:
+                break
+            api.retry.sleep(delay)
+        group = group_id(inputs["cluster_id"], inputs["name"])
+        failure = LostPurchaseError(
+            f"{self.kind} {group}: AddUK8SUHostNode for {self._wanted(inputs)} failed on the "
+            f"way back ({error}); {len(seen)} of {count} node(s) appeared "
+            f"({', '.join(seen) or 'none'}). Not sending it again, which could buy them twice. "
+            "Check the cluster's nodes "
+            f"labelled {GROUP_LABEL}={inputs['name']} before running `pulumi up` again.",
+            seen,
+        )
+        failure.__cause__ = error
+        raise failure
+
+    def _grow_to(self, api: UCloudApi, inputs: Mapping[str, Any]) -> list[str]:
+        """Bring the group to `count` nodes; `inputs["node_ids"]` are those it has already.
+
+        Returns the ids added now: nodes an interrupted earlier run left (found by the group
+        label) first, then those bought. On failure the ids added so far ride on the
+        exception (`added_node_ids`), so the caller can delete them instead of orphaning them.
+        """
+        owned = self._owned_ids(inputs) or []
+        listing = self.workers(api, inputs["cluster_id"])
+        if listing is None:
+            raise UCloudProviderError(f"cluster {inputs['cluster_id']} no longer exists")
+        added = [
+            node_set.node_id(n)
+            for n in node_set.labelled(listing, inputs)
+            if node_set.node_id(n) not in owned
+        ]
+        missing = int(inputs["count"]) - len(owned) - len(added)
+        if missing <= 0:
+            return added
+        try:
+            added += self._buy(api, inputs, missing, {node_set.node_id(n) for n in listing})
+        except LostPurchaseError as error:
+            error.added_node_ids = [*added, *error.node_ids]
+            raise
+        except Exception as error:
+            error.added_node_ids = added  # type: ignore[attr-defined]
+            raise
+        return added
+
+    def _wait_for(
+        self, api: UCloudApi, id_: str, inputs: Mapping[str, Any], ids: list[str]
+    ) -> Observation:
+        """Poll until exactly `ids` are listed and ready; fail at once on NORESOURCE."""
+        cluster_id = id_.split(ID_SEPARATOR, 1)[0]
+
+        def poll() -> Observation:
+            listing = self.workers(api, cluster_id)
+            if listing is None:
+                return Observation(CLUSTER_GONE, f"cluster {cluster_id} no longer exists")
+            mine = node_set.owned(listing, ids)
+            summary = node_set.group_state(mine, len(ids))
+            if summary.stock_out:
+                raise StockOutError(
+                    self.kind, id_, summary.state, summary.detail, self._wanted(inputs)
+                )
+            return Observation(summary.state, summary.detail, node_set.observed(mine))
+
+        return wait_for_state(
+            self.timings.ready,
+            self.kind,
+            id_,
+            poll,
+            ready={RUNNING},
+            failed=FAILED_STATES | {CLUSTER_GONE},
+        )
+
+    # ---- removing --------------------------------------------------------------
     def _delete_node(self, api: UCloudApi, cluster_id: str, node_id: str) -> None:
-        """One try at deleting a node; a node that is already gone counts as deleted."""
+        """One try at deleting a node; one UCloud no longer knows is checked by the listing."""
         try:
             api.call_once(
                 "uk8s",
@@ -234,56 +365,140 @@ class Uk8sNodeProvider(UCloudProvider):
             if not is_not_found(error):
                 raise
 
-    def _delete_nodes(self, api: UCloudApi, cluster_id: str, node_ids: Sequence[str]) -> None:
-        for node_id in node_ids:
-            api.retry.run(lambda node_id=node_id: self._delete_node(api, cluster_id, node_id))
+    def _remove_ids(self, api: UCloudApi, cluster_id: str, ids: Sequence[str]) -> None:
+        """One try: delete those of `ids` still listed and not already being deleted."""
+        listing = self._workers(api, cluster_id)
+        for node in node_set.owned(listing or [], ids):
+            if str(node.get("NodeStatus")) not in node_set.DELETING_STATES:
+                self._delete_node(api, cluster_id, node_set.node_id(node))
 
-    def _wait_nodes_gone(self, api: UCloudApi, id_: str, node_ids: Sequence[str]) -> None:
-        doomed = set(node_ids)
+    def _wait_gone(self, api: UCloudApi, id_: str, ids: Sequence[str]) -> None:
+        """Until none of `ids` is listed (or the cluster itself is gone)."""
+        cluster_id = id_.split(ID_SEPARATOR, 1)[0]
 
         def poll() -> Observation:
-            left = [n for n in self.group(api, id_) if n["NodeId"] in doomed]
+            listing = self.workers(api, cluster_id)
+            left = node_set.owned(listing or [], ids)
             return Observation("gone" if not left else str(left[0].get("NodeStatus")))
 
         wait_for_state(self.timings.gone, self.kind, id_, poll, ready={"gone"})
 
+    def _discard(self, api: UCloudApi, id_: str, ids: Sequence[str], failure: Exception) -> None:
+        """Delete what a failed create or grow bought, so no host keeps billing unseen."""
+        if not ids:
+            return
+        cluster_id = id_.split(ID_SEPARATOR, 1)[0]
+        try:
+            api.retry.run(lambda: self._remove_ids(api, cluster_id, ids))
+            self._wait_gone(api, id_, ids)
+            failure.add_note(f"deleted the node(s) it had bought: {', '.join(ids)}")
+        except Exception as cleanup_error:
+            failure.add_note(
+                f"and deleting the node(s) it had bought ({', '.join(ids)}) in cluster "
+                f"{cluster_id} failed too: {cleanup_error}; delete them in the console"
+            )
+
+    def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
+        # One try per listing and per node: `delete` retries this whole call.
+        cluster_id = id_.split(ID_SEPARATOR, 1)[0]
+        ids = self._owned_ids(props)
+        if ids is None:
+            ids = [
+                node_set.node_id(n) for n in self._mine(self._workers(api, cluster_id) or [], props)
+            ]
+        self._remove_ids(api, cluster_id, ids)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Delete exactly the owned nodes; fail loudly for any we cannot find, unless the whole
+        cluster is gone (94007), since returning as if done could leave hosts billing."""
+        api = self.api(props)
+        cluster_id = id_.split(ID_SEPARATOR, 1)[0]
+        listing = self.workers(api, cluster_id)
+        if listing is None:
+            return  # the cluster is gone, and its nodes with it
+        ids = self._owned_ids(props)
+        if ids is None:
+            ids = [node_set.node_id(n) for n in node_set.labelled(listing, props)]
+            if not ids:
+                raise NodesNotFoundError(
+                    f"{self.kind} {id_}: its state records no node_ids and no node of cluster "
+                    f"{cluster_id} carries {GROUP_LABEL}={props.get('name')}, so which nodes to "
+                    "delete is unknown. Check the cluster's nodes; if none are left, remove the "
+                    "resource with `pulumi state delete`."
+                )
+            props = {**props, "node_ids": ids}
+        listed = {node_set.node_id(n) for n in listing}
+        missing = [i for i in ids if i not in listed]
+        api.retry.run(lambda: self.remove(api, id_, props))
+        self._wait_gone(api, id_, ids)
+        if missing:
+            raise NodesNotFoundError(
+                f"{self.kind} {id_}: node(s) {', '.join(missing)} of cluster {cluster_id} are not "
+                "listed by ListUK8SClusterNodeV2, so their deletion cannot be confirmed (the "
+                "others were deleted). If they were removed outside Pulumi, run `pulumi refresh` "
+                "and then delete again."
+            )
+
+    # ---- Pulumi's create and update ------------------------------------------------
     def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = self.normalize(props)
+        inputs = {**self.normalize(props), "node_ids": []}
         api = self.api(inputs)
         id_ = group_id(inputs["cluster_id"], inputs["name"])
-        before = {node["NodeId"] for node in self.group(api, id_)}
-        self._grow_to(api, inputs)
+        image = self._node_image(api, inputs, {})
+        bought: list[str] = []
         try:
-            ready = self.wait_ready(api, id_, inputs)
-        except ResourceFailedError:
-            added = [n["NodeId"] for n in self.group(api, id_) if n["NodeId"] not in before]
-            self._delete_nodes(api, inputs["cluster_id"], added)
+            bought = self._grow_to(api, {**inputs, "image_id": image or None})
+            ready = self._wait_for(api, id_, inputs, bought)
+        except Exception as failure:
+            self._discard(api, id_, bought or getattr(failure, "added_node_ids", []), failure)
             raise
-        return CreateResult(id_, self.outputs_from(api, id_, inputs, ready.outputs))
+        del inputs["node_ids"]
+        observed = {**ready.outputs, "node_image_id": image}
+        return CreateResult(id_, self.outputs_from(api, id_, inputs, observed))
 
     def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> UpdateResult:
         inputs = self.normalize(_news)
+        inputs.pop("node_ids", None)
         api = self.api(inputs)
-        nodes = self.group(api, _id)
-        surplus = len(nodes) - int(inputs["count"])
+        listing = self.workers(api, inputs["cluster_id"]) or []
+        mine = self._mine(listing, _olds)
+        owned = [node_set.node_id(n) for n in mine]
+        surplus = len(owned) - int(inputs["count"])
+        image = str(_olds.get("node_image_id") or "")
         if surplus > 0:
-            newest = [str(node["NodeId"]) for node in nodes[-surplus:]]
-            self._delete_nodes(api, inputs["cluster_id"], newest)
-            self._wait_nodes_gone(api, _id, newest)
+            doomed = node_set.newest(mine, surplus)
+            api.retry.run(lambda: self._remove_ids(api, inputs["cluster_id"], doomed))
+            self._wait_gone(api, _id, doomed)
+            kept = node_set.owned(listing, [i for i in owned if i not in doomed])
+            observed = node_set.observed(kept)
         else:
-            self._grow_to(api, inputs)
-            self.wait_ready(api, _id, inputs)
-        return UpdateResult(self.outputs_now(api, _id, inputs))
+            image = self._node_image(api, inputs, _olds)
+            added: list[str] = []
+            try:
+                added = self._grow_to(api, {**inputs, "node_ids": owned, "image_id": image or None})
+                observed = dict(self._wait_for(api, _id, inputs, owned + added).outputs)
+            except Exception as failure:
+                self._discard(api, _id, added or getattr(failure, "added_node_ids", []), failure)
+                raise
+        observed["node_image_id"] = image
+        return UpdateResult(self.outputs_from(api, _id, inputs, observed))
 
-    def remove(self, api: UCloudApi, id_: str, props: Mapping[str, Any]) -> None:
-        # UCloudProvider.delete retries this whole call: one try per list and per node here.
-        cluster_id = id_.split(ID_SEPARATOR, 1)[0]
-        for node in self._group_nodes(api, id_):
-            self._delete_node(api, cluster_id, str(node["NodeId"]))
+
+class LostPurchaseError(UCloudProviderError):
+    """AddUK8SUHostNode may have bought nodes, but its answer never arrived."""
+
+    def __init__(self, message: str, node_ids: list[str]) -> None:
+        super().__init__(message)
+        self.node_ids = node_ids
+        self.added_node_ids = node_ids
+
+
+class NodesNotFoundError(UCloudProviderError):
+    """Delete could not find nodes the group owns, so it cannot say they are gone."""
 
 
 class Uk8sNode(Resource, module=MODULE, name="Uk8sNode"):
-    """Worker nodes of a UK8S cluster; id is "<cluster id>/<name>"."""
+    """Worker nodes of a UK8S cluster; id is "<cluster id>/<name>", `node_ids` the NodeIds."""
 
     region: pulumi.Output[str]
     cluster_id: pulumi.Output[str]
@@ -293,6 +508,7 @@ class Uk8sNode(Resource, module=MODULE, name="Uk8sNode"):
     taints: pulumi.Output[list[str]]
     node_ids: pulumi.Output[list[str]]
     private_ips: pulumi.Output[list[str]]
+    node_image_id: pulumi.Output[str]
 
     def __init__(
         self,
@@ -301,6 +517,8 @@ class Uk8sNode(Resource, module=MODULE, name="Uk8sNode"):
         opts: pulumi.ResourceOptions | None = None,
         timings: Timings | None = None,
     ) -> None:
-        props = resource_props(args, computed=["node_ids", "private_ips"], secrets=["password"])
+        props = resource_props(
+            args, computed=["node_ids", "private_ips", "node_image_id"], secrets=["password"]
+        )
         opts = with_secret_outputs(opts, SECRET_OUTPUTS)
         super().__init__(Uk8sNodeProvider(timings), resource_name, props, opts)

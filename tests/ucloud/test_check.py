@@ -306,6 +306,10 @@ class _Recorder:
         self.sent = request
         return {"ClusterId": "uk8s-1"}
 
+    def call_once(self, service: str, method: str, request: dict[str, Any]) -> dict[str, Any]:
+        assert method == "get_uk8s_versions", method  # the version lookup before the create
+        return {"Data": [{"K8sVersion": "1.30.3"}, {"K8sVersion": "1.30.6"}]}
+
 
 @pytest.mark.parametrize(("machine", "disk"), [("N", "CLOUD_SSD"), ("O", "CLOUD_RSSD")])
 def test_masters_send_the_boot_disk_their_family_needs(machine: str, disk: str) -> None:

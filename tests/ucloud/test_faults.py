@@ -80,11 +80,11 @@ def test_permanent_errors_are_not_retried(ucloud_env: FakeUCloud, timings: Timin
 def test_failed_cluster_is_reported_and_removed(
     ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str], state: str
 ) -> None:
-    ucloud_env.next_creation("cluster", state, "NORESOURCE: no O-type hosts left in cn-bj2-02")
+    ucloud_env.next_creation("cluster", state, "etcd 初始化失败")
     with pytest.raises(ResourceFailedError) as failure:
         Uk8sClusterProvider(timings).create(cluster_inputs(network))
     message = str(failure.value)
-    assert state in message and "NORESOURCE: no O-type hosts left" in message
+    assert state in message and "etcd 初始化失败" in message
     assert failure.value.resource_id.startswith("uk8s-")
     assert ucloud_env.count("DelUK8SCluster") == 1
     assert ucloud_env.resources("cluster") == {}
@@ -105,8 +105,8 @@ def test_failed_nodes_are_removed_and_reported(
     ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str]
 ) -> None:
     cluster = Uk8sClusterProvider(timings).create(cluster_inputs(network))
-    ucloud_env.next_creation("node", "Install Fail", "NORESOURCE")
-    with pytest.raises(ResourceFailedError, match=r"Install Fail.*NORESOURCE"):
+    ucloud_env.next_creation("node", "Install Fail", "kubelet 安装失败")
+    with pytest.raises(ResourceFailedError, match=r"Install Fail.*kubelet"):
         Uk8sNodeProvider(timings).create(node_inputs(cluster.id, network["subnet_id"], count=1))
     remaining = ucloud_env.resources("node")
     assert all(n.life.state == "Deleting" for n in remaining.values())
