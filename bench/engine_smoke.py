@@ -37,7 +37,7 @@ def save(out: Path, results: dict[str, object]) -> None:
 def engine_phase(args: argparse.Namespace) -> None:
     import torch
     from llmserve.batching import ContinuousBatchingEngine
-    from llmserve.engine import SamplingParams
+    from llmserve.engine_api import SamplingParams
     from llmserve.models import load_model
 
     results: dict[str, object] = {"torch": torch.__version__, "preset": args.preset}

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "image"))
 
-from llmserve.engine import SamplingParams
+from llmserve.engine_api import SamplingParams
 from llmserve.graphs import GraphedDecoder
 from llmserve.kvcache import BatchCache
 from llmserve.presets import build_random_model

@@ -1,7 +1,7 @@
 """The HTTP layer: routes, request checks, SSE streaming, readiness and draining.
 
-It talks to the engine only through `llmserve.engine.Engine` and to the wire format only through
-`llmserve.protocol`. The model loads in a background thread after the port opens, so /health
+It talks to the engine only through `llmserve.engine_api.Engine` and to the wire format only
+through `llmserve.protocol`. The model loads in a background thread after the port opens, so /health
 answers at once and /ready turns true when the weights are loaded and warmed."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 
 from llmserve import protocol
-from llmserve.engine import (
+from llmserve.engine_api import (
     Delta,
     Engine,
     EngineStats,

@@ -31,7 +31,7 @@ import torch
 from transformers import DynamicCache
 
 from llmserve.detokenize import IncrementalDetokenizer
-from llmserve.engine import (
+from llmserve.engine_api import (
     Delta,
     EngineStats,
     EngineStoppedError,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from llmserve.engine import SamplingParams
+from llmserve.engine_api import SamplingParams
 
 MIN_TEMPERATURE = 1e-5
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from llmserve.batching import ContinuousBatchingEngine
 from llmserve.detokenize import IncrementalDetokenizer
-from llmserve.engine import Delta, SamplingParams
+from llmserve.engine_api import Delta, SamplingParams
 from llmserve.models import LoadedModel
 from llmserve.sampling import pick_next_tokens
 
@@ -170,7 +170,7 @@ class _BrokenGpu:
 def test_a_broken_gpu_stops_the_engine_so_the_pod_is_restarted(
         tiny: LoadedModel, engine_factory: EngineFactory) -> None:
     from llmserve.app import Backend, ServerState
-    from llmserve.engine import EngineStoppedError
+    from llmserve.engine_api import EngineStoppedError
     from llmserve.settings import Settings
 
     engine = engine_factory()

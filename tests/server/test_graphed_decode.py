@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch._dynamo
 from llmserve.batching import ContinuousBatchingEngine
-from llmserve.engine import SamplingParams
+from llmserve.engine_api import SamplingParams
 from llmserve.graphs import GraphedDecoder, _bucket
 from llmserve.kvcache import BatchCache
 from llmserve.models import LoadedModel, load_model
