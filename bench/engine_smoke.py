@@ -36,7 +36,7 @@ def save(out: Path, results: dict[str, object]) -> None:
 
 def engine_phase(args: argparse.Namespace) -> None:
     import torch
-    from llmserve.batching import ContinuousBatchingEngine
+    from llmserve.engine import ContinuousBatchingEngine
     from llmserve.engine_api import SamplingParams
     from llmserve.models import load_model
 

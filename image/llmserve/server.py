@@ -16,7 +16,7 @@ from types import FrameType
 import uvicorn
 
 from llmserve.app import Backend, ServerState, create_app
-from llmserve.batching import ContinuousBatchingEngine
+from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import load_model, pick_device
 from llmserve.settings import Settings, SettingsError
 

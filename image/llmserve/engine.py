@@ -1,0 +1,238 @@
+"""The engine: continuous batching on a plain transformers model, in one background thread.
+
+Every step the thread asks the scheduler (scheduler.py) which requests leave (cancelled) and
+which join the batch, has the model runner (model_runner.py) prefill the joiners in one
+left-padded forward and decode one token for every running request, and lets the output stage
+(output.py) apply the stop rules and deliver the text; finished requests leave the batch before
+their last delta goes out. So requests join and leave at every step, and a cancelled request
+frees its slot before the next forward. This file only composes the three and owns the thread.
+
+We own this loop instead of using transformers' ContinuousBatchingManager because, in 5.24, the
+manager has one sampling mode and one seed for the whole batch and no stop strings or
+min_tokens; the OpenAI protocol needs all of those per request.
+
+On a GPU, decode steps replay CUDA graphs (graphs.py) for batches of up to
+LLMSERVE_GRAPH_MAX_BATCH rows whose cache buffers fit in memory; larger ones run eagerly.
+
+Limits (see image/README.md): no paged attention; the cache of the running batch is left-padded,
+so a batch mixing very long and very short requests spends memory on padding; models with
+sliding-window attention are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from llmserve.engine_api import (
+    Delta,
+    EngineStats,
+    EngineStoppedError,
+    RequestStream,
+    SamplingParams,
+)
+from llmserve.model_runner import ModelRunner, device_is_broken
+from llmserve.output import OutputStage
+from llmserve.scheduler import Scheduler
+from llmserve.sequence import Sequence
+
+log = logging.getLogger("llmserve.engine")
+
+
+class ContinuousBatchingEngine:
+    """The `engine_api.Engine` that `llmserve serve` runs."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_model_len: int,
+        eos_token_ids: list[int],
+        max_batch: int = 32,
+        max_queue: int = 256,
+        graph_max_batch: int = 0,
+        cuda_graphs: bool = False,
+        compile_step: bool = False,
+        compile_backend: str = "inductor",
+    ) -> None:
+        self.max_model_len = max_model_len
+        self.max_batch = max_batch
+        pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.runner = ModelRunner(
+            model,
+            max_model_len=max_model_len,
+            pad_token_id=pad_token_id,
+            eos_token_ids=eos_token_ids,
+            graph_max_batch=graph_max_batch,
+            cuda_graphs=cuda_graphs,
+            compile_step=compile_step,
+            compile_backend=compile_backend,
+        )
+        self.scheduler = Scheduler(
+            max_batch=max_batch,
+            max_queue=max_queue,
+            max_prefill_tokens=self.runner.max_prefill_tokens,
+        )
+        self.output = OutputStage(
+            tokenizer, eos_token_ids=eos_token_ids, max_model_len=max_model_len
+        )
+        self._wake = threading.Condition()  # guards the scheduler's queue and _stopping
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ public interface
+    def start(self) -> None:
+        self._warm_up()
+        self._thread = threading.Thread(target=self._run, name="llmserve-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestStream:
+        stream = RequestStream(
+            prompt_tokens=len(prompt_ids), _cancel=self.cancel, _loop=asyncio.get_running_loop()
+        )
+        seq = self._new_sequence(stream.request_id, prompt_ids, params, stream=stream)
+        with self._wake:
+            if self._stopping or self._thread is None or not self._thread.is_alive():
+                raise EngineStoppedError("the engine is not running")
+            self.scheduler.add(seq)
+            self._wake.notify()
+        return stream
+
+    def cancel(self, request_id: str) -> None:
+        with self._wake:
+            self.scheduler.cancel(request_id)
+            self._wake.notify()
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            queue_depth=len(self.scheduler.waiting),
+            running=len(self.scheduler.running),
+            cache_tokens=self.scheduler.cache_tokens,
+            cache_capacity_tokens=self.max_batch * self.max_model_len,
+        )
+
+    def in_flight(self) -> int:
+        return len(self.scheduler.waiting) + len(self.scheduler.running)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    # ------------------------------------------------------------------ the loop
+    def _new_sequence(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        stream: RequestStream | None = None,
+        sink: Callable[[Delta], None] | None = None,
+    ) -> Sequence:
+        return Sequence(
+            request_id=request_id,
+            prompt_ids=list(prompt_ids),
+            params=params,
+            detok=self.output.detokenizer(params.stop),
+            stream=stream,
+            sink=sink,
+            generator=self.runner.generator(params),
+        )
+
+    def _warm_up(self) -> None:
+        """Two short requests of different lengths through the real prefill (with padding) and
+        decode path before /ready says yes: on a GPU the first shapes pay for lazy CUDA init and
+        kernel selection, and a real user's first request must not."""
+        sink: list[Delta] = []
+        params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+        lengths = [max(2, min(128, self.max_model_len // 4)), 2]
+        pad = self.runner.pad_token_id
+        seqs = [
+            self._new_sequence(f"warmup-{n}", [pad] * n, params, sink=sink.append)
+            for n in lengths
+        ]
+        with torch.inference_mode():
+            self._prefill(seqs)
+            self.runner.precapture()
+            while self.scheduler.running:
+                self._decode()
+        finished = [d.finish_reason for d in sink if d.finish_reason is not None]
+        if finished != ["length", "length"]:
+            raise RuntimeError(f"warm-up generation did not finish as expected: {sink!r}")
+
+    def _run(self) -> None:
+        try:
+            with torch.inference_mode():
+                while True:
+                    with self._wake:
+                        while not (self._stopping or self.scheduler.has_work()):
+                            self._wake.wait()
+                        if self._stopping:
+                            break
+                        admitted, cancelled = self.scheduler.schedule()
+                    if cancelled:
+                        for seq in cancelled:
+                            self.output.finish(seq, "cancelled")
+                        self._retire_finished()
+                    try:
+                        if admitted:
+                            self._prefill(admitted)
+                        if self.scheduler.running:
+                            self._decode()
+                    except Exception as err:  # one bad step must not kill the server
+                        log.exception("generation step failed; failing the running batch")
+                        stranded = [s for s in admitted if s not in self.scheduler.running]
+                        self._fail_running(
+                            f"generation failed: {type(err).__name__}: {err}", stranded
+                        )
+                        if device_is_broken(err):
+                            log.error(
+                                "the GPU is in an unrecoverable state; stopping the engine "
+                                "so the process is restarted"
+                            )
+                            break
+        finally:
+            with self._wake:
+                leftovers = self.scheduler.drain()
+            self.output.discard()
+            for seq in leftovers:
+                self.output.finish(seq, "cancelled")
+            self.output.flush()
+
+    def _prefill(self, seqs: list[Sequence]) -> None:
+        tokens = self.runner.prefill(seqs)
+        self.scheduler.start(seqs)
+        self.output.accept(seqs, tokens)
+        self._retire_finished()
+
+    def _decode(self) -> None:
+        seqs = self.scheduler.running
+        tokens = self.runner.decode(seqs)
+        self.output.accept(seqs, tokens)
+        self._retire_finished()
+
+    def _retire_finished(self) -> None:
+        """Finished requests leave the batch (and its cache rows), then their deltas go out."""
+        rows = self.scheduler.retire_finished()
+        if rows is not None:
+            self.runner.keep_rows(rows)
+        self.output.flush()
+
+    def _fail_running(self, message: str, stranded: list[Sequence]) -> None:
+        """Ends every running request, and admitted ones not yet in the batch, with an error."""
+        self.output.discard()
+        for seq in self.scheduler.running + stranded:
+            self.output.finish(seq, "error", message)
+        self.scheduler.clear_running()
+        self.runner.reset()
+        self.output.flush()
