@@ -158,8 +158,7 @@ class ContinuousBatchingEngine:
         lengths = [max(2, min(128, self.max_model_len // 4)), 2]
         pad = self.runner.pad_token_id
         seqs = [
-            self._new_sequence(f"warmup-{n}", [pad] * n, params, sink=sink.append)
-            for n in lengths
+            self._new_sequence(f"warmup-{n}", [pad] * n, params, sink=sink.append) for n in lengths
         ]
         with torch.inference_mode():
             self._prefill(seqs)

@@ -97,8 +97,9 @@ class RequestStream:
         delta = await self._queue.get()
         while delta.finish_reason is None and not self._queue.empty():
             later = self._queue.get_nowait()
-            delta = Delta(delta.text + later.text, later.completion_tokens,
-                          later.finish_reason, later.error)
+            delta = Delta(
+                delta.text + later.text, later.completion_tokens, later.finish_reason, later.error
+            )
         if delta.finish_reason is not None:
             self.finished = True
         return delta
