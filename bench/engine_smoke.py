@@ -36,8 +36,8 @@ def save(out: Path, results: dict[str, object]) -> None:
 
 def engine_phase(args: argparse.Namespace) -> None:
     import torch
-    from llmserve.batching import ContinuousBatchingEngine
-    from llmserve.engine import SamplingParams
+    from llmserve.engine import ContinuousBatchingEngine
+    from llmserve.engine_api import SamplingParams
     from llmserve.models import load_model
 
     results: dict[str, object] = {"torch": torch.__version__, "preset": args.preset}
@@ -45,16 +45,24 @@ def engine_phase(args: argparse.Namespace) -> None:
         results["gpu"] = torch.cuda.get_device_name(0)
     t0 = time.perf_counter()
     # Model, dtype (bf16 on CUDA) and tokenizer exactly as `llmserve serve` loads them.
-    loaded = load_model(f"random:{args.preset}", args.device, "auto",
-                        tokenizer_source=str(args.tokenizer))
+    loaded = load_model(
+        f"random:{args.preset}", args.device, "auto", tokenizer_source=str(args.tokenizer)
+    )
     model, device = loaded.model, loaded.device
     # The engine as `llmserve serve` builds it by default on a GPU (LLMSERVE_COMPILE=auto): decode
     # steps from CUDA graphs, the one-row step compiled before capture.
     on_cuda = device.type == "cuda"
-    engine = ContinuousBatchingEngine(model, loaded.tokenizer, max_model_len=8192,
-                                      eos_token_ids=[2], max_batch=256, max_queue=1024,
-                                      graph_max_batch=256 if on_cuda else 0,
-                                      cuda_graphs=on_cuda, compile_step=on_cuda)
+    engine = ContinuousBatchingEngine(
+        model,
+        loaded.tokenizer,
+        max_model_len=8192,
+        eos_token_ids=[2],
+        max_batch=256,
+        max_queue=1024,
+        graph_max_batch=256 if on_cuda else 0,
+        cuda_graphs=on_cuda,
+        compile_step=on_cuda,
+    )
     engine.start()
     results["build_and_warmup_s"] = round(time.perf_counter() - t0, 1)
     save(args.out, results)
@@ -99,8 +107,12 @@ def engine_phase(args: argparse.Namespace) -> None:
         wall = time.perf_counter() - start
         tokens = sum(d[1] for d in done)
         ttfts = sorted(d[2] for d in done if d[2] is not None)
-        return {"output_tok_s": round(tokens / wall, 1), "wall_s": round(wall, 2),
-                "tokens": tokens, "ttft_p50_s": round(ttfts[len(ttfts) // 2], 3)}
+        return {
+            "output_tok_s": round(tokens / wall, 1),
+            "wall_s": round(wall, 2),
+            "tokens": tokens,
+            "ttft_p50_s": round(ttfts[len(ttfts) // 2], 3),
+        }
 
     for concurrency, requests in LOADS:
         if device.type == "cuda":
@@ -118,11 +130,17 @@ def served_phase(args: argparse.Namespace) -> None:
 
     port = "7861"
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LLMSERVE_MODEL": f"random:{args.preset}", "LLMSERVE_TOKENIZER":
-           str(args.tokenizer), "LLMSERVE_PORT": port, "LLMSERVE_MAX_BATCH": "256",
-           "LLMSERVE_MAX_QUEUE": "1024", "LLMSERVE_LOG_LEVEL": "warning",
-           "LLMSERVE_DEVICE": args.device,
-           "PYTHONPATH": os.pathsep.join([str(REPO / "image"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "LLMSERVE_MODEL": f"random:{args.preset}",
+        "LLMSERVE_TOKENIZER": str(args.tokenizer),
+        "LLMSERVE_PORT": port,
+        "LLMSERVE_MAX_BATCH": "256",
+        "LLMSERVE_MAX_QUEUE": "1024",
+        "LLMSERVE_LOG_LEVEL": "warning",
+        "LLMSERVE_DEVICE": args.device,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "image"), os.environ.get("PYTHONPATH", "")]),
+    }
     results: dict[str, object] = {}
     t0 = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "llmserve", "serve"], env=env)
@@ -143,18 +161,40 @@ def served_phase(args: argparse.Namespace) -> None:
         save(args.out, results)
         for concurrency, requests in LOADS:
             report = args.out.with_name(f"served_c{concurrency}.json")
-            subprocess.run([sys.executable, "-m", "llmserve", "bench", "--url", url,
-                            "--endpoint", "completions", "--num-requests", str(requests),
-                            "--concurrency", str(concurrency), "--prompt-tokens",
-                            str(PROMPT_TOKENS), "--output-tokens", str(args.output_tokens),
-                            "--ignore-eos", "--json", str(report)], env=env, check=False)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "llmserve",
+                    "bench",
+                    "--url",
+                    url,
+                    "--endpoint",
+                    "completions",
+                    "--num-requests",
+                    str(requests),
+                    "--concurrency",
+                    str(concurrency),
+                    "--prompt-tokens",
+                    str(PROMPT_TOKENS),
+                    "--output-tokens",
+                    str(args.output_tokens),
+                    "--ignore-eos",
+                    "--json",
+                    str(report),
+                ],
+                env=env,
+                check=False,
+            )
             if report.exists():
                 results[f"served_c{concurrency}"] = json.loads(report.read_text())
             save(args.out, results)
         metrics = httpx.get(url + "/metrics").text
-        results["metrics_sample"] = [line for line in metrics.splitlines()
-                                     if line.startswith(("llmserve_requests_total",
-                                                         "llmserve_generation_tokens_total"))]
+        results["metrics_sample"] = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith(("llmserve_requests_total", "llmserve_generation_tokens_total"))
+        ]
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -168,8 +208,12 @@ def served_phase(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=["engine", "served"])
-    parser.add_argument("--tokenizer", type=Path, required=True,
-                        help="a Hugging Face tokenizer directory (e.g. the converted SmolLM2 one)")
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        required=True,
+        help="a Hugging Face tokenizer directory (e.g. the converted SmolLM2 one)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--preset", default="chatglm2-6b", help="random:<preset> to run")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])

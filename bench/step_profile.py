@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "image"))
 
-from llmserve.engine import SamplingParams
+from llmserve.engine_api import SamplingParams
 from llmserve.graphs import GraphedDecoder
 from llmserve.kvcache import BatchCache
 from llmserve.presets import build_random_model
@@ -55,11 +55,18 @@ def fresh_batch(model) -> BatchCache:
     return batch
 
 
-def graphed_step_ms(model, steps: int, fuse_norms: bool,
-                    compile_step: bool = False) -> dict[str, float]:
-    decoder = GraphedDecoder(model, max_rows=1, max_len=1024, pad_token_id=0,
-                             use_cuda_graphs=True, compile_step=compile_step,
-                             fuse_norms=fuse_norms)
+def graphed_step_ms(
+    model, steps: int, fuse_norms: bool, compile_step: bool = False
+) -> dict[str, float]:
+    decoder = GraphedDecoder(
+        model,
+        max_rows=1,
+        max_len=1024,
+        pad_token_id=0,
+        use_cuda_graphs=True,
+        compile_step=compile_step,
+        fuse_norms=fuse_norms,
+    )
     batch = fresh_batch(model)
     out: dict[str, float] = {}
     with torch.inference_mode():
@@ -81,8 +88,9 @@ def graphed_step_ms(model, steps: int, fuse_norms: bool,
             t = time.perf_counter()
             logits = decoder.decode(batch, [5], [position[0]])
             position[0] += 1
-            pick_next_tokens(logits, [SamplingParams(max_tokens=8, temperature=0.0)], [None],
-                             [False], [2])
+            pick_next_tokens(
+                logits, [SamplingParams(max_tokens=8, temperature=0.0)], [None], [False], [2]
+            )
             wall.append((time.perf_counter() - t) * 1000)
         out["decode_and_pick_wall_ms"] = round(statistics.median(wall), 3)
     return out
@@ -99,8 +107,14 @@ def main() -> None:
     with torch.inference_mode():
         ids = torch.tensor([[5]], device="cuda")
         results["eager_step_ms"] = median_ms(
-            lambda: model(input_ids=ids, position_ids=torch.tensor([[PROMPT]], device="cuda"),
-                          cache=batch.cache, use_cache=True), 10)
+            lambda: model(
+                input_ids=ids,
+                position_ids=torch.tensor([[PROMPT]], device="cuda"),
+                cache=batch.cache,
+                use_cache=True,
+            ),
+            10,
+        )
     for variant in args.variants.split(","):
         try:
             if variant == "plain":  # runs first: the fused variants change the model

@@ -1,7 +1,7 @@
 """The HTTP layer: routes, request checks, SSE streaming, readiness and draining.
 
-It talks to the engine only through `llmserve.engine.Engine` and to the wire format only through
-`llmserve.protocol`. The model loads in a background thread after the port opens, so /health
+It talks to the engine only through `llmserve.engine_api.Engine` and to the wire format only
+through `llmserve.protocol`. The model loads in a background thread after the port opens, so /health
 answers at once and /ready turns true when the weights are loaded and warmed."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 
 from llmserve import protocol
-from llmserve.engine import (
+from llmserve.engine_api import (
     Delta,
     Engine,
     EngineStats,
@@ -43,8 +43,15 @@ log = logging.getLogger("llmserve.app")
 STATIC_DIR = Path(__file__).parent / "static"
 RETRY_AFTER_SECONDS = "1"
 _Body = TypeVar("_Body", bound=BaseModel)
-_ROUTES = {"/", "/health", "/ready", "/metrics", "/v1/models", "/v1/chat/completions",
-           "/v1/completions"}
+_ROUTES = {
+    "/",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/v1/models",
+    "/v1/chat/completions",
+    "/v1/completions",
+}
 
 
 @dataclass
@@ -110,11 +117,15 @@ class _MetricsMiddleware:
             raise
 
 
-def create_app(settings: Settings, load_backend: Callable[[], Backend],
-               on_fatal: Callable[[str], None] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    load_backend: Callable[[], Backend],
+    on_fatal: Callable[[str], None] | None = None,
+) -> FastAPI:
     state = ServerState(settings=settings)
-    metrics = ServerMetrics(lambda: state.backend.engine.stats() if state.backend
-                            else _empty_stats())
+    metrics = ServerMetrics(
+        lambda: state.backend.engine.stats() if state.backend else _empty_stats()
+    )
 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
@@ -137,8 +148,9 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         if state.backend is not None:
             state.backend.engine.stop()
 
-    app = FastAPI(title="llmserve", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="llmserve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.server = state
     app.add_middleware(_MetricsMiddleware, metrics=lambda: metrics)
     install_error_handlers(app)
@@ -156,19 +168,39 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
     @app.get("/health")
     async def health() -> JSONResponse:
         if state.engine_dead and not state.draining:  # liveness fails: Kubernetes restarts us
-            return JSONResponse({"status": "engine_stopped", **protocol.error_body(
-                "the generation engine has stopped", "service_unavailable",
-                code="engine_stopped")}, status_code=503)
+            return JSONResponse(
+                {
+                    "status": "engine_stopped",
+                    **protocol.error_body(
+                        "the generation engine has stopped",
+                        "service_unavailable",
+                        code="engine_stopped",
+                    ),
+                },
+                status_code=503,
+            )
         return JSONResponse({"status": "ok"})
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
         if state.ready:
             return JSONResponse({"status": "ready"})
-        status = ("draining" if state.draining else "failed" if state.load_error
-                  else "engine_stopped" if state.engine_dead else "loading")
-        return JSONResponse({"status": status, **protocol.error_body(
-            f"not ready: {status}", "service_unavailable", code=status)}, status_code=503)
+        status = (
+            "draining"
+            if state.draining
+            else "failed"
+            if state.load_error
+            else "engine_stopped"
+            if state.engine_dead
+            else "loading"
+        )
+        return JSONResponse(
+            {
+                "status": status,
+                **protocol.error_body(f"not ready: {status}", "service_unavailable", code=status),
+            },
+            status_code=503,
+        )
 
     @app.get("/metrics")
     async def metrics_route() -> Response:
@@ -181,20 +213,35 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'",
-                           code="missing_api_key", headers={"WWW-Authenticate": "Bearer"})
+            raise APIError(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>'",
+                code="missing_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not compare_digest(token.strip().encode(), key.encode()):
-            raise APIError(401, "incorrect API key provided", code="invalid_api_key",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise APIError(
+                401,
+                "incorrect API key provided",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def backend_or_503() -> Backend:
         if state.draining:
-            raise APIError(503, "the server is shutting down; retry on another replica",
-                           code="server_draining", headers={"Retry-After": RETRY_AFTER_SECONDS})
+            raise APIError(
+                503,
+                "the server is shutting down; retry on another replica",
+                code="server_draining",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         if state.backend is None:
-            raise APIError(503, "the model is still loading" if state.load_error is None
-                           else state.load_error, code="model_not_ready",
-                           headers={"Retry-After": RETRY_AFTER_SECONDS})
+            raise APIError(
+                503,
+                "the model is still loading" if state.load_error is None else state.load_error,
+                code="model_not_ready",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         return state.backend
 
     @app.get("/v1/models")
@@ -203,9 +250,16 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         backend = backend_or_503()
         return protocol.model_list(backend.model_name, state.created)
 
-    async def generate(request: Request, backend: Backend, body: Any, prompt_ids: list[int],
-                       prompt_field: str, id_prefix: str, events: Callable[..., Any],
-                       reply: Callable[..., dict[str, Any]]) -> Response:
+    async def generate(
+        request: Request,
+        backend: Backend,
+        body: Any,
+        prompt_ids: list[int],
+        prompt_field: str,
+        id_prefix: str,
+        events: Callable[..., Any],
+        reply: Callable[..., dict[str, Any]],
+    ) -> Response:
         """What both generation routes share once the prompt is tokens."""
         params = _sampling(body, len(prompt_ids), backend.engine.max_model_len, prompt_field)
         stream = _admit(backend.engine, prompt_ids, params)
@@ -215,8 +269,11 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return _sse(events(run, id_, backend.model_name, include_usage), run)
         text, finish = await run.collect(request)
-        return JSONResponse(reply(id_, backend.model_name, text, finish, stream.prompt_tokens,
-                                  run.completion_tokens))
+        return JSONResponse(
+            reply(
+                id_, backend.model_name, text, finish, stream.prompt_tokens, run.completion_tokens
+            )
+        )
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -225,8 +282,16 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         body = await _parse(request, protocol.ChatCompletionRequest, settings.max_body_bytes)
         _check_common(body, backend)
         prompt_ids = _render_chat(backend.tokenizer, body.messages)
-        return await generate(request, backend, body, prompt_ids, "messages", "chatcmpl",
-                              _chat_events, protocol.chat_completion)
+        return await generate(
+            request,
+            backend,
+            body,
+            prompt_ids,
+            "messages",
+            "chatcmpl",
+            _chat_events,
+            protocol.chat_completion,
+        )
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -235,8 +300,16 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
         body = await _parse(request, protocol.CompletionRequest, settings.max_body_bytes)
         _check_common(body, backend)
         prompt_ids = _encode_prompt(backend, body.prompt)
-        return await generate(request, backend, body, prompt_ids, "prompt", "cmpl",
-                              _completion_events, protocol.completion)
+        return await generate(
+            request,
+            backend,
+            body,
+            prompt_ids,
+            "prompt",
+            "cmpl",
+            _completion_events,
+            protocol.completion,
+        )
 
     return app
 
@@ -245,30 +318,46 @@ def create_app(settings: Settings, load_backend: Callable[[], Backend],
 async def _parse(request: Request, model: type[_Body], limit: int) -> _Body:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"request body is {declared} bytes; allowed: at most {limit}",
-                       code="body_too_large")
+        raise APIError(
+            413,
+            f"request body is {declared} bytes; allowed: at most {limit}",
+            code="body_too_large",
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise APIError(413, f"request body exceeds {limit} bytes; allowed: at most {limit}",
-                           code="body_too_large")
+            raise APIError(
+                413,
+                f"request body exceeds {limit} bytes; allowed: at most {limit}",
+                code="body_too_large",
+            )
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise APIError(400, f"request body is not valid UTF-8 (bad byte at offset {err.start}); "
-                       "allowed: UTF-8 JSON", code="invalid_utf8") from None
+        raise APIError(
+            400,
+            f"request body is not valid UTF-8 (bad byte at offset {err.start}); "
+            "allowed: UTF-8 JSON",
+            code="invalid_utf8",
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise APIError(400, f"request body is not valid JSON: {err.msg} at line {err.lineno} "
-                       f"column {err.colno}", code="invalid_json") from None
+        raise APIError(
+            400,
+            f"request body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}",
+            code="invalid_json",
+        ) from None
     if not isinstance(data, dict):
-        raise APIError(400, f"request body must be a JSON object, got {type(data).__name__}",
-                       code="invalid_json")
+        raise APIError(
+            400,
+            f"request body must be a JSON object, got {type(data).__name__}",
+            code="invalid_json",
+        )
     try:
         return model.model_validate_json(text)
     except ValidationError as err:
@@ -277,25 +366,36 @@ async def _parse(request: Request, model: type[_Body], limit: int) -> _Body:
 
 def _check_common(body: Any, backend: Backend) -> None:
     if body.model is not None and body.model != backend.model_name:
-        raise APIError(404, f"the model {body.model!r} does not exist; allowed: "
-                       f"{backend.model_name!r}", param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"the model {body.model!r} does not exist; allowed: {backend.model_name!r}",
+            param="model",
+            code="model_not_found",
+        )
     problem = body.unsupported()
     if problem is not None:
         raise APIError(400, problem[1], param=problem[0], code="unsupported_value")
 
 
 def _render_chat(tokenizer: Any, messages: list[protocol.ChatMessage]) -> list[int]:
-    turns = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-             for m in messages]
+    turns = [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        for m in messages
+    ]
     if getattr(tokenizer, "chat_template", None) is None:
         text = "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
         return list(tokenizer.encode(text))
     try:
-        ids = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True,
-                                            return_dict=False)
+        ids = tokenizer.apply_chat_template(
+            turns, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
     except jinja2.TemplateError as err:
-        raise APIError(400, f"messages: the model's chat template refused them: {err}",
-                       param="messages", code="invalid_messages") from None
+        raise APIError(
+            400,
+            f"messages: the model's chat template refused them: {err}",
+            param="messages",
+            code="invalid_messages",
+        ) from None
     return list(ids)
 
 
@@ -304,50 +404,89 @@ def _encode_prompt(backend: Backend, prompt: str | list[str] | list[int]) -> lis
         ids = [int(t) for t in prompt]
         bad = [t for t in ids if not 0 <= t < backend.vocab_size]
         if bad:
-            raise APIError(400, f"prompt: token id {bad[0]} is out of range; allowed: "
-                           f"0..{backend.vocab_size - 1}", param="prompt", code="invalid_value")
+            raise APIError(
+                400,
+                f"prompt: token id {bad[0]} is out of range; allowed: 0..{backend.vocab_size - 1}",
+                param="prompt",
+                code="invalid_value",
+            )
         return ids
     text = prompt if isinstance(prompt, str) else str(prompt[0])
     ids = list(backend.tokenizer.encode(text))
     if not ids:
-        raise APIError(400, "prompt is empty; allowed: at least one token",
-                       param="prompt", code="invalid_value")
+        raise APIError(
+            400,
+            "prompt is empty; allowed: at least one token",
+            param="prompt",
+            code="invalid_value",
+        )
     return ids
 
 
-def _sampling(body: Any, prompt_tokens: int, max_model_len: int, prompt_param: str) -> \
-        SamplingParams:
+def _sampling(
+    body: Any, prompt_tokens: int, max_model_len: int, prompt_param: str
+) -> SamplingParams:
     if prompt_tokens >= max_model_len:
-        raise APIError(400, f"{prompt_param}: the prompt is {prompt_tokens} tokens; this model's "
-                       f"context is {max_model_len} tokens (prompt plus output), so the prompt "
-                       f"must be at most {max_model_len - 1}", param=prompt_param,
-                       code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"{prompt_param}: the prompt is {prompt_tokens} tokens; this model's "
+            f"context is {max_model_len} tokens (prompt plus output), so the prompt "
+            f"must be at most {max_model_len - 1}",
+            param=prompt_param,
+            code="context_length_exceeded",
+        )
     room = max_model_len - prompt_tokens
     limit = body.token_limit()
     if limit is not None and limit > room:
-        name = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) \
+        name = (
+            "max_completion_tokens"
+            if getattr(body, "max_completion_tokens", None)
             else "max_tokens"
-        raise APIError(400, f"{name}={limit} is too large: the prompt uses {prompt_tokens} of "
-                       f"the {max_model_len}-token context; allowed: 1..{room}", param=name,
-                       code="context_length_exceeded")
+        )
+        raise APIError(
+            400,
+            f"{name}={limit} is too large: the prompt uses {prompt_tokens} of "
+            f"the {max_model_len}-token context; allowed: 1..{room}",
+            param=name,
+            code="context_length_exceeded",
+        )
     max_tokens = room if limit is None else limit
     if body.min_tokens > max_tokens:
-        raise APIError(400, f"min_tokens={body.min_tokens} exceeds max_tokens={max_tokens}; "
-                       f"allowed: 0..{max_tokens}", param="min_tokens", code="invalid_value")
-    return SamplingParams(max_tokens=max_tokens, temperature=body.temperature,
-                          top_p=body.top_p, seed=body.seed, stop=tuple(body.stop_list()),
-                          ignore_eos=body.ignore_eos, min_tokens=body.min_tokens)
+        raise APIError(
+            400,
+            f"min_tokens={body.min_tokens} exceeds max_tokens={max_tokens}; "
+            f"allowed: 0..{max_tokens}",
+            param="min_tokens",
+            code="invalid_value",
+        )
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=tuple(body.stop_list()),
+        ignore_eos=body.ignore_eos,
+        min_tokens=body.min_tokens,
+    )
 
 
 def _admit(engine: Engine, prompt_ids: list[int], params: SamplingParams) -> RequestStream:
     try:
         return engine.submit(prompt_ids, params)
     except QueueFullError as err:
-        raise APIError(429, f"the server is at capacity ({err}); retry later",
-                       code="queue_full", headers={"Retry-After": RETRY_AFTER_SECONDS}) from None
+        raise APIError(
+            429,
+            f"the server is at capacity ({err}); retry later",
+            code="queue_full",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
     except EngineStoppedError as err:
-        raise APIError(503, f"the engine is not running ({err})", code="engine_stopped",
-                       headers={"Retry-After": RETRY_AFTER_SECONDS}) from None
+        raise APIError(
+            503,
+            f"the engine is not running ({err})",
+            code="engine_stopped",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
 
 
 # --------------------------------------------------------------------------- generation runs
@@ -358,8 +497,9 @@ class _ClientGone(Exception):
 class _Run:
     """One admitted request on the HTTP side: its deltas, its timings, its drain accounting."""
 
-    def __init__(self, stream: RequestStream, submitted: float, state: ServerState,
-                 metrics: ServerMetrics) -> None:
+    def __init__(
+        self, stream: RequestStream, submitted: float, state: ServerState, metrics: ServerMetrics
+    ) -> None:
         self.stream, self.submitted, self.state, self.metrics = stream, submitted, state, metrics
         self.first_token: float | None = None
         self.completion_tokens = 0
@@ -378,8 +518,13 @@ class _Run:
         self.state.active_requests -= 1
         if not self.stream.finished:
             self.stream.cancel()
-        self.metrics.observe_request(self.stream.prompt_tokens, self.completion_tokens,
-                                     self.submitted, self.first_token, time.perf_counter())
+        self.metrics.observe_request(
+            self.stream.prompt_tokens,
+            self.completion_tokens,
+            self.submitted,
+            self.first_token,
+            time.perf_counter(),
+        )
 
     async def deltas(self) -> AsyncIterator[Delta]:
         async for delta in self.stream:
@@ -417,8 +562,12 @@ def _failure(delta: Delta) -> APIError:
     """Why a generation ended in "error" or "cancelled"; answered as JSON or as an SSE event."""
     if delta.finish_reason == "error":
         return APIError(500, delta.error or "generation failed", code="generation_failed")
-    return APIError(503, "the request was cancelled because the server is shutting down",
-                    code="server_draining", headers={"Retry-After": RETRY_AFTER_SECONDS})
+    return APIError(
+        503,
+        "the request was cancelled because the server is shutting down",
+        code="server_draining",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
 
 
 def _final_reason(delta: Delta) -> str:
@@ -436,8 +585,11 @@ def _sse(events: AsyncIterator[dict[str, Any]], run: _Run) -> StreamingResponse:
         finally:
             run.close()  # also runs when the client disconnects: frees the engine slot
 
-    return StreamingResponse(body(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _stream_error(delta: Delta) -> dict[str, Any]:
@@ -445,8 +597,9 @@ def _stream_error(delta: Delta) -> dict[str, Any]:
     return protocol.error_body(err.message, error_type(err.status), err.param, err.code)
 
 
-async def _chat_events(run: _Run, id_: str, model: str,
-                       include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+async def _chat_events(
+    run: _Run, id_: str, model: str, include_usage: bool
+) -> AsyncIterator[dict[str, Any]]:
     created = int(time.time())
     yield protocol.chat_chunk(id_, model, created, {"role": "assistant", "content": ""})
     async for delta in run.deltas():
@@ -458,20 +611,30 @@ async def _chat_events(run: _Run, id_: str, model: str,
         if delta.finish_reason is not None:
             yield protocol.chat_chunk(id_, model, created, {}, delta.finish_reason)
     if include_usage:
-        yield protocol.chat_chunk(id_, model, created, None, usage_=protocol.usage(
-            run.stream.prompt_tokens, run.completion_tokens))
+        yield protocol.chat_chunk(
+            id_,
+            model,
+            created,
+            None,
+            usage_=protocol.usage(run.stream.prompt_tokens, run.completion_tokens),
+        )
 
 
-async def _completion_events(run: _Run, id_: str, model: str,
-                             include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+async def _completion_events(
+    run: _Run, id_: str, model: str, include_usage: bool
+) -> AsyncIterator[dict[str, Any]]:
     created = int(time.time())
     async for delta in run.deltas():
         if delta.finish_reason in ("error", "cancelled"):
             yield _stream_error(delta)
             return
         if delta.text or delta.finish_reason is not None:
-            yield protocol.completion_chunk(id_, model, created, delta.text,
-                                            delta.finish_reason)
+            yield protocol.completion_chunk(id_, model, created, delta.text, delta.finish_reason)
     if include_usage:
-        yield protocol.completion_chunk(id_, model, created, None, usage_=protocol.usage(
-            run.stream.prompt_tokens, run.completion_tokens))
+        yield protocol.completion_chunk(
+            id_,
+            model,
+            created,
+            None,
+            usage_=protocol.usage(run.stream.prompt_tokens, run.completion_tokens),
+        )

@@ -46,35 +46,48 @@ def glm_config_from_chatglm(raw: dict[str, Any]) -> GlmConfig:
     if "padded_vocab_size" not in raw or "kv_channels" not in raw:
         raise ChatGLMCheckpointError(
             "config.json looks like the first-generation ChatGLM-6B (no padded_vocab_size / "
-            "kv_channels); allowed: ChatGLM2-6B and ChatGLM3-6B checkpoints")
+            "kv_channels); allowed: ChatGLM2-6B and ChatGLM3-6B checkpoints"
+        )
     for field, needed, meaning in _REQUIRED:
         if raw.get(field, needed) != needed:
             raise ChatGLMCheckpointError(
                 f"config.json {field}={raw.get(field)!r} ({meaning}) is not supported; "
-                f"allowed: {needed!r}")
+                f"allowed: {needed!r}"
+            )
     if raw.get("pre_seq_len"):
         raise ChatGLMCheckpointError(
             f"config.json pre_seq_len={raw['pre_seq_len']!r}: P-tuning prefixes are not "
-            "supported; allowed: null (merge or drop the prefix encoder first)")
+            "supported; allowed: null (merge or drop the prefix encoder first)"
+        )
     if raw.get("quantization_bit"):
         raise ChatGLMCheckpointError(
             f"config.json quantization_bit={raw['quantization_bit']!r}: quantized ChatGLM "
-            "checkpoints are not supported; allowed: 0 (use the fp16/bf16 checkpoint)")
+            "checkpoints are not supported; allowed: 0 (use the fp16/bf16 checkpoint)"
+        )
     heads = int(raw["num_attention_heads"])
     kv_heads = int(raw["multi_query_group_num"]) if raw.get("multi_query_attention") else heads
     eos = raw.get("eos_token_id", 2)
     return GlmConfig(
-        vocab_size=int(raw["padded_vocab_size"]), hidden_size=int(raw["hidden_size"]),
-        intermediate_size=int(raw["ffn_hidden_size"]), num_hidden_layers=int(raw["num_layers"]),
-        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=int(raw["kv_channels"]),
-        partial_rotary_factor=0.5, rms_norm_eps=float(raw.get("layernorm_epsilon", 1e-5)),
+        vocab_size=int(raw["padded_vocab_size"]),
+        hidden_size=int(raw["hidden_size"]),
+        intermediate_size=int(raw["ffn_hidden_size"]),
+        num_hidden_layers=int(raw["num_layers"]),
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=int(raw["kv_channels"]),
+        partial_rotary_factor=0.5,
+        rms_norm_eps=float(raw.get("layernorm_epsilon", 1e-5)),
         max_position_embeddings=int(raw.get("seq_length", 8192)),
         attention_bias=bool(raw.get("add_qkv_bias", True)),
-        rope_parameters={"rope_type": "default",
-                         "rope_theta": 10000.0 * float(raw.get("rope_ratio", 1.0)),
-                         "partial_rotary_factor": 0.5},
-        tie_word_embeddings=False, pad_token_id=raw.get("pad_token_id", 0),
-        eos_token_id=eos, bos_token_id=raw.get("bos_token_id"),
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0 * float(raw.get("rope_ratio", 1.0)),
+            "partial_rotary_factor": 0.5,
+        },
+        tie_word_embeddings=False,
+        pad_token_id=raw.get("pad_token_id", 0),
+        eos_token_id=eos,
+        bos_token_id=raw.get("bos_token_id"),
     )
 
 
@@ -93,8 +106,9 @@ _TOP_LEVEL = {
 }
 
 
-def convert_tensors(tensors: Iterator[tuple[str, torch.Tensor]], config: GlmConfig,
-                    dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def convert_tensors(
+    tensors: Iterator[tuple[str, torch.Tensor]], config: GlmConfig, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
     """ChatGLM parameter names and layout to GlmForCausalLM's."""
     q_size = config.num_attention_heads * config.head_dim
     kv_size = config.num_key_value_heads * config.head_dim
@@ -112,8 +126,10 @@ def convert_tensors(tensors: Iterator[tuple[str, torch.Tensor]], config: GlmConf
         prefix = f"model.layers.{layer}."
         if rest in _RENAMES:
             out[prefix + _RENAMES[rest]] = tensor.to(dtype)
-        elif rest in ("self_attention.query_key_value.weight",
-                      "self_attention.query_key_value.bias"):
+        elif rest in (
+            "self_attention.query_key_value.weight",
+            "self_attention.query_key_value.bias",
+        ):
             kind = rest.rsplit(".", 1)[1]
             q, k, v = tensor.split([q_size, kv_size, kv_size], dim=0)
             for proj, part in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
@@ -131,8 +147,7 @@ def _read_shards(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
         return
     shards = sorted(path.glob("pytorch_model*.bin"))
     if not shards:
-        raise ChatGLMCheckpointError(
-            f"{path} has no *.safetensors or pytorch_model*.bin weights")
+        raise ChatGLMCheckpointError(f"{path} has no *.safetensors or pytorch_model*.bin weights")
     for shard in shards:  # weights_only: a checkpoint file must not run code
         yield from torch.load(shard, map_location="cpu", weights_only=True).items()
 
@@ -146,8 +161,9 @@ def load_chatglm(path: Path, device: torch.device, dtype: torch.dtype) -> GlmFor
         model = GlmForCausalLM(config)
     missing = sorted(set(model.state_dict()) - set(state))
     if missing:
-        raise ChatGLMCheckpointError(f"the ChatGLM checkpoint lacks {missing[:3]} "
-                                     f"({len(missing)} tensors missing)")
+        raise ChatGLMCheckpointError(
+            f"the ChatGLM checkpoint lacks {missing[:3]} ({len(missing)} tensors missing)"
+        )
     model.load_state_dict(state, strict=True, assign=True)
     with torch.device(device):
         model.model.rotary_emb = GlmRotaryEmbedding(config=config)

@@ -78,13 +78,20 @@ class ChatGLM2Tokenizer:
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         dropped = {self.eos_token_id, self.bos_token_id, self.pad_token_id}
-        kept = [i for i in ids if 0 <= i < self._base
-                and not (skip_special_tokens and i in dropped)]
+        kept = [
+            i for i in ids if 0 <= i < self._base and not (skip_special_tokens and i in dropped)
+        ]
         return self._sp.decode(kept)
 
-    def apply_chat_template(self, messages: Sequence[dict[str, str]], *,
-                            add_generation_prompt: bool = True, tokenize: bool = True,
-                            return_dict: bool = False, **_: Any) -> list[int] | str:
+    def apply_chat_template(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        add_generation_prompt: bool = True,
+        tokenize: bool = True,
+        return_dict: bool = False,
+        **_: Any,
+    ) -> list[int] | str:
         """The generation prompt is always added: ChatGLM2's prompts always end with ANSWER."""
         prompt = chatglm2_prompt(messages)
         return self.encode(prompt) if tokenize else prompt
@@ -95,10 +102,12 @@ def load_chatglm2_tokenizer(checkpoint: Path) -> ChatGLM2Tokenizer:
     if code.is_file() and "<|user|>" in code.read_text(encoding="utf-8", errors="replace"):
         raise ChatGLMTokenizerError(
             "this is a ChatGLM3 tokenizer (role tokens such as <|user|>), which is not built in; "
-            "allowed: set LLMSERVE_TOKENIZER to a Hugging Face fast-tokenizer directory")
+            "allowed: set LLMSERVE_TOKENIZER to a Hugging Face fast-tokenizer directory"
+        )
     model_file = checkpoint / "tokenizer.model"
     if not model_file.is_file():
         raise ChatGLMTokenizerError(
             f"{checkpoint} has no tokenizer.model; allowed: a ChatGLM2 checkpoint with its "
-            "SentencePiece model, or LLMSERVE_TOKENIZER set to a tokenizer directory")
+            "SentencePiece model, or LLMSERVE_TOKENIZER set to a tokenizer directory"
+        )
     return ChatGLM2Tokenizer(model_file)

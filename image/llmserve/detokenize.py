@@ -47,11 +47,11 @@ class IncrementalDetokenizer:
                 self._check_stop()
             return
         self._tokens.append(token_id)
-        before = self._decode(self._tokens[self._prefix_offset:self._read_offset])
-        after = self._decode(self._tokens[self._prefix_offset:])
+        before = self._decode(self._tokens[self._prefix_offset : self._read_offset])
+        after = self._decode(self._tokens[self._prefix_offset :])
         if after.endswith(_REPLACEMENT) or len(after) <= len(before):
             return  # an incomplete character: wait for the next token
-        self.text += after[len(before):]
+        self.text += after[len(before) :]
         self._prefix_offset = self._read_offset
         self._read_offset = len(self._tokens)
         self._check_stop()
@@ -67,8 +67,11 @@ class IncrementalDetokenizer:
 
     def take_new_text(self, final: bool = False) -> str:
         """Text not yet handed out; keeps back a possible stop-string prefix unless final."""
-        end = len(self.text) if (final or self.stopped) else max(
-            self._emitted, len(self.text) - self._holdback)
-        new = self.text[self._emitted:end]
+        end = (
+            len(self.text)
+            if (final or self.stopped)
+            else max(self._emitted, len(self.text) - self._holdback)
+        )
+        new = self.text[self._emitted : end]
         self._emitted = end
         return new

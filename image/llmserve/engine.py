@@ -1,128 +1,237 @@
-"""The small interface between the HTTP layer and whatever generates tokens.
+"""The engine: continuous batching on a plain transformers model, in one background thread.
 
-The API layer only ever sees `Engine`: submit a tokenized request, iterate its `Delta`s, cancel
-it, read `EngineStats`. A faster engine (CUDA graphs, paged attention, another library) can
-replace the first one without touching the wire protocol or the routes."""
+Every step the thread asks the scheduler (scheduler.py) which requests leave (cancelled) and
+which join the batch, has the model runner (model_runner.py) prefill the joiners in one
+left-padded forward and decode one token for every running request, and lets the output stage
+(output.py) apply the stop rules and deliver the text; finished requests leave the batch before
+their last delta goes out. So requests join and leave at every step, and a cancelled request
+frees its slot before the next forward. This file only composes the three and owns the thread.
+
+We own this loop instead of using transformers' ContinuousBatchingManager because, in 5.24, the
+manager has one sampling mode and one seed for the whole batch and no stop strings or
+min_tokens; the OpenAI protocol needs all of those per request.
+
+On a GPU, decode steps replay CUDA graphs (graphs.py) for batches of up to
+LLMSERVE_GRAPH_MAX_BATCH rows whose cache buffers fit in memory; larger ones run eagerly.
+
+Limits (see image/README.md): no paged attention; the cache of the running batch is left-padded,
+so a batch mixing very long and very short requests spends memory on padding; models with
+sliding-window attention are refused."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from llmserve.engine_api import (
+    Delta,
+    EngineStats,
+    EngineStoppedError,
+    RequestStream,
+    SamplingParams,
+)
+from llmserve.model_runner import ModelRunner, device_is_broken
+from llmserve.output import OutputStage
+from llmserve.scheduler import Scheduler
+from llmserve.sequence import Sequence
+
+log = logging.getLogger("llmserve.engine")
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int
-    temperature: float = 1.0  # 0 means greedy
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    ignore_eos: bool = False  # keep generating past EOS (benchmarks on random weights)
-    min_tokens: int = 0  # EOS is masked out until this many tokens exist
+class ContinuousBatchingEngine:
+    """The `engine_api.Engine` that `llmserve serve` runs."""
 
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_model_len: int,
+        eos_token_ids: list[int],
+        max_batch: int = 32,
+        max_queue: int = 256,
+        graph_max_batch: int = 0,
+        cuda_graphs: bool = False,
+        compile_step: bool = False,
+        compile_backend: str = "inductor",
+    ) -> None:
+        self.max_model_len = max_model_len
+        self.max_batch = max_batch
+        pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.runner = ModelRunner(
+            model,
+            max_model_len=max_model_len,
+            pad_token_id=pad_token_id,
+            eos_token_ids=eos_token_ids,
+            graph_max_batch=graph_max_batch,
+            cuda_graphs=cuda_graphs,
+            compile_step=compile_step,
+            compile_backend=compile_backend,
+        )
+        self.scheduler = Scheduler(
+            max_batch=max_batch,
+            max_queue=max_queue,
+            max_prefill_tokens=self.runner.max_prefill_tokens,
+        )
+        self.output = OutputStage(
+            tokenizer, eos_token_ids=eos_token_ids, max_model_len=max_model_len
+        )
+        self._wake = threading.Condition()  # guards the scheduler's queue and _stopping
+        self._stopping = False
+        self._thread: threading.Thread | None = None
 
-@dataclass(frozen=True)
-class Delta:
-    """New text for one request. The last delta of a request carries `finish_reason`."""
-
-    text: str
-    completion_tokens: int  # total generated so far
-    finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class EngineStats:
-    queue_depth: int
-    running: int
-    cache_tokens: int
-    cache_capacity_tokens: int
-
-    @property
-    def cache_usage(self) -> float:
-        return self.cache_tokens / self.cache_capacity_tokens if self.cache_capacity_tokens else 0.0
-
-
-class QueueFullError(RuntimeError):
-    """The waiting queue is at its bound: the caller should retry later (HTTP 429)."""
-
-
-class EngineStoppedError(RuntimeError):
-    """The engine no longer admits requests (shutting down or crashed)."""
-
-
-_ids = itertools.count()
-
-
-@dataclass
-class RequestStream:
-    """The consumer side of one request: an async iterator over its deltas, fed from the engine's
-    thread through the event loop, so producers never block on slow clients."""
-
-    prompt_tokens: int
-    _cancel: Callable[[str], None]
-    _loop: asyncio.AbstractEventLoop
-    request_id: str = field(default_factory=lambda: f"req-{next(_ids)}")
-    _queue: asyncio.Queue[Delta] = field(default_factory=asyncio.Queue)
-    finished: bool = False
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
-    def push(self, delta: Delta) -> None:
-        """Called from any thread. A closed loop means nobody is listening any more."""
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, delta)
-
-    def push_on_loop(self, delta: Delta) -> None:
-        """Called on the event loop (engines batch many deltas into one loop callback)."""
-        self._queue.put_nowait(delta)
-
-    def cancel(self) -> None:
-        if not self.finished:
-            self._cancel(self.request_id)
-
-    async def __aiter__(self) -> AsyncIterator[Delta]:
-        while not self.finished:
-            yield await self.next_delta()
-
-    async def next_delta(self) -> Delta:
-        """The next delta, merged with any others already waiting: a client that falls behind
-        gets fewer, larger chunks instead of an ever longer backlog."""
-        delta = await self._queue.get()
-        while delta.finish_reason is None and not self._queue.empty():
-            later = self._queue.get_nowait()
-            delta = Delta(delta.text + later.text, later.completion_tokens,
-                          later.finish_reason, later.error)
-        if delta.finish_reason is not None:
-            self.finished = True
-        return delta
-
-
-class Engine(Protocol):
-    max_model_len: int
-
+    # ------------------------------------------------------------------ public interface
     def start(self) -> None:
-        """Load what is left to load, warm up, start generating."""
+        self._warm_up()
+        self._thread = threading.Thread(target=self._run, name="llmserve-engine", daemon=True)
+        self._thread.start()
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestStream:
-        """Queue a request; raises QueueFullError or EngineStoppedError. Call on the event loop."""
+        stream = RequestStream(
+            prompt_tokens=len(prompt_ids), _cancel=self.cancel, _loop=asyncio.get_running_loop()
+        )
+        seq = self._new_sequence(stream.request_id, prompt_ids, params, stream=stream)
+        with self._wake:
+            if self._stopping or self._thread is None or not self._thread.is_alive():
+                raise EngineStoppedError("the engine is not running")
+            self.scheduler.add(seq)
+            self._wake.notify()
+        return stream
 
     def cancel(self, request_id: str) -> None:
-        """Drop a queued or running request now; its slot is free for the next step."""
+        with self._wake:
+            self.scheduler.cancel(request_id)
+            self._wake.notify()
 
-    def stats(self) -> EngineStats: ...
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            queue_depth=len(self.scheduler.waiting),
+            running=len(self.scheduler.running),
+            cache_tokens=self.scheduler.cache_tokens,
+            cache_capacity_tokens=self.max_batch * self.max_model_len,
+        )
 
     def in_flight(self) -> int:
-        """Requests queued or running (graceful shutdown waits for this to reach 0)."""
+        return len(self.scheduler.waiting) + len(self.scheduler.running)
 
     def alive(self) -> bool:
-        """False once generation has stopped for good: the process should be restarted."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
-        """Stop generating; unfinished requests end with finish_reason 'cancelled'."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    # ------------------------------------------------------------------ the loop
+    def _new_sequence(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        stream: RequestStream | None = None,
+        sink: Callable[[Delta], None] | None = None,
+    ) -> Sequence:
+        return Sequence(
+            request_id=request_id,
+            prompt_ids=list(prompt_ids),
+            params=params,
+            detok=self.output.detokenizer(params.stop),
+            stream=stream,
+            sink=sink,
+            generator=self.runner.generator(params),
+        )
+
+    def _warm_up(self) -> None:
+        """Two short requests of different lengths through the real prefill (with padding) and
+        decode path before /ready says yes: on a GPU the first shapes pay for lazy CUDA init and
+        kernel selection, and a real user's first request must not."""
+        sink: list[Delta] = []
+        params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+        lengths = [max(2, min(128, self.max_model_len // 4)), 2]
+        pad = self.runner.pad_token_id
+        seqs = [
+            self._new_sequence(f"warmup-{n}", [pad] * n, params, sink=sink.append) for n in lengths
+        ]
+        with torch.inference_mode():
+            self._prefill(seqs)
+            self.runner.precapture()
+            while self.scheduler.running:
+                self._decode()
+        finished = [d.finish_reason for d in sink if d.finish_reason is not None]
+        if finished != ["length", "length"]:
+            raise RuntimeError(f"warm-up generation did not finish as expected: {sink!r}")
+
+    def _run(self) -> None:
+        try:
+            with torch.inference_mode():
+                while True:
+                    with self._wake:
+                        while not (self._stopping or self.scheduler.has_work()):
+                            self._wake.wait()
+                        if self._stopping:
+                            break
+                        admitted, cancelled = self.scheduler.schedule()
+                    if cancelled:
+                        for seq in cancelled:
+                            self.output.finish(seq, "cancelled")
+                        self._retire_finished()
+                    try:
+                        if admitted:
+                            self._prefill(admitted)
+                        if self.scheduler.running:
+                            self._decode()
+                    except Exception as err:  # one bad step must not kill the server
+                        log.exception("generation step failed; failing the running batch")
+                        stranded = [s for s in admitted if s not in self.scheduler.running]
+                        self._fail_running(
+                            f"generation failed: {type(err).__name__}: {err}", stranded
+                        )
+                        if device_is_broken(err):
+                            log.error(
+                                "the GPU is in an unrecoverable state; stopping the engine "
+                                "so the process is restarted"
+                            )
+                            break
+        finally:
+            with self._wake:
+                leftovers = self.scheduler.drain()
+            self.output.discard()
+            for seq in leftovers:
+                self.output.finish(seq, "cancelled")
+            self.output.flush()
+
+    def _prefill(self, seqs: list[Sequence]) -> None:
+        tokens = self.runner.prefill(seqs)
+        self.scheduler.start(seqs)
+        self.output.accept(seqs, tokens)
+        self._retire_finished()
+
+    def _decode(self) -> None:
+        seqs = self.scheduler.running
+        tokens = self.runner.decode(seqs)
+        self.output.accept(seqs, tokens)
+        self._retire_finished()
+
+    def _retire_finished(self) -> None:
+        """Finished requests leave the batch (and its cache rows), then their deltas go out."""
+        rows = self.scheduler.retire_finished()
+        if rows is not None:
+            self.runner.keep_rows(rows)
+        self.output.flush()
+
+    def _fail_running(self, message: str, stranded: list[Sequence]) -> None:
+        """Ends every running request, and admitted ones not yet in the batch, with an error."""
+        self.output.discard()
+        for seq in self.scheduler.running + stranded:
+            self.output.finish(seq, "error", message)
+        self.scheduler.clear_running()
+        self.runner.reset()
+        self.output.flush()

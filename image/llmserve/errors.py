@@ -15,15 +15,29 @@ from llmserve.protocol import error_body
 
 log = logging.getLogger("llmserve.errors")
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-          415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
-          503: "service_unavailable"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.headers = headers
@@ -34,11 +48,16 @@ def error_type(status: int) -> str:
     return _TYPES.get(status, "server_error")
 
 
-def error_response(status: int, message: str, param: str | None = None,
-                   code: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, error_type(status), param, code),
-                        status_code=status, headers=headers)
+def error_response(
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(message, error_type(status), param, code), status_code=status, headers=headers
+    )
 
 
 def describe_validation_error(err: ValidationError | RequestValidationError) -> APIError:
@@ -46,9 +65,26 @@ def describe_validation_error(err: ValidationError | RequestValidationError) -> 
     first = err.errors()[0]
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     # pydantic appends the union member name (e.g. 'str', 'list[...]'); drop those for clarity
-    location = [p for p in location if not (p.startswith(("list[", "function-")) or p in {
-        "str", "int", "float", "bool", "list", "TextPart", "ChatMessage", "constrained-int",
-        "constrained-float", "constrained-str"})]
+    location = [
+        p
+        for p in location
+        if not (
+            p.startswith(("list[", "function-"))
+            or p
+            in {
+                "str",
+                "int",
+                "float",
+                "bool",
+                "list",
+                "TextPart",
+                "ChatMessage",
+                "constrained-int",
+                "constrained-float",
+                "constrained-str",
+            }
+        )
+    ]
     param = ".".join(location) or None
     value = first.get("input")
     shown = repr(value)

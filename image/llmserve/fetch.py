@@ -52,13 +52,26 @@ COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 # Weights, configs, tokenizers and the remote code ChatGLM-family checkpoints need; *.bin only
 # when the revision has no safetensors (see choose_files).
 DEFAULT_ALLOW_PATTERNS = (
-    "*.safetensors", "*.json", "*.py", "*.model", "*.tiktoken", "*.txt", "tokenizer*",
+    "*.safetensors",
+    "*.json",
+    "*.py",
+    "*.model",
+    "*.tiktoken",
+    "*.txt",
+    "tokenizer*",
 )
 PICKLE_WEIGHTS = "*.bin"
 HASH_CHUNK = 8 * 1024 * 1024
 
 EXIT_OK, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_VERIFY, EXIT_NETWORK, EXIT_DISK = (
-    0, 2, 3, 4, 5, 6, 7)
+    0,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+)
 
 
 class FetchError(Exception):
@@ -99,61 +112,105 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download one pinned revision of a Hugging Face model repo into a directory, "
         "verify every file against the hub's checksums and write a completion marker.",
     )
-    p.add_argument("--repo-id", default=env("LLMSERVE_FETCH_REPO_ID"),
-                   help="ORG/NAME (env LLMSERVE_FETCH_REPO_ID)")
-    p.add_argument("--revision", default=env("LLMSERVE_FETCH_REVISION"),
-                   help="40-hex commit sha (env LLMSERVE_FETCH_REVISION); a branch or tag needs "
-                   "--allow-unpinned")
-    p.add_argument("--dest", default=env("LLMSERVE_FETCH_DEST"),
-                   help="target directory (env LLMSERVE_FETCH_DEST)")
-    p.add_argument("--endpoint", default=env("HF_ENDPOINT") or DEFAULT_ENDPOINT,
-                   help=f"hub or mirror base URL (env HF_ENDPOINT, default {DEFAULT_ENDPOINT})")
-    p.add_argument("--token-file", default=env("LLMSERVE_FETCH_TOKEN_FILE"),
-                   help="file holding a hub token (env LLMSERVE_FETCH_TOKEN_FILE); "
-                   "else env HF_TOKEN")
-    p.add_argument("--include", action="append", metavar="GLOB",
-                   help="only files matching these globs (repeatable); default: safetensors, "
-                   "json, tokenizer files, *.py, *.txt, and *.bin only if there are no safetensors")
-    p.add_argument("--allow-unpinned", action="store_true",
-                   default=env("LLMSERVE_FETCH_ALLOW_UNPINNED", "") in ("1", "true", "yes"),
-                   help="accept a branch or tag as --revision (the resolved commit is recorded)")
+    p.add_argument(
+        "--repo-id",
+        default=env("LLMSERVE_FETCH_REPO_ID"),
+        help="ORG/NAME (env LLMSERVE_FETCH_REPO_ID)",
+    )
+    p.add_argument(
+        "--revision",
+        default=env("LLMSERVE_FETCH_REVISION"),
+        help="40-hex commit sha (env LLMSERVE_FETCH_REVISION); a branch or tag needs "
+        "--allow-unpinned",
+    )
+    p.add_argument(
+        "--dest",
+        default=env("LLMSERVE_FETCH_DEST"),
+        help="target directory (env LLMSERVE_FETCH_DEST)",
+    )
+    p.add_argument(
+        "--endpoint",
+        default=env("HF_ENDPOINT") or DEFAULT_ENDPOINT,
+        help=f"hub or mirror base URL (env HF_ENDPOINT, default {DEFAULT_ENDPOINT})",
+    )
+    p.add_argument(
+        "--token-file",
+        default=env("LLMSERVE_FETCH_TOKEN_FILE"),
+        help="file holding a hub token (env LLMSERVE_FETCH_TOKEN_FILE); else env HF_TOKEN",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="only files matching these globs (repeatable); default: safetensors, "
+        "json, tokenizer files, *.py, *.txt, and *.bin only if there are no safetensors",
+    )
+    p.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        default=env("LLMSERVE_FETCH_ALLOW_UNPINNED", "") in ("1", "true", "yes"),
+        help="accept a branch or tag as --revision (the resolved commit is recorded)",
+    )
     p.add_argument("--max-workers", type=int, default=4, help="parallel file downloads (1-32)")
-    p.add_argument("--recheck", action="store_true",
-                   help="re-hash every file even when the completion marker says done (offline)")
+    p.add_argument(
+        "--recheck",
+        action="store_true",
+        help="re-hash every file even when the completion marker says done (offline)",
+    )
     return p
 
 
 def parse_request(argv: Sequence[str] | None) -> FetchRequest:
     """Turn argv + env into a validated request; every refusal names the field and the value."""
     args = build_parser().parse_args(argv)
-    missing = [flag for flag, value in (("--repo-id", args.repo_id), ("--revision", args.revision),
-                                        ("--dest", args.dest)) if not value]
+    missing = [
+        flag
+        for flag, value in (
+            ("--repo-id", args.repo_id),
+            ("--revision", args.revision),
+            ("--dest", args.dest),
+        )
+        if not value
+    ]
     if missing:
-        raise FetchError(f"missing required setting(s): {', '.join(missing)} (or their "
-                         "LLMSERVE_FETCH_* environment variables)", EXIT_USAGE)
+        raise FetchError(
+            f"missing required setting(s): {', '.join(missing)} (or their "
+            "LLMSERVE_FETCH_* environment variables)",
+            EXIT_USAGE,
+        )
     try:
         validate_repo_id(args.repo_id)
     except HFValidationError as e:
-        raise FetchError(f"--repo-id {args.repo_id!r} is not a valid ORG/NAME repo id: {e}",
-                         EXIT_USAGE) from e
+        raise FetchError(
+            f"--repo-id {args.repo_id!r} is not a valid ORG/NAME repo id: {e}", EXIT_USAGE
+        ) from e
     if "/" not in args.repo_id:
         raise FetchError(f"--repo-id {args.repo_id!r} must be ORG/NAME", EXIT_USAGE)
     if not COMMIT_SHA.fullmatch(args.revision) and not args.allow_unpinned:
         raise FetchError(
             f"--revision {args.revision!r} is not a 40-hex commit sha; a branch or tag can move "
             "under a running deployment. Pin a commit, or pass --allow-unpinned "
-            "(LLMSERVE_FETCH_ALLOW_UNPINNED=1) to accept it", EXIT_USAGE)
+            "(LLMSERVE_FETCH_ALLOW_UNPINNED=1) to accept it",
+            EXIT_USAGE,
+        )
     if not args.endpoint.startswith(("http://", "https://")):
-        raise FetchError(f"--endpoint {args.endpoint!r} must be an http:// or https:// URL",
-                         EXIT_USAGE)
+        raise FetchError(
+            f"--endpoint {args.endpoint!r} must be an http:// or https:// URL", EXIT_USAGE
+        )
     if not 1 <= args.max_workers <= 32:
-        raise FetchError(f"--max-workers {args.max_workers} is out of range; allowed 1..32",
-                         EXIT_USAGE)
+        raise FetchError(
+            f"--max-workers {args.max_workers} is out of range; allowed 1..32", EXIT_USAGE
+        )
     return FetchRequest(
-        repo_id=args.repo_id, revision=args.revision, dest=Path(args.dest),
-        endpoint=args.endpoint.rstrip("/"), token=read_token(args.token_file),
+        repo_id=args.repo_id,
+        revision=args.revision,
+        dest=Path(args.dest),
+        endpoint=args.endpoint.rstrip("/"),
+        token=read_token(args.token_file),
         allow_patterns=tuple(args.include) if args.include else None,
-        allow_unpinned=args.allow_unpinned, max_workers=args.max_workers, recheck=args.recheck,
+        allow_unpinned=args.allow_unpinned,
+        max_workers=args.max_workers,
+        recheck=args.recheck,
     )
 
 
@@ -163,8 +220,9 @@ def read_token(token_file: str | None) -> str | None:
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
         except OSError as e:
-            raise FetchError(f"--token-file {token_file!r} cannot be read: {e.strerror}",
-                             EXIT_USAGE) from e
+            raise FetchError(
+                f"--token-file {token_file!r} cannot be read: {e.strerror}", EXIT_USAGE
+            ) from e
         if not token:
             raise FetchError(f"--token-file {token_file!r} is empty", EXIT_USAGE)
         return token
@@ -189,11 +247,13 @@ def marker_matches(marker: dict | None, req: FetchRequest) -> bool:
     files = marker.get("files") or []
     return bool(files) and all(
         (req.dest / f["path"]).is_file() and (req.dest / f["path"]).stat().st_size == f["size"]
-        for f in files)
+        for f in files
+    )
 
 
 def choose_files(
-        entries: list[ExpectedFile], patterns: tuple[str, ...] | None) -> list[ExpectedFile]:
+    entries: list[ExpectedFile], patterns: tuple[str, ...] | None
+) -> list[ExpectedFile]:
     """Default selection skips pickle *.bin weights whenever safetensors exist (safer, smaller)."""
     if patterns is None:
         has_safetensors = any(e.path.endswith(".safetensors") for e in entries)
@@ -259,12 +319,18 @@ class Fetcher:
     def resolve(self) -> tuple[str, list[ExpectedFile]]:
         info = self.api.model_info(self.req.repo_id, revision=self.req.revision)
         if not info.sha:
-            raise FetchError(f"{self.req.endpoint} returned no commit for revision "
-                             f"{self.req.revision!r}; is it a Hub-compatible endpoint?",
-                             EXIT_NETWORK)
+            raise FetchError(
+                f"{self.req.endpoint} returned no commit for revision "
+                f"{self.req.revision!r}; is it a Hub-compatible endpoint?",
+                EXIT_NETWORK,
+            )
         entries = [
-            ExpectedFile(path=f.path, size=f.size, git_sha1=f.blob_id,
-                         lfs_sha256=f.lfs.sha256 if f.lfs else None)
+            ExpectedFile(
+                path=f.path,
+                size=f.size,
+                git_sha1=f.blob_id,
+                lfs_sha256=f.lfs.sha256 if f.lfs else None,
+            )
             for f in self.api.list_repo_tree(self.req.repo_id, revision=info.sha, recursive=True)
             if isinstance(f, RepoFile)
         ]
@@ -272,8 +338,14 @@ class Fetcher:
 
     def download(self, commit: str, files: list[ExpectedFile]) -> None:
         def one(f: ExpectedFile) -> None:
-            hf_hub_download(self.req.repo_id, f.path, revision=commit, local_dir=self.req.dest,
-                            endpoint=self.req.endpoint, token=self._token_arg())
+            hf_hub_download(
+                self.req.repo_id,
+                f.path,
+                revision=commit,
+                local_dir=self.req.dest,
+                endpoint=self.req.endpoint,
+                token=self._token_arg(),
+            )
             log.info("have %s (%d bytes)", f.path, f.size)
 
         with ThreadPoolExecutor(max_workers=self.req.max_workers) as pool:
@@ -301,9 +373,11 @@ class Fetcher:
                     problems.append(problem)
                 digests[f.path] = sha256
             if problems:
-                raise FetchError("verification failed after a fresh download (the endpoint "
-                                 "serves content that does not match its own checksums): "
-                                 + "; ".join(problems), EXIT_VERIFY)
+                raise FetchError(
+                    "verification failed after a fresh download (the endpoint "
+                    "serves content that does not match its own checksums): " + "; ".join(problems),
+                    EXIT_VERIFY,
+                )
         return digests
 
     def write_marker(self, commit: str, files: list[ExpectedFile], digests: dict[str, str]) -> None:
@@ -327,42 +401,67 @@ class Fetcher:
             if self.req.recheck:
                 self.recheck_offline(marker)
             else:
-                log.info("%s@%s already complete in %s (marker %s); nothing to do",
-                         self.req.repo_id, self.req.revision, self.req.dest, MARKER_NAME)
+                log.info(
+                    "%s@%s already complete in %s (marker %s); nothing to do",
+                    self.req.repo_id,
+                    self.req.revision,
+                    self.req.dest,
+                    MARKER_NAME,
+                )
             return
         self.req.dest.mkdir(parents=True, exist_ok=True)
         (self.req.dest / MARKER_NAME).unlink(missing_ok=True)  # stale marker = incomplete dir
         commit, entries = self.resolve()
         if self.req.revision != commit:
-            log.warning("revision %r is not pinned; it resolved to commit %s (recorded in %s)",
-                        self.req.revision, commit, MARKER_NAME)
+            log.warning(
+                "revision %r is not pinned; it resolved to commit %s (recorded in %s)",
+                self.req.revision,
+                commit,
+                MARKER_NAME,
+            )
         files = choose_files(entries, self.req.allow_patterns)
         if not files:
-            raise FetchError(f"no file of {self.req.repo_id}@{commit} matches "
-                             f"{list(self.req.allow_patterns or DEFAULT_ALLOW_PATTERNS)}; "
-                             f"the repo has: {[e.path for e in entries][:20]}", EXIT_NOT_FOUND)
+            raise FetchError(
+                f"no file of {self.req.repo_id}@{commit} matches "
+                f"{list(self.req.allow_patterns or DEFAULT_ALLOW_PATTERNS)}; "
+                f"the repo has: {[e.path for e in entries][:20]}",
+                EXIT_NOT_FOUND,
+            )
         remove_stale_partials(self.req.dest)  # first: a killed run's leftovers are not "used"
         self.check_disk_space(files)
-        log.info("fetching %d files (%d bytes) of %s@%s from %s", len(files),
-                 sum(f.size for f in files), self.req.repo_id, commit, self.req.endpoint)
+        log.info(
+            "fetching %d files (%d bytes) of %s@%s from %s",
+            len(files),
+            sum(f.size for f in files),
+            self.req.repo_id,
+            commit,
+            self.req.endpoint,
+        )
         self.download(commit, files)
         digests = self.verify_or_refetch(commit, files)
         self.write_marker(commit, files, digests)
-        log.info("complete: %d files verified, marker written to %s", len(files),
-                 self.req.dest / MARKER_NAME)
+        log.info(
+            "complete: %d files verified, marker written to %s",
+            len(files),
+            self.req.dest / MARKER_NAME,
+        )
 
     def recheck_offline(self, marker: dict) -> None:
         problems = []
         for f in marker["files"]:
-            expected = ExpectedFile(path=f["path"], size=f["size"], git_sha1=f["git_sha1"],
-                                    lfs_sha256=f["lfs_sha256"])
+            expected = ExpectedFile(
+                path=f["path"], size=f["size"], git_sha1=f["git_sha1"], lfs_sha256=f["lfs_sha256"]
+            )
             problem, _ = verify_file(self.req.dest, expected)
             if problem:
                 problems.append(problem)
         if problems:
             (self.req.dest / MARKER_NAME).unlink(missing_ok=True)
-            raise FetchError("recheck failed, marker removed so the next run fetches again: "
-                             + "; ".join(problems), EXIT_VERIFY)
+            raise FetchError(
+                "recheck failed, marker removed so the next run fetches again: "
+                + "; ".join(problems),
+                EXIT_VERIFY,
+            )
         log.info("recheck: %d files match %s", len(marker["files"]), MARKER_NAME)
 
     def check_disk_space(self, files: list[ExpectedFile]) -> None:
@@ -370,38 +469,50 @@ class Fetcher:
         needed = sum(f.size for f in files if not have[f.path].is_file())
         free = shutil.disk_usage(self.req.dest).free
         if needed > free:
-            raise FetchError(f"--dest {str(self.req.dest)!r} has {free} bytes free, the "
-                             f"files still missing need {needed}", EXIT_DISK)
+            raise FetchError(
+                f"--dest {str(self.req.dest)!r} has {free} bytes free, the "
+                f"files still missing need {needed}",
+                EXIT_DISK,
+            )
 
 
 def explain_hub_error(e: Exception, req: FetchRequest) -> FetchError:
     """Map huggingface_hub's exceptions to one clear line and an exit code."""
     where = f"{req.repo_id}@{req.revision} at {req.endpoint}"
-    token_hint = ("a token was sent" if req.token
-                  else "no token was sent (set --token-file or HF_TOKEN)")
-    status = (e.response.status_code
-              if isinstance(e, HfHubHTTPError) and e.response is not None else None)
+    token_hint = (
+        "a token was sent" if req.token else "no token was sent (set --token-file or HF_TOKEN)"
+    )
+    status = (
+        e.response.status_code if isinstance(e, HfHubHTTPError) and e.response is not None else None
+    )
     if status in (401, 403):
-        return FetchError(f"authentication refused (HTTP {status}) for {where}: the repo is "
-                          f"private or gated, or does not exist; {token_hint}", EXIT_AUTH)
+        return FetchError(
+            f"authentication refused (HTTP {status}) for {where}: the repo is "
+            f"private or gated, or does not exist; {token_hint}",
+            EXIT_AUTH,
+        )
     if isinstance(e, GatedRepoError):
         return FetchError(f"{where} is gated: accept its terms on the hub; {token_hint}", EXIT_AUTH)
     if isinstance(e, RevisionNotFoundError):
-        return FetchError(f"revision {req.revision!r} does not exist in {req.repo_id} at "
-                          f"{req.endpoint}", EXIT_NOT_FOUND)
+        return FetchError(
+            f"revision {req.revision!r} does not exist in {req.repo_id} at {req.endpoint}",
+            EXIT_NOT_FOUND,
+        )
     if isinstance(e, RemoteEntryNotFoundError):
         return FetchError(f"a listed file vanished from {where}: {e}", EXIT_NOT_FOUND)
     if isinstance(e, RepositoryNotFoundError):
         return FetchError(f"repository {req.repo_id!r} not found at {req.endpoint}", EXIT_NOT_FOUND)
     if isinstance(e, HfHubHTTPError):
         return FetchError(f"hub error for {where}: {str(e).splitlines()[0]}", EXIT_NETWORK)
-    return FetchError(f"cannot reach {req.endpoint} for {req.repo_id}: {type(e).__name__}: {e}",
-                      EXIT_NETWORK)
+    return FetchError(
+        f"cannot reach {req.endpoint} for {req.repo_id}: {type(e).__name__}: {e}", EXIT_NETWORK
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s fetch %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s fetch %(levelname)s %(message)s", stream=sys.stderr
+    )
     disable_progress_bars()  # Job logs are not a terminal: one line per file instead
     try:
         req = parse_request(argv)
@@ -409,7 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             Fetcher(req).run()
         except (HfHubHTTPError, httpx2.HTTPError, OSError) as e:
             if isinstance(e, FileNotFoundError | PermissionError) and not isinstance(
-                    e, HfHubHTTPError):
+                e, HfHubHTTPError
+            ):
                 raise FetchError(f"--dest {str(req.dest)!r}: {e}", EXIT_USAGE) from e
             raise explain_hub_error(e, req) from e
     except FetchError as e:

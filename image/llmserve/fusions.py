@@ -19,8 +19,9 @@ T5_STYLE_RMS_NORMS = frozenset({"GlmRMSNorm", "LlamaRMSNorm", "MistralRMSNorm", 
 
 def _fused_forward(self: torch.nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
     dtype = hidden_states.dtype
-    normed = torch.nn.functional.rms_norm(hidden_states.float(), (hidden_states.shape[-1],),
-                                          eps=self.variance_epsilon)
+    normed = torch.nn.functional.rms_norm(
+        hidden_states.float(), (hidden_states.shape[-1],), eps=self.variance_epsilon
+    )
     return self.weight * normed.to(dtype)
 
 

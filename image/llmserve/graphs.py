@@ -65,12 +65,19 @@ def _rows_that_fit(model: Any, max_len: int) -> int:
 class _FixedCache:
     """The model's cache interface over fixed buffers: write one column, attend over a window."""
 
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor],
-                 column: torch.Tensor) -> None:
+    def __init__(
+        self, keys: list[torch.Tensor], values: list[torch.Tensor], column: torch.Tensor
+    ) -> None:
         self.keys, self.values, self.column = keys, values, column
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
-               *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self,
+        key_states: torch.Tensor,
+        value_states: torch.Tensor,
+        layer_idx: int,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         keys.index_copy_(2, self.column, key_states)
         values.index_copy_(2, self.column, value_states)
@@ -80,9 +87,18 @@ class _FixedCache:
 class GraphedDecoder:
     """Runs the decode step for batches of up to `max_rows` rows from fixed buffers."""
 
-    def __init__(self, model: Any, *, max_rows: int, max_len: int, pad_token_id: int,
-                 use_cuda_graphs: bool, compile_step: bool = False,
-                 compile_backend: str = "inductor", fuse_norms: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        max_rows: int,
+        max_len: int,
+        pad_token_id: int,
+        use_cuda_graphs: bool,
+        compile_step: bool = False,
+        compile_backend: str = "inductor",
+        fuse_norms: bool = True,
+    ) -> None:
         self.model = model
         if use_cuda_graphs and fuse_norms:
             fuse_rms_norms(model)
@@ -90,8 +106,9 @@ class GraphedDecoder:
         # before capture. Only one-row steps are compiled: they are the launch-bound ones. The
         # length is dynamic, so one compilation serves every length bucket (each bucket is still
         # its own captured graph); see _forward for why that needs duck sizing off.
-        self._step_model = (torch.compile(model, dynamic=True, backend=compile_backend)
-                            if compile_step else model)
+        self._step_model = (
+            torch.compile(model, dynamic=True, backend=compile_backend) if compile_step else model
+        )
         self.max_len = max_len
         self.max_rows = min(max_rows, _rows_that_fit(model, max_len))
         self.pad_token_id = pad_token_id
@@ -111,8 +128,9 @@ class GraphedDecoder:
         self._ids_host = torch.zeros((rows, 1), dtype=torch.long, pin_memory=pinned)
         self._positions_host = torch.zeros((rows, 1), dtype=torch.long, pin_memory=pinned)
         self._column = torch.zeros((1,), dtype=torch.long, device=self.device)
-        self._mask = torch.zeros((rows, max_len + SLACK_COLUMNS), dtype=torch.bool,
-                                 device=self.device)
+        self._mask = torch.zeros(
+            (rows, max_len + SLACK_COLUMNS), dtype=torch.bool, device=self.device
+        )
 
     def fits(self, rows: int, length: int) -> bool:
         """Whether a step over `rows` rows whose cache grows to `length` columns runs here."""
@@ -162,8 +180,12 @@ class GraphedDecoder:
         for rows in rows_buckets:
             for length in lengths:
                 self._run(rows, length)
-        log.info("decode graphs ready: %d rows buckets x %d length buckets (%d captured)",
-                 len(rows_buckets), len(lengths), self.captures)
+        log.info(
+            "decode graphs ready: %d rows buckets x %d length buckets (%d captured)",
+            len(rows_buckets),
+            len(lengths),
+            self.captures,
+        )
 
     def compiled(self) -> bool:
         """Whether one-row steps run the torch.compile'd model (false after a failed capture)."""
@@ -204,22 +226,33 @@ class GraphedDecoder:
             columns = self.max_len + SLACK_COLUMNS
             self._keys.append(layer.keys.new_zeros((rows, heads, columns, dim_k)))
             self._values.append(layer.values.new_zeros((rows, heads, columns, dim_v)))
-        log.info("decode buffers for up to %d rows x %d tokens: %.2f GiB; CUDA graphs %s",
-                 rows, self.max_len, self.buffer_bytes() / 2**30,
-                 "on" if self.use_cuda_graphs else "off")
+        log.info(
+            "decode buffers for up to %d rows x %d tokens: %.2f GiB; CUDA graphs %s",
+            rows,
+            self.max_len,
+            self.buffer_bytes() / 2**30,
+            "on" if self.use_cuda_graphs else "off",
+        )
 
     def _forward(self, rows: int, length: int) -> torch.Tensor:
-        cache = _FixedCache([k[:rows, :, :length] for k in self._keys],
-                            [v[:rows, :, :length] for v in self._values], self._column)
+        cache = _FixedCache(
+            [k[:rows, :, :length] for k in self._keys],
+            [v[:rows, :, :length] for v in self._values],
+            self._column,
+        )
         model = self._step_model if rows == 1 else self.model
         # Duck sizing would give the length the symbol of any other input dimension of the same
         # size (head_dim 128, hidden 4096 for ChatGLM2) and so pin it to that value: every such
         # bucket would recompile (minutes each for a 6B model).
         with fx_config.patch(use_duck_shape=False):
-            out = model(input_ids=self._ids[:rows],
-                        attention_mask=self._mask[:rows, None, None, :length],
-                        position_ids=self._positions[:rows], cache=cache, use_cache=True,
-                        logits_to_keep=1)
+            out = model(
+                input_ids=self._ids[:rows],
+                attention_mask=self._mask[:rows, None, None, :length],
+                position_ids=self._positions[:rows],
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         return out.logits
 
     def _run(self, rows: int, length: int) -> torch.Tensor:

@@ -58,11 +58,14 @@ class BatchCache:
         for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, length), _left_pad(theirs.keys, length)])
             mine.values = torch.cat(
-                [_left_pad(mine.values, length), _left_pad(theirs.values, length)])
-        self.mask = torch.cat([
-            _left_pad(self.mask.unsqueeze(-1), length).squeeze(-1),
-            _left_pad(mask.unsqueeze(-1), length).squeeze(-1),
-        ])
+                [_left_pad(mine.values, length), _left_pad(theirs.values, length)]
+            )
+        self.mask = torch.cat(
+            [
+                _left_pad(self.mask.unsqueeze(-1), length).squeeze(-1),
+                _left_pad(mask.unsqueeze(-1), length).squeeze(-1),
+            ]
+        )
 
     def keep_rows(self, keep: list[int]) -> None:
         if self.cache is None or self.mask is None:

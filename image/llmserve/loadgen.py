@@ -86,7 +86,8 @@ def _positive_int(name: str, low: int, high: int):
             raise argparse.ArgumentTypeError(f"{name} {raw!r} is not an integer") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"{name} {value} is out of range; allowed {low}..{high}")
+                f"{name} {value} is out of range; allowed {low}..{high}"
+            )
         return value
 
     return parse
@@ -97,7 +98,8 @@ def _rate(raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--request-rate {raw!r} is not a number; allowed: > 0 requests/s or 'inf'") from None
+            f"--request-rate {raw!r} is not a number; allowed: > 0 requests/s or 'inf'"
+        ) from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"--request-rate {value} must be > 0 (or 'inf')")
     return value
@@ -107,36 +109,69 @@ def build_parser() -> argparse.ArgumentParser:
     p = cliargs.ArgumentParser(
         prog="llmserve bench",
         description="Load-test an OpenAI-compatible server with streaming requests; report TTFT, "
-        "TPOT, ITL percentiles, output tokens/s and requests/s.")
+        "TPOT, ITL percentiles, output tokens/s and requests/s.",
+    )
     p.add_argument("--url", default="http://127.0.0.1:7861", help="server base URL")
     p.add_argument("--model", help="model id (default: the first one /v1/models lists)")
-    p.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="chat",
-                   help="chat: /v1/chat/completions; completions: /v1/completions")
-    p.add_argument("--num-requests", type=_positive_int("--num-requests", 1, 1_000_000),
-                   default=64)
-    p.add_argument("--concurrency", type=_positive_int("--concurrency", 1, 100_000), default=None,
-                   help="most requests in flight at once (default: 1, or unlimited when "
-                   "--request-rate is given)")
-    p.add_argument("--request-rate", type=_rate, default=float("inf"),
-                   help="mean requests started per second, Poisson arrivals (default: inf = "
-                   "as fast as --concurrency allows)")
-    p.add_argument("--prompt-tokens", type=_positive_int("--prompt-tokens", 1, 1_000_000),
-                   default=128)
-    p.add_argument("--output-tokens", type=_positive_int("--output-tokens", 1, 1_000_000),
-                   default=128, help="max_tokens per request")
-    p.add_argument("--api-key", default=os.environ.get("LLMSERVE_API_KEY"), metavar="KEY",
-                   help="Bearer key (env LLMSERVE_API_KEY, which keeps it out of `ps`); a key "
-                   "starting with '-' works as `--api-key KEY` or `--api-key=KEY`")
-    p.add_argument("--ignore-eos", action="store_true",
-                   help="ask for exactly --output-tokens tokens (ignore_eos + min_tokens)")
+    p.add_argument(
+        "--endpoint",
+        choices=sorted(ENDPOINTS),
+        default="chat",
+        help="chat: /v1/chat/completions; completions: /v1/completions",
+    )
+    p.add_argument("--num-requests", type=_positive_int("--num-requests", 1, 1_000_000), default=64)
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int("--concurrency", 1, 100_000),
+        default=None,
+        help="most requests in flight at once (default: 1, or unlimited when "
+        "--request-rate is given)",
+    )
+    p.add_argument(
+        "--request-rate",
+        type=_rate,
+        default=float("inf"),
+        help="mean requests started per second, Poisson arrivals (default: inf = "
+        "as fast as --concurrency allows)",
+    )
+    p.add_argument(
+        "--prompt-tokens", type=_positive_int("--prompt-tokens", 1, 1_000_000), default=128
+    )
+    p.add_argument(
+        "--output-tokens",
+        type=_positive_int("--output-tokens", 1, 1_000_000),
+        default=128,
+        help="max_tokens per request",
+    )
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("LLMSERVE_API_KEY"),
+        metavar="KEY",
+        help="Bearer key (env LLMSERVE_API_KEY, which keeps it out of `ps`); a key "
+        "starting with '-' works as `--api-key KEY` or `--api-key=KEY`",
+    )
+    p.add_argument(
+        "--ignore-eos",
+        action="store_true",
+        help="ask for exactly --output-tokens tokens (ignore_eos + min_tokens)",
+    )
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0, help="seeds prompts and arrival times")
-    p.add_argument("--warmup", type=_positive_int("--warmup", 0, 10_000), default=0,
-                   help="requests sent (at --concurrency) and discarded before measuring")
+    p.add_argument(
+        "--warmup",
+        type=_positive_int("--warmup", 0, 10_000),
+        default=0,
+        help="requests sent (at --concurrency) and discarded before measuring",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
-    p.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
-                   help="start no new request after this long (in-flight ones finish); "
-                   "requests never started are reported as not_started")
+    p.add_argument(
+        "--max-duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no new request after this long (in-flight ones finish); "
+        "requests never started are reported as not_started",
+    )
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write results here")
     return p
 
@@ -151,12 +186,23 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
         build_parser().error(f"--temperature {args.temperature} is out of range; allowed 0..2")
     concurrency = args.concurrency or (UNLIMITED if args.request_rate != float("inf") else 1)
     return BenchConfig(
-        url=args.url.rstrip("/"), model=args.model, endpoint=args.endpoint,
-        num_requests=args.num_requests, concurrency=concurrency, request_rate=args.request_rate,
-        prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens, api_key=args.api_key,
-        ignore_eos=args.ignore_eos, temperature=args.temperature, seed=args.seed,
-        warmup=args.warmup, timeout=args.timeout, max_duration=args.max_duration,
-        json_out=args.json_out)
+        url=args.url.rstrip("/"),
+        model=args.model,
+        endpoint=args.endpoint,
+        num_requests=args.num_requests,
+        concurrency=concurrency,
+        request_rate=args.request_rate,
+        prompt_tokens=args.prompt_tokens,
+        output_tokens=args.output_tokens,
+        api_key=args.api_key,
+        ignore_eos=args.ignore_eos,
+        temperature=args.temperature,
+        seed=args.seed,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        max_duration=args.max_duration,
+        json_out=args.json_out,
+    )
 
 
 def make_prompt(rng: random.Random, tokens: int) -> str:
@@ -166,8 +212,11 @@ def make_prompt(rng: random.Random, tokens: int) -> str:
 
 def request_body(cfg: BenchConfig, model: str, prompt: str) -> dict:
     body: dict = {
-        "model": model, "stream": True, "max_tokens": cfg.output_tokens,
-        "temperature": cfg.temperature, "stream_options": {"include_usage": True},
+        "model": model,
+        "stream": True,
+        "max_tokens": cfg.output_tokens,
+        "temperature": cfg.temperature,
+        "stream_options": {"include_usage": True},
     }
     if cfg.ignore_eos:
         body.update(ignore_eos=True, min_tokens=cfg.output_tokens)
@@ -244,22 +293,30 @@ async def template_overhead(client: httpx.AsyncClient, cfg: BenchConfig, model: 
         return 0
     overhead = max(0, result.prompt_tokens - 1)
     if overhead >= cfg.prompt_tokens:
-        print(f"llmserve bench: the server adds {overhead} tokens to every prompt, more than "
-              f"--prompt-tokens {cfg.prompt_tokens}; prompts will be 1 word", file=sys.stderr)
+        print(
+            f"llmserve bench: the server adds {overhead} tokens to every prompt, more than "
+            f"--prompt-tokens {cfg.prompt_tokens}; prompts will be 1 word",
+            file=sys.stderr,
+        )
     return overhead
 
 
 async def run_load(cfg: BenchConfig) -> tuple[list[RequestResult], float, str]:
     headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-    limits = httpx.Limits(max_connections=min(cfg.concurrency, cfg.num_requests) + 4,
-                          max_keepalive_connections=min(cfg.concurrency, 1000))
-    async with httpx.AsyncClient(base_url=cfg.url, headers=headers, limits=limits,
-                                 timeout=httpx.Timeout(cfg.timeout, connect=30.0)) as client:
+    limits = httpx.Limits(
+        max_connections=min(cfg.concurrency, cfg.num_requests) + 4,
+        max_keepalive_connections=min(cfg.concurrency, 1000),
+    )
+    async with httpx.AsyncClient(
+        base_url=cfg.url,
+        headers=headers,
+        limits=limits,
+        timeout=httpx.Timeout(cfg.timeout, connect=30.0),
+    ) as client:
         model = cfg.model or await discover_model(client)
         words = cfg.prompt_tokens - await template_overhead(client, cfg, model)
         rng = random.Random(cfg.seed)
-        prompts = [make_prompt(rng, max(1, words))
-                   for _ in range(cfg.warmup + cfg.num_requests)]
+        prompts = [make_prompt(rng, max(1, words)) for _ in range(cfg.warmup + cfg.num_requests)]
         gate = asyncio.Semaphore(cfg.concurrency)
         deadline = float("inf")
 
@@ -270,13 +327,13 @@ async def run_load(cfg: BenchConfig) -> tuple[list[RequestResult], float, str]:
                 return await one_request(client, cfg, request_body(cfg, model, prompt))
 
         if cfg.warmup:
-            await asyncio.gather(*(gated(p) for p in prompts[:cfg.warmup]))
+            await asyncio.gather(*(gated(p) for p in prompts[: cfg.warmup]))
         arrivals = random.Random(cfg.seed + 1)
         tasks = []
         t0 = time.perf_counter()
         if cfg.max_duration is not None:
             deadline = t0 + cfg.max_duration
-        for prompt in prompts[cfg.warmup:]:
+        for prompt in prompts[cfg.warmup :]:
             tasks.append(asyncio.create_task(gated(prompt)))  # past the deadline: not_started
             if cfg.request_rate != float("inf") and time.perf_counter() <= deadline:
                 await asyncio.sleep(arrivals.expovariate(cfg.request_rate))
@@ -288,8 +345,10 @@ def _stats_ms(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
     arr = np.asarray(values) * 1000.0
-    return {"mean": round(float(arr.mean()), 2),
-            **{f"p{p}": round(float(np.percentile(arr, p)), 2) for p in PERCENTILES}}
+    return {
+        "mean": round(float(arr.mean()), 2),
+        **{f"p{p}": round(float(np.percentile(arr, p)), 2) for p in PERCENTILES},
+    }
 
 
 def summarize(cfg: BenchConfig, model: str, results: list[RequestResult], duration: float) -> dict:
@@ -297,16 +356,21 @@ def summarize(cfg: BenchConfig, model: str, results: list[RequestResult], durati
     ok = [r for r in results if r.ok]
     not_started = sum(r.not_started for r in results)
     output_tokens = sum(r.output_tokens or 0 for r in ok)
-    tpots = [(r.latency - r.ttft) / (r.output_tokens - 1)  # type: ignore[operator]
-             for r in ok if r.output_tokens and r.output_tokens > 1]
+    tpots = [
+        (r.latency - r.ttft) / (r.output_tokens - 1)  # type: ignore[operator]
+        for r in ok
+        if r.output_tokens and r.output_tokens > 1
+    ]
     itls = [b - a for r in ok for a, b in zip(r.chunk_times, r.chunk_times[1:], strict=False)]
     prompt_lens = [r.prompt_tokens for r in ok if r.prompt_tokens is not None]
     errors = Counter(r.error for r in results if not r.ok and not r.not_started)
     return {
-        "config": {k: v for k, v in asdict(cfg).items() if k != "api_key"} | {
+        "config": {k: v for k, v in asdict(cfg).items() if k != "api_key"}
+        | {
             "model": model,
             "request_rate": None if cfg.request_rate == float("inf") else cfg.request_rate,
-            "concurrency": None if cfg.concurrency >= UNLIMITED else cfg.concurrency},
+            "concurrency": None if cfg.concurrency >= UNLIMITED else cfg.concurrency,
+        },
         "completed": len(ok),
         "failed": len(results) - len(ok) - not_started,
         "not_started": not_started,
@@ -315,8 +379,9 @@ def summarize(cfg: BenchConfig, model: str, results: list[RequestResult], durati
         "output_throughput_tok_s": round(output_tokens / duration, 1) if duration else None,
         "total_output_tokens": output_tokens,
         "mean_output_tokens": round(output_tokens / len(ok), 1) if ok else None,
-        "mean_prompt_tokens": (round(sum(prompt_lens) / len(prompt_lens), 1)
-                               if prompt_lens else None),
+        "mean_prompt_tokens": (
+            round(sum(prompt_lens) / len(prompt_lens), 1) if prompt_lens else None
+        ),
         "usage_reported": all(r.usage_reported for r in ok) if ok else False,
         "ttft_ms": _stats_ms([r.ttft for r in ok if r.ttft is not None]),
         "tpot_ms": _stats_ms(tpots),
@@ -334,22 +399,31 @@ def format_table(summary: dict) -> str:
         ("Model", cfg["model"]),
         ("Endpoint", f"{cfg['url']}{ENDPOINTS[cfg['endpoint']]}"),
         ("Concurrency / request rate", f"{conc} / {rate}"),
-        ("Completed / failed / not started", f"{summary['completed']} / {summary['failed']} / "
-         f"{summary['not_started']}"),
+        (
+            "Completed / failed / not started",
+            f"{summary['completed']} / {summary['failed']} / {summary['not_started']}",
+        ),
         ("Duration (s)", summary["duration_s"]),
-        ("Prompt tokens asked / measured", f"{cfg['prompt_tokens']} / "
-         f"{summary['mean_prompt_tokens']}"),
+        (
+            "Prompt tokens asked / measured",
+            f"{cfg['prompt_tokens']} / {summary['mean_prompt_tokens']}",
+        ),
         ("Output tokens asked / mean", f"{cfg['output_tokens']} / {summary['mean_output_tokens']}"),
         ("Request throughput (req/s)", summary["request_throughput_rps"]),
         ("Output token throughput (tok/s)", summary["output_throughput_tok_s"]),
     ]
     lines = [f"{name:<34}{value}" for name, value in rows]
     lines.append(f"{'Latency (ms)':<34}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}")
-    for label, key in (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"),
-                       ("E2E latency", "e2e_latency_ms")):
+    for label, key in (
+        ("TTFT", "ttft_ms"),
+        ("TPOT", "tpot_ms"),
+        ("ITL", "itl_ms"),
+        ("E2E latency", "e2e_latency_ms"),
+    ):
         s = summary[key]
-        cells = "".join(f"{'-' if s[k] is None else s[k]:>10}"
-                        for k in ("mean", "p50", "p90", "p99"))
+        cells = "".join(
+            f"{'-' if s[k] is None else s[k]:>10}" for k in ("mean", "p50", "p90", "p99")
+        )
         lines.append(f"{label:<34}{cells}")
     for error, count in summary["errors"].items():
         lines.append(f"error x{count}: {error}")
@@ -365,8 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results, duration, model = asyncio.run(run_load(cfg))
     except (httpx.HTTPError, RuntimeError) as e:
-        print(f"llmserve bench: cannot start against {cfg.url}: {type(e).__name__}: {e}",
-              file=sys.stderr)
+        print(
+            f"llmserve bench: cannot start against {cfg.url}: {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
         return 1
     summary = summarize(cfg, model, results, duration)
     print(format_table(summary))

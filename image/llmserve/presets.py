@@ -11,24 +11,50 @@ import torch
 from transformers import GlmConfig, GlmForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 CHATGLM2_6B_SHAPE = dict(
-    vocab_size=65024, hidden_size=4096, num_hidden_layers=28, num_attention_heads=32,
-    num_key_value_heads=2, intermediate_size=13696, head_dim=128, partial_rotary_factor=0.5,
-    max_position_embeddings=8192, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    vocab_size=65024,
+    hidden_size=4096,
+    num_hidden_layers=28,
+    num_attention_heads=32,
+    num_key_value_heads=2,
+    intermediate_size=13696,
+    head_dim=128,
+    partial_rotary_factor=0.5,
+    max_position_embeddings=8192,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
 )
 
 # Small hidden sizes keep tests fast; a wide initializer makes logits peaked, so greedy choices
 # are not near-ties that float noise could flip between batched and one-at-a-time runs.
 TINY_GLM_SHAPE = dict(
-    vocab_size=49152, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, intermediate_size=128, head_dim=16, partial_rotary_factor=0.5,
-    max_position_embeddings=2048, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    vocab_size=49152,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    head_dim=16,
+    partial_rotary_factor=0.5,
+    max_position_embeddings=2048,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
     initializer_range=0.5,
 )
 
 TINY_LLAMA_SHAPE = dict(
-    vocab_size=49152, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, intermediate_size=128, max_position_embeddings=2048,
-    pad_token_id=0, bos_token_id=1, eos_token_id=2, initializer_range=0.5,
+    vocab_size=49152,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=2048,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    initializer_range=0.5,
 )
 
 PRESETS: dict[str, Callable[[], tuple[type[PreTrainedModel], object]]] = {

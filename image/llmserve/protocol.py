@@ -75,11 +75,13 @@ class _SamplingFields(_Strict):
         if self.n != 1:
             return "n", f"n={self.n} is not supported; allowed: 1"
         if self.presence_penalty != 0.0:
-            return "presence_penalty", (f"presence_penalty={self.presence_penalty} is not "
-                                        "supported; allowed: 0")
+            return "presence_penalty", (
+                f"presence_penalty={self.presence_penalty} is not supported; allowed: 0"
+            )
         if self.frequency_penalty != 0.0:
-            return "frequency_penalty", (f"frequency_penalty={self.frequency_penalty} is not "
-                                         "supported; allowed: 0")
+            return "frequency_penalty", (
+                f"frequency_penalty={self.frequency_penalty} is not supported; allowed: 0"
+            )
         stops = self.stop_list()
         if len(stops) > MAX_STOP_SEQUENCES:
             return "stop", f"{len(stops)} stop sequences given; allowed: at most 4"
@@ -102,8 +104,11 @@ class ChatCompletionRequest(_SamplingFields):
         return self
 
     def token_limit(self) -> int | None:
-        return self.max_completion_tokens if self.max_completion_tokens is not None \
+        return (
+            self.max_completion_tokens
+            if self.max_completion_tokens is not None
             else self.max_tokens
+        )
 
     def unsupported(self) -> tuple[str, str] | None:
         if self.logprobs:
@@ -112,8 +117,11 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)] \
+    prompt: (
+        StrictStr
+        | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
         | Annotated[list[StrictInt], Field(min_length=1)]
+    )
     max_tokens: Annotated[int, Field(ge=1)] | None = 16  # the OpenAI default for completions
     echo: StrictBool = False
     logprobs: Annotated[int, Field(ge=0)] | None = None
@@ -138,59 +146,104 @@ def new_id(prefix: str) -> str:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
-def error_body(message: str, type_: str, param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def chat_completion(id_: str, model: str, text: str, finish_reason: str,
-                    prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def chat_completion(
+    id_: str, model: str, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
     return {
-        "id": id_, "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish_reason, "logprobs": None}],
+        "id": id_,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
         "usage": usage(prompt_tokens, completion_tokens),
     }
 
 
-def chat_chunk(id_: str, model: str, created: int, delta: dict[str, Any] | None,
-               finish_reason: str | None = None,
-               usage_: dict[str, int] | None = None) -> dict[str, Any]:
-    choices = [] if delta is None else [
-        {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
-    body: dict[str, Any] = {"id": id_, "object": "chat.completion.chunk", "created": created,
-                            "model": model, "choices": choices}
+def chat_chunk(
+    id_: str,
+    model: str,
+    created: int,
+    delta: dict[str, Any] | None,
+    finish_reason: str | None = None,
+    usage_: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    choices = (
+        []
+        if delta is None
+        else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    )
+    body: dict[str, Any] = {
+        "id": id_,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": choices,
+    }
     if usage_ is not None:
         body["usage"] = usage_
     return body
 
 
-def completion(id_: str, model: str, text: str, finish_reason: str,
-               prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def completion(
+    id_: str, model: str, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
     return {
-        "id": id_, "object": "text_completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "text": text, "finish_reason": finish_reason,
-                     "logprobs": None}],
+        "id": id_,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}],
         "usage": usage(prompt_tokens, completion_tokens),
     }
 
 
-def completion_chunk(id_: str, model: str, created: int, text: str | None,
-                     finish_reason: str | None = None,
-                     usage_: dict[str, int] | None = None) -> dict[str, Any]:
-    choices = [] if text is None else [
-        {"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}]
-    body: dict[str, Any] = {"id": id_, "object": "text_completion", "created": created,
-                            "model": model, "choices": choices}
+def completion_chunk(
+    id_: str,
+    model: str,
+    created: int,
+    text: str | None,
+    finish_reason: str | None = None,
+    usage_: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    choices = (
+        []
+        if text is None
+        else [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}]
+    )
+    body: dict[str, Any] = {
+        "id": id_,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+    }
     if usage_ is not None:
         body["usage"] = usage_
     return body
 
 
 def model_list(model: str, created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [
-        {"id": model, "object": "model", "created": created, "owned_by": "llmserve"}]}
+    return {
+        "object": "list",
+        "data": [{"id": model, "object": "model", "created": created, "owned_by": "llmserve"}],
+    }

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from llmserve.engine import SamplingParams
+from llmserve.engine_api import SamplingParams
 
 MIN_TEMPERATURE = 1e-5
 
@@ -26,8 +26,11 @@ def pick_next_tokens(
     logits = logits.float()
     if eos_token_ids and any(block_eos):
         rows = torch.tensor([i for i, b in enumerate(block_eos) if b], device=logits.device)
-        eos = torch.tensor([t for t in eos_token_ids if t < logits.shape[-1]],
-                           device=logits.device, dtype=torch.long)
+        eos = torch.tensor(
+            [t for t in eos_token_ids if t < logits.shape[-1]],
+            device=logits.device,
+            dtype=torch.long,
+        )
         if eos.numel():
             logits[rows.unsqueeze(1), eos.unsqueeze(0)] = float("-inf")
     choice = logits.argmax(dim=-1)

@@ -16,7 +16,7 @@ from types import FrameType
 import uvicorn
 
 from llmserve.app import Backend, ServerState, create_app
-from llmserve.batching import ContinuousBatchingEngine
+from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import load_model, pick_device
 from llmserve.settings import Settings, SettingsError
 
@@ -27,27 +27,45 @@ def build_backend(settings: Settings) -> Backend:
     # Refuse GPU-only settings before loading: a large model takes minutes to load.
     on_cuda = pick_device(settings.device).type == "cuda"
     if settings.cuda_graphs == "on" and not on_cuda:
-        raise SettingsError("LLMSERVE_CUDA_GRAPHS=on but the model runs on the CPU; "
-                            "allowed: auto or off without a GPU")
+        raise SettingsError(
+            "LLMSERVE_CUDA_GRAPHS=on but the model runs on the CPU; "
+            "allowed: auto or off without a GPU"
+        )
     graphs = settings.cuda_graphs == "on" or (settings.cuda_graphs == "auto" and on_cuda)
     if settings.compile == "on" and not graphs:
-        raise SettingsError("LLMSERVE_COMPILE=on compiles the step that CUDA graphs replay, and "
-                            "CUDA graphs are off here; allowed: auto or off")
-    loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_name,
-                        settings.tokenizer)
+        raise SettingsError(
+            "LLMSERVE_COMPILE=on compiles the step that CUDA graphs replay, and "
+            "CUDA graphs are off here; allowed: auto or off"
+        )
+    loaded = load_model(
+        settings.model, settings.device, settings.dtype, settings.model_name, settings.tokenizer
+    )
     max_model_len = settings.max_model_len or loaded.max_model_len
     engine = ContinuousBatchingEngine(
-        loaded.model, loaded.tokenizer, max_model_len=max_model_len,
-        eos_token_ids=loaded.eos_token_ids, max_batch=settings.max_batch,
+        loaded.model,
+        loaded.tokenizer,
+        max_model_len=max_model_len,
+        eos_token_ids=loaded.eos_token_ids,
+        max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         graph_max_batch=min(settings.graph_max_batch, settings.max_batch) if graphs else 0,
-        cuda_graphs=graphs, compile_step=graphs and settings.compile != "off")
+        cuda_graphs=graphs,
+        compile_step=graphs and settings.compile != "off",
+    )
     engine.start()
     vocab = int(loaded.model.get_input_embeddings().num_embeddings)
-    log.info("serving %s on %s (%s), context %d tokens, batch %d, queue %d", loaded.name,
-             loaded.device, loaded.dtype, max_model_len, settings.max_batch, settings.max_queue)
-    return Backend(engine=engine, tokenizer=loaded.tokenizer, model_name=loaded.name,
-                   vocab_size=vocab)
+    log.info(
+        "serving %s on %s (%s), context %d tokens, batch %d, queue %d",
+        loaded.name,
+        loaded.device,
+        loaded.dtype,
+        max_model_len,
+        settings.max_batch,
+        settings.max_queue,
+    )
+    return Backend(
+        engine=engine, tokenizer=loaded.tokenizer, model_name=loaded.name, vocab_size=vocab
+    )
 
 
 class DrainingServer(uvicorn.Server):
@@ -99,9 +117,14 @@ def serve(settings: Settings) -> int:
         server_ref[0].fail(message)
 
     app = create_app(settings, lambda: build_backend(settings), on_fatal=on_fatal)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port,
-                            log_level=settings.log_level, timeout_graceful_shutdown=5,
-                            lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
     server = DrainingServer(config, app.state.server, settings.drain_seconds)
     server_ref.append(server)
     asyncio.run(server.serve())

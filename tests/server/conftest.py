@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
-from llmserve.batching import ContinuousBatchingEngine
+from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import LoadedModel, load_model
 
 from tests.llm_server import RunningServer, start_server

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 import torch
-from llmserve.batching import ContinuousBatchingEngine
 from llmserve.detokenize import IncrementalDetokenizer
-from llmserve.engine import Delta, SamplingParams
+from llmserve.engine import ContinuousBatchingEngine
+from llmserve.engine_api import Delta, SamplingParams
 from llmserve.models import LoadedModel
 from llmserve.sampling import pick_next_tokens
 
@@ -170,14 +170,14 @@ class _BrokenGpu:
 def test_a_broken_gpu_stops_the_engine_so_the_pod_is_restarted(
         tiny: LoadedModel, engine_factory: EngineFactory) -> None:
     from llmserve.app import Backend, ServerState
-    from llmserve.engine import EngineStoppedError
+    from llmserve.engine_api import EngineStoppedError
     from llmserve.settings import Settings
 
     engine = engine_factory()
     state = ServerState(Settings(model=None, model_name=None),
                         backend=Backend(engine, tiny.tokenizer, "tiny", 1))
     assert engine.alive() and state.ready and not state.engine_dead
-    engine.model = _BrokenGpu(tiny.model)
+    engine.runner.model = _BrokenGpu(tiny.model)
 
     async def scenario() -> list[Delta]:
         return [d async for d in engine.submit(PROMPT, GREEDY)]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import torch
 import torch._dynamo
-from llmserve.batching import ContinuousBatchingEngine
-from llmserve.engine import SamplingParams
+from llmserve.engine import ContinuousBatchingEngine
+from llmserve.engine_api import SamplingParams
 from llmserve.graphs import GraphedDecoder, _bucket
 from llmserve.kvcache import BatchCache
 from llmserve.models import LoadedModel, load_model
@@ -61,13 +61,13 @@ def test_fixed_buffers_give_the_eager_tokens(engine_factory: EngineFactory,
     for staggered in (False, True):
         expected = asyncio.run(generate(eager, staggered))
         assert asyncio.run(generate(fixed, staggered)) == expected
-    assert fixed._graphed is not None and fixed._graphed.buffer_bytes() > 0
+    assert fixed.runner.graphed is not None and fixed.runner.graphed.buffer_bytes() > 0
 
 
 def test_single_stream_uses_the_fixed_path(engine_factory: EngineFactory) -> None:
     built = engine(engine_factory, 4)
     calls: list[int] = []
-    graphed = built._graphed
+    graphed = built.runner.graphed
     assert isinstance(graphed, GraphedDecoder)
     original = graphed._forward
 
@@ -103,9 +103,9 @@ def test_crossing_length_buckets_and_falling_back_to_eager(
         engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # Long answers cross the 128-token bucket; with buffers capped at 160 tokens the longest
     # batch falls back to eager decoding mid-answer, and back when the long row leaves.
-    import llmserve.batching as batching
+    import llmserve.model_runner as model_runner
 
-    monkeypatch.setattr(batching, "GRAPH_MAX_LEN", 160)
+    monkeypatch.setattr(model_runner, "GRAPH_MAX_LEN", 160)
     eager, fixed = engine(engine_factory, 0), engine(engine_factory, 4)
 
     async def answers(built: ContinuousBatchingEngine) -> list[str]:
@@ -113,7 +113,7 @@ def test_crossing_length_buckets_and_falling_back_to_eager(
                                          answer(built, PROMPTS[0], 40),
                                          answer(built, PROMPTS[1], 150)))
 
-    assert fixed._graphed is not None and fixed._graphed.max_len == 160
+    assert fixed.runner.graphed is not None and fixed.runner.graphed.max_len == 160
     assert asyncio.run(answers(fixed)) == asyncio.run(answers(eager))
 
 
@@ -134,7 +134,7 @@ def test_compiled_single_row_compiles_once_for_every_length(
                                         answer(built, PROMPTS[4], 8))
         return alone + list(together)
 
-    assert compiled._graphed is not None and compiled._graphed.compiled()
+    assert compiled.runner.graphed is not None and compiled.runner.graphed.compiled()
     with no_recompiles:
         assert asyncio.run(answers(compiled)) == asyncio.run(answers(eager))
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
