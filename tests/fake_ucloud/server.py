@@ -23,6 +23,8 @@ from tests.fake_ucloud.protocol import (
 
 HANDLERS = {**network_api.HANDLERS, **nat_api.HANDLERS, **uk8s_api.HANDLERS}
 
+HANDLERS.update(__import__("tests.fake_ucloud.catalog_api", fromlist=["HANDLERS"]).HANDLERS)
+
 
 class FakeUCloud:
     """A UCloud API double: real HTTP, real signatures, asynchronous states, injectable faults.
