@@ -59,7 +59,7 @@ def run_if_credentials(
     Raises PreflightError (the same text as `make preflight`) when the account can't sell
     what the stack asks for.
     """
-    if not uses_ucloud(cfg) or (lookup is None and under_mocks()):
+    if not uses_ucloud(cfg) or under_mocks():
         return None
     get = lookup or _pulumi_config
     try:

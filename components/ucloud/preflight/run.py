@@ -25,7 +25,8 @@ from components.ucloud.preflight.stack import StackConfig, StackPlan, plan_from_
 from components.ucloud.retry import RetryPolicy
 from components.ucloud.validation import CHARGE_TYPES
 
-MAX_GPU_ALTERNATIVES = 3
+MAX_GPU_ALTERNATIVES = 3  # shown: the cheapest that fit
+MAX_GPU_CANDIDATES = 10  # priced at most, to bound the calls
 PREFLIGHT_RETRY = RetryPolicy(attempts=4, base_delay=1.0, max_delay=8.0)
 
 
@@ -96,7 +97,7 @@ def gpu_alternatives(plan: StackPlan, offers: Mapping[str, list[dict]]) -> list[
                 fits = False
         if fits:
             fitting.append(name)
-    return fitting[:MAX_GPU_ALTERNATIVES]
+    return fitting[:MAX_GPU_CANDIDATES]
 
 
 def _priced(pricer: Pricer, plan: StackPlan) -> Estimate | str:
@@ -121,10 +122,13 @@ def cost_views(
             (f"gpuNodeCount {count - 1} (now {count})",
              _priced(pricer, variant(cfg, gpu_node_count=count - 1)))
         )
-    for name in gpu_alternatives(plan, findings.offers):
-        rows.append(
-            (f"gpuType {name} (now {plan.gpu_type})", _priced(pricer, variant(cfg, gpu_type=name)))
-        )
+    priced = [
+        (name, estimate(pricer, variant(cfg, gpu_type=name)))
+        for name in gpu_alternatives(plan, findings.offers)
+    ]
+    cheapest = sorted((p for p in priced if not p[1].problems), key=lambda p: p[1].monthly())
+    for name, result in cheapest[:MAX_GPU_ALTERNATIVES]:
+        rows.append((f"gpuType {name} (now {plan.gpu_type})", result))
     return rows
 
 
