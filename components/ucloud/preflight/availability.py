@@ -272,7 +272,10 @@ def check_version(api: ReadOnlyApi, plan: StackPlan, findings: Findings) -> None
         )
         return
     if version_offered(plan.kubernetes_version, offered):
-        findings.passed.append(f"kubernetesVersion {plan.kubernetes_version}: offered by UK8S")
+        matches = [v for v in offered if version_offered(plan.kubernetes_version, [v])]
+        findings.passed.append(
+            f"kubernetesVersion {plan.kubernetes_version}: offered by UK8S ({_joined(matches)})"
+        )
     else:
         findings.problem(
             f"{key('kubernetesVersion')} = {plan.kubernetes_version!r}: UK8S does not offer it "

@@ -58,7 +58,7 @@ def table(estimate: Estimate) -> str:
     rule = "  ".join("-" * w for w in widths)
     body = [render(COLUMNS), rule, *(render(r) for r in rows[:-1]), rule, render(rows[-1])]
     notes = [f"not priced: {text}" for text in estimate.unpriced]
-    head = f"cost under chargeType {estimate.charge_type} (UCloud's list prices, CNY):"
+    head = f"cost under chargeType {estimate.charge_type} (prices as UCloud quotes them, CNY):"
     return "\n".join([head, *body, *notes, estimate.summary()])
 
 
