@@ -10,6 +10,7 @@ It prints the fake's address and its (fake) keys as shell exports, then serves.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 
@@ -23,10 +24,8 @@ def main() -> int:
         print(f"export UCLOUD_PRIVATE_KEY={fake.private_key}")
         sys.stdout.flush()
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
