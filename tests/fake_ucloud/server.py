@@ -62,6 +62,8 @@ NOT_FOUND_BY_ACTION = {
 # it is missing is not documented: the fake answers MISSING_PARAM.
 PROJECT_REQUIRED = frozenset({"DescribeVPC", "CreateUK8SClusterV2", "GetUK8SVersions"})
 
+HANDLERS.update(__import__("tests.fake_ucloud.catalog_api", fromlist=["HANDLERS"]).HANDLERS)
+
 
 class FakeUCloud:
     """A UCloud API double: real HTTP, real signatures, asynchronous states, injectable faults.
