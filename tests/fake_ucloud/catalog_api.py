@@ -441,12 +441,9 @@ def get_eip_price(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
 
 
 HANDLERS: dict[str, Handler] = {
-    "GetProjectList": get_project_list,
     "GetRegion": get_region,
     "DescribeAvailableInstanceTypes": describe_available_instance_types,
     "GetUHostInstancePrice": get_uhost_instance_price,
-    "GetUK8SVersions": get_uk8s_versions,
-    "DescribeUK8SImage": describe_uk8s_image,
     "DescribeUFSVolumePrice": describe_ufs_volume_price,
     "GetEIPPrice": get_eip_price,
 }
