@@ -12,13 +12,14 @@ STACK ?= dev
 
 BASE ?= main
 
-.PHONY: help serve test lint unit plan plans plan-diff browser clean
+.PHONY: help serve test lint unit plan plans plan-diff preflight browser clean
 
 help:
 	@echo "make serve [PORT=7861] [MODEL=path|random:tiny]   chat page + OpenAI API on the bundled model"
 	@echo "make test                                          lint + the whole test suite"
 	@echo "make plan STACK=dev|prod|local                     offline plan: build/plan/<stack>/"
 	@echo "make plan-diff STACK=dev BASE=main                 what this tree changes vs a git ref"
+	@echo "make preflight STACK=dev|prod                      live read-only checks + cost (UCLOUD_PUBLIC_KEY/UCLOUD_PRIVATE_KEY)"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,10 @@ test: $(VENV)/.dev browser lint unit
 
 plan: $(VENV)/.dev
 	$(PY) -m tools.plan --stack $(STACK)
+	@echo "cost estimate: run \`make preflight STACK=$(STACK)\` (live, read-only, needs UCloud keys)"
+
+preflight: $(VENV)/.dev
+	$(PY) -m tools.preflight --stack $(STACK)
 
 plan-diff: $(VENV)/.dev
 	$(PY) -m tools.plan_diff --stack $(STACK) --base $(BASE)

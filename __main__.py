@@ -13,10 +13,18 @@ from components.gpu import GpuDrivers, GpuDriversArgs
 from components.inference import InferenceService, InferenceServiceArgs, ucloud_lb_annotations
 from components.model_store import ModelStore, ModelStoreArgs
 from components.storage import ModelStorage, ModelStorageArgs
+from components.ucloud.preflight.in_pulumi import OFFLINE_ESTIMATE, run_if_credentials
+from components.ucloud.preflight.run import PreflightError
 
 LOCAL_MODEL_HOST_PATH = "/var/lib/llm-uk8s/models"
 
-cfg = stack_config.load()
+try:
+    cfg = stack_config.load()
+    # With UCloud keys: the live read-only checks of `make preflight`, before anything is
+    # registered; every problem at once. Never under the mock runtime (`make plan`, the tests).
+    estimate = run_if_credentials(cfg) if cfg.preflight else None
+except (stack_config.ConfigError, PreflightError) as error:
+    raise pulumi.RunError(str(error)) from None  # the message alone, no traceback
 
 nfs_server: pulumi.Input[str] | None = None
 node_address: pulumi.Input[str] | None = None
@@ -73,6 +81,7 @@ if cfg.uses_ucloud:
     pulumi.export("natPublicIp", cluster.nat_public_ip)
     pulumi.export("ufsVolumeId", storage.volume_id)
     pulumi.export("ufsMountIp", storage.mount_point_ip)
+    pulumi.export("estimatedCost", estimate if estimate is not None else OFFLINE_ESTIMATE)
 else:
     provider = local_provider(cfg.kube_context)
 

@@ -119,6 +119,7 @@ class StackConfig(BaseModel):
     master_cpu: int = Field(alias="masterCpu")
     master_memory_mb: int = Field(alias="masterMemoryMb")
     external_api_server: bool = Field(alias="externalApiServer")
+    preflight: bool = Field(alias="preflight")
     nat_bandwidth_mbps: int = Field(alias="natBandwidthMbps")
     nat_internet_type: Literal[tuple(v.EIP_INTERNET_TYPES)] = Field(alias="natInternetType")  # type: ignore[valid-type]
     charge_type: Literal[v.CHARGE_TYPES] = Field(alias="chargeType")  # type: ignore[valid-type]

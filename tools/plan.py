@@ -117,7 +117,6 @@ def render_summary(plan: Plan) -> str:
         value = SECRET_MASK if key in plan.secret_outputs else plan.outputs[key]
         shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         lines.append(f"    {key}: {shown if len(shown) <= 90 else shown[:87] + '...'}")
-    lines.append("Estimated cost: not computed offline; run `make preflight STACK=<stack>`")
     return "\n".join(lines)
 
 

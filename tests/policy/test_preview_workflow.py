@@ -71,3 +71,19 @@ def test_credentials_come_from_repository_secrets() -> None:
     env = pulumi_step()["env"]
     for name in ("PULUMI_ACCESS_TOKEN", "UCLOUD_PUBLIC_KEY", "UCLOUD_PRIVATE_KEY"):
         assert env[name] == f"${{{{ secrets.{name} }}}}"
+
+
+def test_the_plan_diff_job_needs_no_secrets_and_runs_on_forks() -> None:
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["plan-diff"]
+    assert "if" not in job  # forks too
+    assert "secrets." not in yaml.safe_dump(job)
+    run = next(s["run"] for s in job["steps"] if "tools.plan_diff" in str(s.get("run", "")))
+    assert "github.event.pull_request.base.sha" in run
+    checkout = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/"))
+    assert checkout["with"]["fetch-depth"] == 0
+
+
+def test_the_cost_line_is_the_last_line_of_preflight() -> None:
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["preview"]["steps"]
+    run = next(s["run"] for s in steps if "tools.preflight" in str(s.get("run", "")))
+    assert "--no-cost-view" in run and "tail -n 1" in run
