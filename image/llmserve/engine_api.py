@@ -15,6 +15,15 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class StructuredOutput:
+    """Decode only text that is valid JSON ("json_object") or valid JSON matching `schema`
+    ("json_schema": a JSON Schema, serialized), whatever the model's weights prefer."""
+
+    kind: str  # "json_object" | "json_schema"
+    schema: str | None = None
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int
     temperature: float = 1.0  # 0 means greedy
@@ -22,7 +31,27 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # keep generating past EOS (benchmarks on random weights)
-    min_tokens: int = 0  # EOS is masked out until this many tokens exist
+    min_tokens: int = 0  # EOS (and stop_token_ids) are masked out until this many tokens exist
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # 0: off
+    presence_penalty: float = 0.0  # OpenAI's, over generated tokens
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0  # vLLM's / HF's, over prompt and generated tokens; 1: off
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
+    stop_token_ids: tuple[int, ...] = ()  # ends the request like EOS, finish_reason "stop"
+    logprobs: int | None = None  # None: none; k >= 0: each chosen token's logprob and the top k
+    prompt_logprobs: int | None = None  # the same for the prompt tokens (completions' echo)
+    structured: StructuredOutput | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One position's log-probability (after temperature, before top-p/top-k) of the token
+    chosen there, and the most likely tokens at that position, best first."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,6 +62,22 @@ class Delta:
     completion_tokens: int  # total generated so far
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
     error: str | None = None
+    token_ids: tuple[int, ...] = ()  # the tokens generated since the last delta
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per token in token_ids, when asked for
+    # The prompt's, on the first delta only, when asked for (None for the first prompt token).
+    prompt_logprobs: tuple[TokenLogprob | None, ...] | None = None
+
+    def merged(self, later: Delta) -> Delta:
+        """This delta followed by a later one of the same request, as one."""
+        return Delta(
+            self.text + later.text,
+            later.completion_tokens,
+            later.finish_reason,
+            later.error,
+            self.token_ids + later.token_ids,
+            self.logprobs + later.logprobs,
+            self.prompt_logprobs if self.prompt_logprobs is not None else later.prompt_logprobs,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,10 +141,7 @@ class RequestStream:
         gets fewer, larger chunks instead of an ever longer backlog."""
         delta = await self._queue.get()
         while delta.finish_reason is None and not self._queue.empty():
-            later = self._queue.get_nowait()
-            delta = Delta(
-                delta.text + later.text, later.completion_tokens, later.finish_reason, later.error
-            )
+            delta = delta.merged(self._queue.get_nowait())
         if delta.finish_reason is not None:
             self.finished = True
         return delta
