@@ -40,10 +40,6 @@ class ReadOnlyApi:
     def region(self) -> str:
         return self.api.region
 
-    @property
-    def project_id(self) -> str | None:
-        return self.api.project_id
-
     def call(self, service: str, method: str, args: dict[str, Any]) -> dict[str, Any]:
         action = action_name(method)
         if not is_read_only(action):
