@@ -85,9 +85,12 @@ def main(
     api = read_only_api(credentials, cfg.region, cfg.project_id, retry)
     header = (
         f"preflight of {settings.project}/{args.stack}: region {cfg.region}, zones "
-        f"{', '.join(cfg.zones)}, chargeType {cfg.charge_type}, endpoint {credentials.base_url}\n"
+        f"{', '.join(cfg.zones)}, chargeType {cfg.charge_type}, endpoint {credentials.base_url}"
     )
     print(report.redact(header, secrets))
+    for warning in cfg.warnings():  # what the config accepts but no source confirms
+        print(f"warning: {warning}")
+    print()
     outcome = run_preflight(cfg, api, with_cost_view=not args.no_cost_view)
     if outcome.problems:
         print(report.redact(report.problems_message(args.stack, outcome.problems), secrets),

@@ -1,6 +1,7 @@
-"""Fake read-only catalog actions: regions, projects, what each zone sells, UK8S versions and
-node images, and the price actions. Requests and responses follow ucloud-sdk-python3 0.11.150's
-schemas (services/*/schemas/apis.py, models.py) and UCloudDoc-Team/api's pages of each action.
+"""Fake read-only catalog actions: regions, what each zone sells, and the price actions.
+Projects are server.py's (GetProjectList), UK8S versions and node images uk8s_api.py's.
+Requests and responses follow ucloud-sdk-python3 0.11.150's schemas (services/*/schemas/apis.py,
+models.py) and UCloudDoc-Team/api's pages of each action.
 
 What the fake sells where: regions and zones from API summary/regionlist.md; GPU types and their
 zones from UCloudDoc-Team/gpu type.md (P40, T4, T4S, V100S, A100; "GPU可选: 1-4颗", "CPU可选:
@@ -189,17 +190,7 @@ class Catalog:
             "hk": ("hk-02", "hk-03"),
         }
     )
-    projects: list[dict[str, Any]] = field(
-        default_factory=lambda: [
-            {"ProjectId": "org-fakedefault", "ProjectName": "Default", "IsDefault": True},
-            {"ProjectId": "org-fakeother", "ProjectName": "Other", "IsDefault": False},
-        ]
-    )
     offers: list[Offer] = field(default_factory=_default_offers)
-    # Full x.y.z versions, as UK8S's examples write them; which patch of 1.30 is the fake's own.
-    k8s_versions: list[str] = field(default_factory=lambda: ["1.26.7", "1.28.15", "1.30.6"])
-    # GPU types with no UK8S node image in the fake (tests add to it).
-    no_image_for: set[str] = field(default_factory=set)
     prices: PriceBook = field(default_factory=PriceBook)
 
     def offer(self, name: str, zone: str) -> Offer:
@@ -263,14 +254,6 @@ def _charge_types(p: dict[str, Any], allowed: tuple[str, ...] = CHARGE_TYPES) ->
 
 
 # ---- uaccount ------------------------------------------------------------------------------
-
-
-def get_project_list(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
-    projects = [
-        {**item, "CreateTime": 1700000000, "MemberCount": 1, "ResourceCount": 0}
-        for item in catalog_of(cloud).projects
-    ]
-    return {"ProjectCount": len(projects), "ProjectSet": projects}
 
 
 def get_region(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
@@ -352,45 +335,6 @@ def get_uhost_instance_price(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, A
             }
         )
     return {"PriceSet": price_set}
-
-
-# ---- uk8s ----------------------------------------------------------------------------------
-
-
-def get_uk8s_versions(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
-    """API uk8s-api/get_uk8s_versions.md: Region, ProjectId and Kind (Dedicated) required."""
-    catalog = catalog_of(cloud)
-    _region(catalog, p)
-    _need(p, "ProjectId", "Kind")
-    if p["Kind"] != "Dedicated":
-        raise ApiError(BAD_PARAM, "Params [Kind] not available")
-    return {
-        "Data": [{"K8sVersion": v, "ContainerdVersion": "1.7.20"} for v in catalog.k8s_versions]
-    }
-
-
-def describe_uk8s_image(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
-    """API uk8s-api/describe_uk8s_image.md: MachineType defaults to O; GPUType "MachineType为G时
-    必须提供"."""
-    catalog = catalog_of(cloud)
-    region = _region(catalog, p)
-    zone = p.get("Zone") or catalog.regions[region][0]
-    machine = p.get("MachineType") or "O"
-    zone_id = 100 + sorted(z for zs in catalog.regions.values() for z in zs).index(zone)
-    base = {"ZoneId": zone_id, "OsType": "Linux", "Features": [], "ImageSize": 40}
-    images = [
-        {**base, "ImageId": "uimage-ubuntu2204", "ImageName": "Ubuntu 22.04",
-         "OsName": "Ubuntu 22.04 64位", "NotSupportGPU": True},
-    ]
-    if machine == "G":
-        _need(p, "GPUType")
-        gpu = str(p["GPUType"])
-        images = [
-            {**base, "ImageId": f"uimage-gpu-{gpu.lower()}", "ImageName": f"Ubuntu 22.04 GPU {gpu}",
-             "OsName": "Ubuntu 22.04 64位", "NotSupportGPU": False, "SupportedGPUTypes": [gpu],
-             "IntegratedSoftware": "NVIDIA driver 550, CUDA 12.4"}
-        ] if gpu not in catalog.no_image_for else []
-    return {"ImageSet": images, "CustomImageSet": [], "PHostImageSet": [], "Message": ""}
 
 
 # ---- ufs / unet ----------------------------------------------------------------------------

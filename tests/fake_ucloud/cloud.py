@@ -66,6 +66,10 @@ class FakeCloud:
     projects: list[tuple[str, bool]] = field(
         default_factory=lambda: [("org-fake-default", True), ("org-fake-other", False)]
     )
+    # GetUK8SVersions' answer; None: uk8s_api.K8S_VERSIONS (tests narrow it to refuse a version).
+    k8s_versions: tuple[str, ...] | None = None
+    # GPU types no DescribeUK8SImage image supports (tests add one to see "no node image").
+    gpu_types_without_node_image: set[str] = field(default_factory=set)
     resources: dict[str, dict[str, Record]] = field(default_factory=dict)
     next_outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))

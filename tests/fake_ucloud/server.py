@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.fake_ucloud import nat_api, network_api, uk8s_api
+from tests.fake_ucloud import catalog_api, nat_api, network_api, uk8s_api
 from tests.fake_ucloud.cloud import FakeCloud, Outcome
 from tests.fake_ucloud.faults import Fault
 from tests.fake_ucloud.protocol import (
@@ -48,6 +48,7 @@ HANDLERS = {
     **network_api.HANDLERS,
     **nat_api.HANDLERS,
     **uk8s_api.HANDLERS,
+    **catalog_api.HANDLERS,
     "GetProjectList": get_project_list,
 }
 # Each action's documented answer to a request naming a missing resource (see protocol.py);
@@ -61,8 +62,6 @@ NOT_FOUND_BY_ACTION = {
 # uk8s-api/create_uk8s_cluster_v2.md, uk8s-api/get_uk8s_versions.md). What UCloud answers when
 # it is missing is not documented: the fake answers MISSING_PARAM.
 PROJECT_REQUIRED = frozenset({"DescribeVPC", "CreateUK8SClusterV2", "GetUK8SVersions"})
-
-HANDLERS.update(__import__("tests.fake_ucloud.catalog_api", fromlist=["HANDLERS"]).HANDLERS)
 
 
 class FakeUCloud:

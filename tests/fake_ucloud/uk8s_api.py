@@ -267,8 +267,13 @@ def get_versions(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     require(p, "Region", "ProjectId", "Kind")
     if p["Kind"] != "Dedicated":
         raise ApiError(BAD_PARAM, f"Kind {p['Kind']} 无效")
-    data = [{"K8sVersion": v, "ContainerdVersion": CONTAINERD} for v in K8S_VERSIONS]
+    data = [{"K8sVersion": v, "ContainerdVersion": CONTAINERD} for v in offered_versions(cloud)]
     return {"Data": data}
+
+
+def offered_versions(cloud: FakeCloud) -> tuple[str, ...]:
+    """What GetUK8SVersions lists: K8S_VERSIONS unless a test set FakeCloud.k8s_versions."""
+    return K8S_VERSIONS if cloud.k8s_versions is None else cloud.k8s_versions
 
 
 def _images() -> list[dict[str, Any]]:
@@ -314,6 +319,19 @@ def _image(image_id: str) -> dict[str, Any] | None:
     return next((i for i in _images() if i["ImageId"] == image_id), None)
 
 
+def _supporting(images: list[dict[str, Any]], without: set[str]) -> list[dict[str, Any]]:
+    """The catalogue with the GPU types a test took away (FakeCloud.gpu_types_without_node_image)
+    left out of every image's SupportedGPUTypes."""
+    if not without:
+        return images
+    return [
+        {**i, "SupportedGPUTypes": [g for g in i["SupportedGPUTypes"] if g not in without]}
+        if "SupportedGPUTypes" in i
+        else i
+        for i in images
+    ]
+
+
 def describe_images(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     # GPUType must be given when MachineType is G (SDK DescribeUK8SImage; API
     # describe_uk8s_image.md). How well UCloud filters by it is unconfirmed: the knob IMAGE_SET
@@ -323,7 +341,7 @@ def describe_images(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     if machine == "G" and not p.get("GPUType"):
         raise ApiError(BAD_PARAM, "GPUType 缺失")
     style: Outcome = cloud.outcome(IMAGE_SET, "filtered")
-    images = _images()
+    images = _supporting(_images(), cloud.gpu_types_without_node_image)
     if machine == "G" and style.target == "filtered":
         images = [i for i in images if p["GPUType"] in i.get("SupportedGPUTypes", [])]
     if style.target == "silent":

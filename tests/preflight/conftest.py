@@ -20,9 +20,6 @@ from tools.stack_config import load_stack
 PUBLIC_KEY = "PUBKEY-preflight-7f3a9c"
 PRIVATE_KEY = "PRIVKEY-preflight-d41d8c"
 NO_WAIT = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0, sleep=lambda _s: None)
-# dev with its GPU zone where the fake (and UCloud's GPU docs) sell T4.
-DEV_FITS = ["--set", 'zones=["cn-bj2-05"]']
-PROD_FITS = ["--set", 'zones=["cn-bj2-02", "cn-bj2-03", "cn-bj2-05"]']
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ from components.ucloud.preflight.in_pulumi import run_if_credentials
 from components.ucloud.preflight.run import PreflightError
 from tests.fake_ucloud import FakeUCloud
 from tests.fake_ucloud.catalog_api import Catalog
-from tests.preflight.conftest import DEV_FITS, NO_WAIT, PRIVATE_KEY, PUBLIC_KEY, stack_cfg
+from tests.preflight.conftest import NO_WAIT, PRIVATE_KEY, PUBLIC_KEY, stack_cfg
 from tools.mock_runtime import run_program
-
-FITS = {"zones": '["cn-bj2-05"]'}
 
 
 def no_config(_key: str) -> None:
@@ -20,7 +18,7 @@ def no_config(_key: str) -> None:
 
 
 def test_without_credentials_it_returns_none_and_calls_nothing(fake: FakeUCloud) -> None:
-    assert run_if_credentials(stack_cfg("dev", **FITS), lookup=no_config, environ={}) is None
+    assert run_if_credentials(stack_cfg("dev"), lookup=no_config, environ={}) is None
     assert fake.calls == []
 
 
@@ -28,10 +26,10 @@ def test_with_keys_in_the_environment_it_returns_what_make_preflight_prints(
     fake: FakeUCloud, env: dict[str, str], preflight
 ) -> None:
     result = run_if_credentials(
-        stack_cfg("dev", **FITS), lookup=no_config, environ=env, retry=NO_WAIT
+        stack_cfg("dev"), lookup=no_config, environ=env, retry=NO_WAIT
     )
     assert result is not None
-    cli = preflight("--stack", "dev", *DEV_FITS, "--no-cost-view")
+    cli = preflight("--stack", "dev", "--no-cost-view")
     assert result["summary"] == cli.last_line
     assert result["summary"] == (
         f"estimated cost: {result['hourly']:.2f} CNY/hour, {result['monthly']:.2f} CNY/month"
@@ -48,7 +46,7 @@ def test_keys_from_the_stack_config_work_too(fake: FakeUCloud) -> None:
         "ucloud:baseUrl": fake.base_url,
     }
     result = run_if_credentials(
-        stack_cfg("dev", **FITS), lookup=config.get, environ={}, retry=NO_WAIT
+        stack_cfg("dev"), lookup=config.get, environ={}, retry=NO_WAIT
     )
     assert result is not None and result["hourly"] > 0
 
@@ -58,8 +56,8 @@ def test_problems_fail_with_the_message_make_preflight_prints(
 ) -> None:
     catalog.sell_out("T4", "cn-bj2-05")
     with pytest.raises(PreflightError) as caught:
-        run_if_credentials(stack_cfg("dev", **FITS), lookup=no_config, environ=env, retry=NO_WAIT)
-    cli = preflight("--stack", "dev", *DEV_FITS)
+        run_if_credentials(stack_cfg("dev"), lookup=no_config, environ=env, retry=NO_WAIT)
+    cli = preflight("--stack", "dev")
     assert str(caught.value) == cli.err.rstrip("\n")
     assert "llm-uk8s:gpuType = 'T4': sold out in zone cn-bj2-05" in str(caught.value)
     assert PUBLIC_KEY not in str(caught.value) and PRIVATE_KEY not in str(caught.value)
@@ -74,7 +72,7 @@ def test_under_the_mock_runtime_it_never_calls_ucloud(
     fake: FakeUCloud, env: dict[str, str]
 ) -> None:
     """`make plan` and the stack tests run the program under mocks, keys or not."""
-    cfg = stack_cfg("dev", **FITS)
+    cfg = stack_cfg("dev")
     seen: list[object] = []
 
     def program() -> None:

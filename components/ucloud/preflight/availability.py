@@ -6,7 +6,10 @@ Sources, ucloud-sdk-python3 0.11.150 (services/<svc>/client.py docstrings, schem
 schemas/models.py) and UCloudDoc-Team/api (API):
 - GetRegion (uaccount): Regions[] of RegionInfo {Region, Zone, ...}, one entry per zone; the
   Terraform provider lists a region's zones the same way (ucloud/data_source_ucloud_zones.go:44-57).
-- GetProjectList (uaccount): ProjectSet[] {ProjectId, IsDefault}.
+- ProjectId: only GetUK8SVersions requires one (SDK uk8s/schemas/apis.py
+  GetUK8SVersionsRequestSchema; every other action here has it optional). UCloudApi
+  (components/ucloud/api.py) sends the stack's project, or for such actions the account's
+  default (GetProjectList, IsDefault), exactly as for `pulumi up`.
 - DescribeAvailableInstanceTypes (uhost; API uhost-api/describe_available_instance_types.md):
   per Zone, AvailableInstanceTypes[] {Zone, Name, MachineClass GPU|Normal, ParentType, Status
   Normal|Beta|Soldout|Hidden, MachineSizes[] {Gpu, Collection[] {Cpu, Memory[]}},
@@ -28,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.ucloud.errors import MissingProjectError
 from components.ucloud.preflight.readonly import ReadOnlyApi
 from components.ucloud.preflight.stack import HostGroup, StackPlan, key
 
@@ -63,7 +67,6 @@ class Findings:
     not_checked: list[str] = field(default_factory=list)
     # zone -> AvailableInstanceTypes, kept for the cost view's "other GPU types" line.
     offers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    project_id: str | None = None
 
     def problem(self, text: str) -> None:
         if text not in self.problems:
@@ -82,14 +85,6 @@ def region_zones(api: ReadOnlyApi) -> dict[str, list[str]]:
         if zone and zone not in zones:
             zones.append(zone)
     return regions
-
-
-def default_project(api: ReadOnlyApi) -> str | None:
-    """The account's default project: what UCloud uses when ProjectId is left out."""
-    for item in api.call("uaccount", "get_project_list", {}).get("ProjectSet") or []:
-        if item.get("IsDefault"):
-            return str(item.get("ProjectId") or "") or None
-    return None
 
 
 def zone_offers(api: ReadOnlyApi, zone: str) -> list[dict[str, Any]]:
@@ -258,14 +253,16 @@ def version_offered(wanted: str, offered: Iterable[str]) -> bool:
 
 
 def check_version(api: ReadOnlyApi, plan: StackPlan, findings: Findings) -> None:
-    if not api.project_id:
-        findings.not_checked.append(
-            f"{key('kubernetesVersion')}: not checked (GetUK8SVersions needs a ProjectId and "
-            "none was found: set projectId or UCLOUD_PROJECT_ID)"
-        )
-        return
     try:
         offered = k8s_versions(api)
+    except MissingProjectError:
+        # `pulumi up` would fail the same way: CreateUK8SClusterV2 requires a ProjectId too.
+        findings.problem(
+            f"{key('projectId')} is not set and the account names no default project "
+            "(GetProjectList), but GetUK8SVersions and CreateUK8SClusterV2 need one: set "
+            f"{key('projectId')} or UCLOUD_PROJECT_ID"
+        )
+        return
     except Exception as error:
         findings.problem(
             f"{key('kubernetesVersion')}: could not be checked: {describe_error(error)}"
@@ -326,8 +323,8 @@ def check_images(api: ReadOnlyApi, plan: StackPlan, findings: Findings) -> None:
 
 
 def check(api: ReadOnlyApi, plan: StackPlan) -> Findings:
-    """Every read-only check; the returned project id is the one later calls should use."""
-    findings = Findings(project_id=api.project_id)
+    """Every read-only check, each problem naming its config key."""
+    findings = Findings()
     try:
         regions = region_zones(api)
     except Exception as error:
@@ -335,12 +332,6 @@ def check(api: ReadOnlyApi, plan: StackPlan) -> Findings:
             f"could not read the account's regions (GetRegion): {describe_error(error)}"
         )
         return findings
-    if not findings.project_id:
-        try:
-            findings.project_id = default_project(api)
-        except Exception as error:
-            findings.not_checked.append(f"default project: {describe_error(error)}")
-    api = api.with_project(findings.project_id)
     if plan.region not in regions:
         findings.problem(
             f"{key('region')} = {plan.region!r}: not a region of this account; regions: "
@@ -351,8 +342,8 @@ def check(api: ReadOnlyApi, plan: StackPlan) -> Findings:
     bad = [z for z in plan.zones if z not in valid]
     if bad:
         findings.problem(
-            f"{key('zones')} = {list(plan.zones)!r}: {_joined(bad)} not in region {plan.region}; "
-            f"its zones: {_joined(valid)}"
+            f"{key('zones')} = {list(plan.zones)!r}: {_joined(bad)} not open to this account "
+            f"in region {plan.region} (GetRegion); its zones there: {_joined(valid)}"
         )
     else:
         findings.passed.append(f"region {plan.region}, zones {_joined(plan.zones)}")

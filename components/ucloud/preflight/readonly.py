@@ -40,21 +40,6 @@ class ReadOnlyApi:
     def region(self) -> str:
         return self.api.region
 
-    @property
-    def project_id(self) -> str | None:
-        return self.api.project_id
-
-    def with_project(self, project_id: str | None) -> ReadOnlyApi:
-        return ReadOnlyApi(
-            UCloudApi(
-                credentials=self.api.credentials,
-                region=self.api.region,
-                project_id=project_id,
-                retry=self.api.retry,
-                request_timeout=self.api.request_timeout,
-            )
-        )
-
     def call(self, service: str, method: str, args: dict[str, Any]) -> dict[str, Any]:
         action = action_name(method)
         if not is_read_only(action):

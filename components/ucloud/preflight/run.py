@@ -23,7 +23,7 @@ from components.ucloud.preflight.pricing import Estimate, Pricer, estimate
 from components.ucloud.preflight.readonly import ReadOnlyApi
 from components.ucloud.preflight.stack import StackConfig, StackPlan, plan_from_config, variant
 from components.ucloud.retry import RetryPolicy
-from components.ucloud.validation import CHARGE_TYPES
+from components.ucloud.vocabulary import CHARGE_TYPES
 
 MAX_GPU_ALTERNATIVES = 3  # shown: the cheapest that fit
 MAX_GPU_CANDIDATES = 10  # priced at most, to bound the calls
@@ -139,7 +139,7 @@ def run_preflight(cfg: StackConfig, api: ReadOnlyApi, *, with_cost_view: bool = 
     outcome = Outcome(stack=plan.stack, findings=findings)
     if findings.problems:
         return outcome
-    pricer = Pricer(api.with_project(findings.project_id))
+    pricer = Pricer(api)
     outcome.estimate = estimate(pricer, plan)
     if with_cost_view and not outcome.estimate.problems:
         outcome.views = cost_views(cfg, plan, outcome.estimate, pricer, findings)

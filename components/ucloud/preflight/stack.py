@@ -1,8 +1,10 @@
 """The one place where preflight reads the stack config: StackConfig -> what will be bought.
 
-Why one module: components/config.py is being reshaped (issue 9); every config field name the
-preflight uses is read here, so a rename there is one edit here. Placement follows the program
-itself (components/cluster.py `master_zones`, `nodes_per_zone`), so preflight checks and prices
+Why one module: every config field the preflight uses is read here, so a rename in
+components/config.py is one edit here. The config is checked by config.py itself (against
+components/ucloud/vocabulary.py), so preflight starts from exactly what the program accepts;
+placement follows the program (components/cluster.py `master_zones`, `nodes_per_zone`) and boot
+disks the program's choice (vocabulary.boot_disk_type_for), so preflight checks and prices
 exactly the hosts `pulumi up` would create.
 """
 
@@ -15,17 +17,17 @@ from typing import Any
 
 from components import config as stack_config
 from components.cluster import master_zones, nodes_per_zone
-from components.ucloud.eip import OPERATOR_NAMES
+from components.ucloud import vocabulary
 
 PROJECT = stack_config.PROJECT
 StackConfig = stack_config.StackConfig
 ConfigError = stack_config.ConfigError
 
-# Boot disk of every host the program creates today: uk8s_node.py sends BootDiskType CLOUD_SSD
-# (Uk8sNodeArgs default) and no BootDiskSize; uk8s_cluster.py sends no MasterBootDisk*. The SDK
-# documents both defaults: 40 GB, "默认为SSD云盘" (ucloud/services/uk8s/client.py,
-# AddUK8SUHostNode BootDiskSize/BootDiskType and CreateUK8SClusterV2 MasterBootDiskSize/Type).
-BOOT_DISK_TYPE = "CLOUD_SSD"
+# Boot disk type: the program's choice per machine family, vocabulary.boot_disk_type_for
+# (uk8s_cluster.py sends it as MasterBootDiskType, uk8s_node.py as BootDiskType). Its size: the
+# program sends no BootDiskSize / MasterBootDiskSize, so UCloud's default applies, 40 GB (SDK
+# ucloud/services/uk8s/client.py, AddUK8SUHostNode BootDiskSize and CreateUK8SClusterV2
+# MasterBootDiskSize "默认为40", range [40, 500]).
 BOOT_DISK_GB = 40
 
 
@@ -90,10 +92,11 @@ class StackPlan:
 def parse_settings(config: Mapping[str, str], stack: str) -> StackConfig:
     """tools/stack_config.load_stack's flat map (CLI encoding) -> a checked StackConfig.
 
-    Mirrors components/config.load: project keys only, arrays JSON-decoded, hubToken left out.
-    Raises ConfigError with every problem.
+    Mirrors components/config.load: project keys only, arrays JSON-decoded, hubToken left out,
+    keys under a misspelt project prefix refused. Raises ConfigError with every problem.
     """
     prefix = PROJECT + ":"
+    prefix_problems = stack_config.misspelt_prefix_problems(config)
     values: dict[str, Any] = {}
     for full, raw in config.items():
         if not full.startswith(prefix):
@@ -108,7 +111,13 @@ def parse_settings(config: Mapping[str, str], stack: str) -> StackConfig:
                 raise ConfigError([f"{full} = {raw!r}: must be a list (YAML sequence)"]) from None
         else:
             values[name] = raw
-    return stack_config.parse(values, stack)
+    try:
+        parsed = stack_config.parse(values, stack)
+    except ConfigError as error:
+        raise ConfigError(prefix_problems + error.problems) from None
+    if prefix_problems:
+        raise ConfigError(prefix_problems)
+    return parsed
 
 
 def uses_ucloud(cfg: StackConfig) -> bool:
@@ -130,7 +139,7 @@ def plan_from_config(cfg: StackConfig) -> StackPlan:
             memory_mb=cfg.master_memory_mb,
             gpu_type=None,
             gpus=0,
-            boot_disk_type=BOOT_DISK_TYPE,
+            boot_disk_type=vocabulary.boot_disk_type_for(cfg.master_machine_type),
             boot_disk_gb=BOOT_DISK_GB,
             machine_key="masterMachineType",
             cpu_key="masterCpu",
@@ -149,7 +158,7 @@ def plan_from_config(cfg: StackConfig) -> StackPlan:
             memory_mb=cfg.gpu_node_memory_mb,
             gpu_type=cfg.gpu_type,
             gpus=int(cfg.gpus_per_node),
-            boot_disk_type=BOOT_DISK_TYPE,
+            boot_disk_type=vocabulary.boot_disk_type_for(cfg.gpu_machine_type),
             boot_disk_gb=BOOT_DISK_GB,
             machine_key="gpuType",
             cpu_key="gpuNodeCpu",
@@ -174,7 +183,7 @@ def plan_from_config(cfg: StackConfig) -> StackPlan:
         ufs_size_gb=cfg.ufs_size_gb,
         ufs_storage_type=cfg.ufs_storage_type,
         nat_bandwidth_mbps=cfg.nat_bandwidth_mbps,
-        nat_operator=OPERATOR_NAMES.get(cfg.nat_internet_type, cfg.nat_internet_type),
+        nat_operator=vocabulary.EIP_INTERNET_TYPES[cfg.nat_internet_type],
         external_api_server=cfg.external_api_server,
         load_balancer=cfg.load_balancer_type if cfg.service_type == "LoadBalancer" else None,
     )
