@@ -31,6 +31,7 @@ from components.ucloud import (
     Uk8sNodeArgs,
     Vpc,
     VpcArgs,
+    vocabulary,
 )
 
 MASTER_COUNT = 3  # UK8S always runs three masters
@@ -194,6 +195,7 @@ class GpuCluster(pulumi.ComponentResource):
                     subnet_id=subnet.id,
                     zone=zone,
                     machine_type=pool.machine_type,
+                    boot_disk_type=vocabulary.boot_disk_type_for(pool.machine_type),
                     gpu_type=pool.gpu_type,
                     gpu=pool.gpus,
                     cpu=pool.cpu,

@@ -63,8 +63,9 @@ def create_cluster(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
         "VPCId",
     )
     # Optional; the newest when left out (UCloudDoc-Team/uk8s api/createuk8s.md:16).
-    version = p.get("K8sVersion") or K8S_VERSIONS[-1]
-    if version not in K8S_VERSIONS:
+    offered = offered_versions(cloud)
+    version = p.get("K8sVersion") or offered[-1]
+    if version not in offered:
         raise ApiError(BAD_PARAM, f"K8sVersion {version} 无效")
     masters = p.get("Master") or []
     if len(masters) != 3 or not all(m.get("Zone") for m in masters):
