@@ -34,8 +34,10 @@ $(VENV)/.dev: $(VENV)/.serve requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	touch $@
 
+# exec: the server replaces the recipe's shell, so the SIGTERM make passes to its child on
+# `kill <make>` (or Ctrl-C) reaches the server, which drains and exits instead of being orphaned.
 serve: $(VENV)/.serve
-	PYTHONPATH=image $(PY) -m llmserve serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL),)
+	exec env PYTHONPATH=image $(PY) -m llmserve serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL),)
 
 # Headless Chromium for the chat-page test (Debian's package; Playwright's own download is not used).
 browser:
