@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -33,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "image"))
 
-from llmserve import quantization as q  # noqa: E402
+from llmserve import quantization as q
 
 PROMPT, GENERATE = 128, 256
 MODES = ("none", "int8", "fp8")
@@ -72,7 +73,7 @@ def probe(results: dict[str, Any]) -> None:
     results["gpu"] = torch.cuda.get_device_name(0)
     results["capability"] = list(torch.cuda.get_device_capability(0))
     try:
-        import torchao  # noqa: F401
+        import torchao
 
         results["torchao"] = getattr(torchao, "__version__", "?")
     except Exception as err:
@@ -149,6 +150,94 @@ def layer_bench(results: dict[str, Any]) -> None:
         del linear, int8, fp8, variants
         torch.cuda.empty_cache()
         print("layers", name, flush=True)
+
+
+def graph_ms(fn: Callable[[], object], calls: int = 20) -> float:
+    """Kernel time of fn with no host overhead: `calls` calls captured in one CUDA graph."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return round(median_ms(graph.replay, 20, warmup=3) / calls, 4)
+
+
+def static_compiled(fn: Callable[..., torch.Tensor], tag: str) -> Callable[..., torch.Tensor]:
+    """torch.compile(fn) with static shapes and coordinate descent tuning, in a code object of
+    its own (Dynamo's recompile limit counts per code object, not per wrapper)."""
+    import types
+
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
+    clone = types.FunctionType(code, fn.__globals__, f"{fn.__name__}_{tag}")
+    return torch.compile(clone, dynamic=False, options={"coordinate_descent_tuning": True})
+
+
+def graph_layer_bench(results: dict[str, Any]) -> None:
+    dev = torch.device("cuda")
+    out: dict[str, Any] = {}
+    results["graph_layers"] = out
+    for name, (n, k) in LAYER_SHAPES.items():
+        linear = torch.nn.Linear(k, n, bias=False, device=dev, dtype=torch.bfloat16)
+        int8 = q.Int8WeightOnlyLinear(linear)
+        fp8 = q.Fp8Linear(linear)
+        w8, s8 = q.quantize_fp8(linear.weight)
+        s8 = s8.to(torch.bfloat16)
+        int8_static = static_compiled(q._int8_linear, f"i{n}x{k}")
+        fp8wo_static = static_compiled(q._int8_linear, f"f{n}x{k}")
+        variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+            "bf16": linear,
+            "int8_module": int8,
+            "int8_static_cdt": lambda x, m=int8, f=int8_static: f(x, m.weight, m.scale),
+            "fp8_scaled_mm": fp8,
+            "fp8_weight_only_static_cdt": lambda x, f=fp8wo_static, w=w8, s=s8: f(x, w, s),
+        }
+        try:
+            import torchao.quantization as tq
+
+            ao = copy.deepcopy(linear)
+            tq.quantize_(ao, tq.Int8WeightOnlyConfig())
+            variants["torchao_int8wo_cdt"] = torch.compile(
+                ao, dynamic=False, options={"coordinate_descent_tuning": True})
+        except Exception as err:
+            out["torchao_error"] = f"{type(err).__name__}: {str(err)[:200]}"
+        for rows in (1, 64):
+            x = torch.randn(rows, k, device=dev, dtype=torch.bfloat16)
+            for label, fn in variants.items():
+                key = f"{name}_m{rows}_{label}"
+                with torch.inference_mode():
+                    ms = guarded(out, key + "_ms", lambda f=fn, x=x: graph_ms(lambda: f(x)))
+                if ms:
+                    bytes_w = n * k * (2 if label == "bf16" else 1)
+                    out[key + "_weight_GBps"] = round(bytes_w / (ms * 1e-3) / 1e9, 1)
+        del linear, int8, fp8, variants
+        torch.cuda.empty_cache()
+        print("graph layers", name, {k: v for k, v in out.items() if k.startswith(name)},
+              flush=True)
+        yield_results(results)
+
+
+def compiled_step(results: dict[str, Any], mode: str) -> None:
+    """The served configuration: the one-row step torch.compile'd, then graphed."""
+    import torch._inductor.config as inductor_config
+    from llmserve.graphs import GraphedDecoder
+    from llmserve.presets import build_random_model
+
+    dev = torch.device("cuda")
+    model = build_random_model("chatglm2-6b", dev, torch.bfloat16)
+    q.quantize_model(model, mode)
+    prompt = torch.randint(10, 60000, (1, PROMPT),
+                           generator=torch.Generator().manual_seed(1)).to(dev)
+    res: dict[str, Any] = {"options": q.compile_options(mode),
+                           "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR")}
+    results[f"compiled_{mode}"] = res
+    with torch.inference_mode(), inductor_config.patch(q.compile_options(mode)):
+        decoder = GraphedDecoder(model, max_rows=1, max_len=1024, pad_token_id=0,
+                                 use_cuda_graphs=True, compile_step=True)
+        res.update(step_timing(model, decoder, prompt))
+        res["still_compiled"] = decoder.compiled()
+    print(f"compiled {mode}", json.dumps(res), flush=True)
 
 
 def _prefill(model: Any, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
@@ -228,21 +317,35 @@ def model_bench(results: dict[str, Any], compiled: bool, modes: tuple[str, ...])
                 teacher = logits.argmax(-1).tolist()
                 if mode == "none":
                     reference.update(tokens=tokens, logits=logits)
+                    exact = copy.deepcopy(model).float()
+                    reference["fp32"] = exact(input_ids=full).logits[0, PROMPT - 1:-1].float()
+                    del exact
+                    torch.cuda.empty_cache()
                     # bf16's own prefill kernels against its graphed decode: the noise floor
+                    fp32 = reference["fp32"]
+                    res["logit_rel_l2_err_vs_fp32"] = round(
+                        float((logits - fp32).norm() / fp32.norm()), 5)
+                    res["teacher_forced_top1_agree_vs_fp32"] = round(
+                        float((logits.argmax(-1) == fp32.argmax(-1)).float().mean()), 4)
                     res["prefill_vs_decode_top1"] = round(
-                        sum(a == b for a, b in zip(teacher, tokens)) / GENERATE, 4)
+                        sum(a == b for a, b in zip(teacher, tokens, strict=True)) / GENERATE, 4)
                 else:
                     ref_logits, ref_tokens = reference["logits"], reference["tokens"]
                     res["logit_rel_l2_err"] = round(
                         float((logits - ref_logits).norm() / ref_logits.norm()), 5)
                     res["logit_max_abs_err"] = round(float((logits - ref_logits).abs().max()), 4)
                     res["logit_ref_std"] = round(float(ref_logits.std()), 4)
+                    fp32 = reference["fp32"]
+                    res["logit_rel_l2_err_vs_fp32"] = round(
+                        float((logits - fp32).norm() / fp32.norm()), 5)
+                    res["teacher_forced_top1_agree_vs_fp32"] = round(
+                        float((logits.argmax(-1) == fp32.argmax(-1)).float().mean()), 4)
                     res["teacher_forced_top1_agree"] = round(
-                        sum(a == b for a, b in zip(teacher, ref_tokens)) / GENERATE, 4)
-                    res["greedy_agree"] = round(
-                        sum(a == b for a, b in zip(tokens, ref_tokens)) / GENERATE, 4)
+                        sum(a == b for a, b in zip(teacher, ref_tokens, strict=True)) / GENERATE, 4)
+                    same = sum(a == b for a, b in zip(tokens, ref_tokens, strict=True))
+                    res["greedy_agree"] = round(same / GENERATE, 4)
                     res["greedy_first_diff"] = next(
-                        (i for i, (a, b) in enumerate(zip(tokens, ref_tokens)) if a != b),
+                        (i for i, (a, b) in enumerate(zip(tokens, ref_tokens, strict=True)) if a != b),
                         GENERATE)
                 del decoder
                 torch.cuda.empty_cache()
@@ -295,11 +398,20 @@ def main() -> None:
     if "layers" in phases:
         guarded(results, "layers_done", lambda: layer_bench(results) or True)
         yield_results(results)
+    if "graph_layers" in phases:
+        guarded(results, "graph_layers_done", lambda: graph_layer_bench(results) or True)
+        yield_results(results)
+    for phase in phases:
+        if phase.startswith("compiled:"):
+            mode = phase.split(":", 1)[1]
+            guarded(results, f"compiled_{mode}_done", lambda m=mode: compiled_step(results, m)
+                    or True)
+            yield_results(results)
     if "model" in phases:
         guarded(results, "model_done",
                 lambda: model_bench(results, args.compiled, tuple(args.modes.split(","))) or True)
         yield_results(results)
-    summary = {k: v for k, v in results.items() if k != "layers"}
+    summary = {k: v for k, v in results.items() if k not in ("layers", "graph_layers")}
     print(json.dumps(summary, indent=1))
 
 

@@ -1,4 +1,6 @@
-"""Quantize a loaded model's Linear layers in place: int8 weight-only, or FP8 (LLMSERVE_QUANTIZATION).
+"""Quantize a loaded model's Linear layers in place: int8 weight-only or FP8.
+
+Selected by LLMSERVE_QUANTIZATION (none | int8 | fp8).
 
 Why: a decode step of one row reads every weight once, so its time is the weights' bytes over
 memory bandwidth. One byte a weight instead of two halves that (ChatGLM2-6B: 12.4 GB of bf16

@@ -106,13 +106,15 @@ def _pread_into(fd: int, view: memoryview, offset: int, path: Path) -> None:
         done += n
 
 
-class _Staging(threading.local):
-    """Per-thread pinned buffers (two, so one is read while the other's copy runs) and stream."""
+class _Staging:
+    """One thread's pinned buffers (two, so one is read while the other's copy runs), its
+    stream, and the event of each buffer's last copy."""
 
-    def __init__(self) -> None:
-        self.buffers: list[torch.Tensor] = []
-        self.events: list[torch.cuda.Event | None] = []
-        self.stream: torch.cuda.Stream | None = None
+    def __init__(self, device: torch.device, chunk_bytes: int) -> None:
+        self.stream = torch.cuda.Stream(device=device)
+        self.buffers = [torch.empty(chunk_bytes, dtype=torch.uint8, pin_memory=True)
+                        for _ in range(2)]
+        self.events: list[torch.cuda.Event | None] = [None, None]
         self.turn = 0
 
 
@@ -144,7 +146,7 @@ def load_safetensors(paths: Iterable[Path | str], device: torch.device | str = "
     jobs = [(i, start, end) for i, layout in enumerate(layouts)
             for start, end in _chunks(layout.data_bytes, chunk_bytes)]
     fds = [os.open(layout.path, os.O_RDONLY) for layout in layouts]
-    staging = _Staging()
+    local = threading.local()
     used: list[_Staging] = []
     lock = threading.Lock()
     cuda = device.type == "cuda"
@@ -156,11 +158,9 @@ def load_safetensors(paths: Iterable[Path | str], device: torch.device | str = "
         if not cuda:  # host memory: read straight into the result
             _pread_into(fds[index], memoryview(target[start:end].numpy()), offset, layout.path)
             return
-        if staging.stream is None:
-            staging.stream = torch.cuda.Stream(device=device)
-            staging.buffers = [torch.empty(chunk_bytes, dtype=torch.uint8, pin_memory=True)
-                               for _ in range(2)]
-            staging.events = [None, None]
+        staging = getattr(local, "staging", None)
+        if staging is None:
+            staging = local.staging = _Staging(device, chunk_bytes)
             with lock:
                 used.append(staging)
         slot = staging.turn
@@ -183,13 +183,12 @@ def load_safetensors(paths: Iterable[Path | str], device: torch.device | str = "
                 pass
         if cuda:
             for state in used:
-                assert state.stream is not None
                 state.stream.synchronize()
     finally:
         for fd in fds:
             os.close(fd)
     out: dict[str, torch.Tensor] = {}
-    for layout, target in zip(layouts, targets):
+    for layout, target in zip(layouts, targets, strict=True):
         out.update(_views(layout, target))
     return out
 
