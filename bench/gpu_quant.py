@@ -344,9 +344,9 @@ def model_bench(results: dict[str, Any], compiled: bool, modes: tuple[str, ...])
                         sum(a == b for a, b in zip(teacher, ref_tokens, strict=True)) / GENERATE, 4)
                     same = sum(a == b for a, b in zip(tokens, ref_tokens, strict=True))
                     res["greedy_agree"] = round(same / GENERATE, 4)
-                    res["greedy_first_diff"] = next(
-                        (i for i, (a, b) in enumerate(zip(tokens, ref_tokens, strict=True)) if a != b),
-                        GENERATE)
+                    pairs = enumerate(zip(tokens, ref_tokens, strict=True))
+                    res["greedy_first_diff"] = next((i for i, (a, b) in pairs if a != b),
+                                                    GENERATE)
                 del decoder
                 torch.cuda.empty_cache()
                 if compiled:
