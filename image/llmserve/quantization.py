@@ -16,6 +16,15 @@ Both modes use torch's own kernels, no extra library:
   one `torch._scaled_mm` (cuBLASLt/CUTLASS FP8 tensor cores). Needs compute capability >= 8.9.
 
 Embeddings, norms and any Linear whose shape the kernels refuse stay in the model's dtype.
+
+Measured on the H200 (torch 2.11, bench/gpu_quant.py, 2026-12-01), random:chatglm2-6b, graphed
+one-row step without the whole-step compile: bf16 5.84 ms, int8 7.74 ms, fp8 8.93 ms per step —
+both quantized modes are SLOWER there than cuBLAS bf16 (per-layer timings, launch overhead
+included: the Inductor int8 kernel of a dynamic-shape compile and cuBLASLt FP8 at one row read
+the gate_up weight at 450-650 GB/s, bf16 at ~2,900). The gpt-fast recipe (the whole step
+compiled with coordinate descent tuning, compile_options("int8")) did not finish compiling
+within 150 s and is unmeasured.
+torch._weight_int8pack_mm on CUDA is correct but 5-50x slower than bf16 (a naive kernel).
 """
 
 from __future__ import annotations
@@ -58,8 +67,7 @@ def check_mode(mode: str, device: torch.device,
         if tuple(cc) < FP8_MIN_CAPABILITY:
             raise QuantizationError(
                 f"LLMSERVE_QUANTIZATION='fp8' needs a GPU of compute capability >= 8.9 (H20, "
-                f"L20, 4090, H100, H200); this {torch.cuda.get_device_name(device)} is "
-                f"{cc[0]}.{cc[1]}; allowed here: none, int8")
+                f"L20, 4090, H100, H200); this GPU is {cc[0]}.{cc[1]}; allowed here: none, int8")
     if mode != "none" and device.type not in ("cuda", "cpu"):
         raise QuantizationError(f"LLMSERVE_QUANTIZATION={mode!r} runs on cuda or cpu, not "
                                 f"{device.type}; allowed here: none")
