@@ -11,8 +11,12 @@ MODEL ?=
 STACK ?= dev
 
 BASE ?= main
+IMAGE ?= llm-uk8s-server:0.1.0
+REGISTRY ?=
+# docker, else podman, else buildah: whichever builds images here
+CONTAINER ?= $(shell command -v docker || command -v podman || command -v buildah)
 
-.PHONY: help serve test lint unit plan plans plan-diff preflight browser clean
+.PHONY: help serve test lint unit plan plans plan-diff preflight image push tunnel browser clean
 
 help:
 	@echo "make serve [PORT=7861] [MODEL=path|random:tiny]   chat page + OpenAI API on the bundled model"
@@ -20,6 +24,9 @@ help:
 	@echo "make plan STACK=dev|prod|local                     offline plan: build/plan/<stack>/"
 	@echo "make plan-diff STACK=dev BASE=main                 what this tree changes vs a git ref"
 	@echo "make preflight STACK=dev|prod                      live read-only checks + cost (UCLOUD_PUBLIC_KEY/UCLOUD_PRIVATE_KEY)"
+	@echo "make image [IMAGE=llm-uk8s-server:0.1.0]           build the inference image (docker, podman or buildah)"
+	@echo "make push REGISTRY=uhub.service.ucloud.cn/<org>    build, tag and push it; prints the config line to set"
+	@echo "make tunnel STACK=prod [PORT=7861]                 the stack's API on 127.0.0.1 (kubectl port-forward)"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +72,20 @@ plan-diff: $(VENV)/.dev
 
 plans: $(VENV)/.dev
 	for s in dev prod local; do $(PY) -m tools.plan --stack $$s || exit 1; done
+
+image:
+	@test -n "$(CONTAINER)" || { echo "make image: no docker, podman or buildah found (or set CONTAINER=...)" >&2; exit 1; }
+	$(CONTAINER) build -t $(IMAGE) image
+
+push:
+	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY, e.g. REGISTRY=uhub.service.ucloud.cn/<org> (log in first: $(notdir $(CONTAINER)) login uhub.service.ucloud.cn)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory image CONTAINER="$(CONTAINER)" IMAGE="$(IMAGE)"
+	$(CONTAINER) tag $(IMAGE) $(REGISTRY)/$(IMAGE)
+	$(CONTAINER) push $(REGISTRY)/$(IMAGE)
+	@echo "now: pulumi config set inferenceImage $(REGISTRY)/$(IMAGE)"
+
+tunnel: $(VENV)/.dev
+	$(PY) -m tools.tunnel --stack $(STACK) --port $(PORT)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
