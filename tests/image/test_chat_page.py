@@ -274,6 +274,10 @@ print("hi")
 
 def test_markdown_is_rendered_and_sanitized(page: Page, llm_server: RunningServer) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=llm_server.url)
+    problems: list[str] = []  # a CSP violation or a script error would show up here
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    use_key(page, llm_server.api_key)
     page.route("**/v1/chat/completions", FakeChat(MARKDOWN_REPLY))
     page.goto(llm_server.url + "/")
     ask(page, "Show me markdown")
@@ -303,8 +307,34 @@ def test_markdown_is_rendered_and_sanitized(page: Page, llm_server: RunningServe
     md.locator(".code-block .copy-code").click()
     page.wait_for_selector('.code-block .copy-code[data-copied="yes"]')
     assert page.evaluate("navigator.clipboard.readText()") == 'print("hi")\n'
+    assert problems == []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "chat-markdown-desktop.png"))
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=str(SCREENSHOTS / "chat-markdown-dark.png"))
+
+
+def test_page_works_behind_a_path_prefix(page: Page, llm_server: RunningServer) -> None:
+    """An ingress that serves the app at /chat/: every URL the page uses is relative."""
+    prefix = llm_server.url + "/chat/"
+    outside: list[str] = []
+
+    def strip_prefix(route: Route) -> None:
+        response = route.fetch(url=llm_server.url + "/" + route.request.url[len(prefix):])
+        route.fulfill(response=response)
+
+    page.on("request", lambda r: None if r.url.startswith(prefix) else outside.append(r.url))
+    page.route(prefix + "**", strip_prefix)
+    use_key(page, llm_server.api_key)
+    settings = json.dumps(json.dumps({"max-tokens": "8"}))  # a short answer is enough here
+    page.add_init_script(f"localStorage.setItem('llmserve.settings', {settings})")
+    page.goto(prefix)
+    page.wait_for_selector('#status[data-state="ready"]')
+    ask(page, "Behind a prefix?")
+    wait_reply_done(page)
+    assert page.inner_text(".msg.assistant .md").strip()
+    assert page.locator(".msg.error").count() == 0
+    assert outside == [], outside
 
 
 def test_readiness_is_noticed_without_reload(page: Page, llm_server: RunningServer) -> None:

@@ -689,6 +689,7 @@ async function generate(conv, options) {
     }
     view = addTurn({ role: "assistant", content: "" });
     view.bubble.classList.add("streaming");
+    view.actions.hidden = true;  // copy and regenerate once the answer is complete
     let finish = null;
     await readEvents(response.body, (chunk) => {
       if (chunk.error) throw new Error(chunk.error.message || "the server reported an error");
@@ -729,8 +730,7 @@ async function generate(conv, options) {
         if (note) view.message.note = note;
         conv.messages.push(view.message);
         saveConversation(conv);
-      } else {
-        view.actions.hidden = true;
+        view.actions.hidden = false;
       }
     }
     setBusy(false);
