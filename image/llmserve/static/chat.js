@@ -24,6 +24,7 @@ const state = {
   server: { kind: "unknown", detail: "" },  // what /ready said last
   keyNeeded: false,   // /v1/models or a request answered 401
   pollTimer: null,
+  polling: false,
   unreachableDelay: POLL_NOT_READY_MS,
   modelsLoaded: false,
 };
@@ -163,7 +164,9 @@ function readConversations() {
   try {
     const list = JSON.parse(localStorage.getItem(CONVERSATIONS_STORAGE) || "[]");
     if (!Array.isArray(list)) return [];
-    return list.filter((c) => c && typeof c.id === "string" && Array.isArray(c.messages));
+    return list.filter((c) => c && typeof c.id === "string" && Array.isArray(c.messages)
+      && c.messages.every((m) => m && (m.role === "user" || m.role === "assistant")
+        && typeof m.content === "string"));
   } catch (_) {
     return [];
   }
@@ -212,7 +215,7 @@ function newConversation() {
 
 function titleOf(conv) {
   const first = conv.messages.find((m) => m.role === "user");
-  const text = (conv.title || (first && first.content) || "New chat").replace(/\s+/g, " ").trim();
+  const text = String(conv.title || (first && first.content) || "New chat").replace(/\s+/g, " ").trim();
   return text.length > 60 ? text.slice(0, 57) + "…" : text;
 }
 
@@ -286,13 +289,21 @@ async function readServer() {
     + (status ? " (" + status + ")" : "") };
 }
 
+// One chain of polls: a poll asked for while one is in flight is that one.
 async function pollReady() {
+  if (state.polling) return;
+  state.polling = true;
   clearTimeout(state.pollTimer);
-  const server = await readServer();
-  state.server = server;
-  showStatus();
-  if (server.kind === "ready" && !state.modelsLoaded) await loadModels();
-  if (server.kind !== "ready") state.modelsLoaded = false;
+  let server;
+  try {
+    server = await readServer();
+    state.server = server;
+    showStatus();
+    if (server.kind === "ready" && !state.modelsLoaded) await loadModels();
+    if (server.kind !== "ready") state.modelsLoaded = false;
+  } finally {
+    state.polling = false;
+  }
   let delay = server.kind === "ready" ? POLL_READY_MS : POLL_NOT_READY_MS;
   if (server.kind === "unreachable") {
     delay = state.unreachableDelay;
@@ -300,6 +311,7 @@ async function pollReady() {
   } else {
     state.unreachableDelay = POLL_NOT_READY_MS;
   }
+  clearTimeout(state.pollTimer);
   state.pollTimer = setTimeout(pollReady, delay);
 }
 
@@ -363,12 +375,10 @@ function actionButton(label, title, onClick) {
 }
 
 function statsText(stats) {
-  if (!stats || !stats.tokens) return "";
+  if (!stats || !Number.isInteger(stats.tokens) || stats.tokens < 1) return "";
   const parts = [(stats.estimated ? "≈" : "") + stats.tokens + " tokens"];
-  if (stats.tps) parts.push(stats.tps.toFixed(1) + " tok/s");
-  if (stats.ttft !== undefined && stats.ttft !== null) {
-    parts.push("first token " + stats.ttft.toFixed(2) + " s");
-  }
+  if (Number.isFinite(stats.tps)) parts.push(stats.tps.toFixed(1) + " tok/s");
+  if (Number.isFinite(stats.ttft)) parts.push("first token " + stats.ttft.toFixed(2) + " s");
   return parts.join(" · ");
 }
 
