@@ -1,9 +1,7 @@
 // llm-uk8s web chat. Streams /v1/chat/completions over SSE with fetch().
 // Safety: user text, error bodies and status lines are set with textContent; the one exception is
-// an answer's markdown, which goes through marked (raw HTML in it is escaped back to text, images
-// become links) and then DOMPurify with a strict allowlist (no scripts, no event handlers, no
-// styles, links only to http(s)/mailto) before it becomes DOM nodes. The page's CSP forbids
-// inline scripts as a second wall.
+// an answer's markdown, which markdown.js renders through marked and DOMPurify (strict allowlist)
+// into DOM nodes. The page's CSP forbids inline scripts as a second wall.
 // URLs are relative so the page also works behind a path prefix (an ingress at /chat/, say).
 "use strict";
 
@@ -28,125 +26,6 @@ const state = {
   unreachableDelay: POLL_NOT_READY_MS,
   modelsLoaded: false,
 };
-
-// ---------------------------------------------------------------- markdown, rendered safely
-
-const PURIFY_CONFIG = {
-  ALLOWED_TAGS: ["p", "br", "hr", "strong", "em", "del", "s", "code", "pre", "blockquote", "ul",
-    "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td"],
-  ALLOWED_ATTR: ["href", "title", "start", "align", "class"],  // class: see the hook below
-  ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
-  ALLOW_DATA_ATTR: false,
-  ALLOW_ARIA_ATTR: false,
-  RETURN_DOM_FRAGMENT: true,
-};
-
-function escapeHtml(text) {
-  return String(text).replace(/[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-}
-
-const markdownReady = typeof window.marked === "object" && typeof window.DOMPurify === "function"
-  && window.DOMPurify.isSupported;
-
-if (markdownReady) {
-  window.marked.use({
-    gfm: true,
-    breaks: true,  // models write single newlines as line breaks
-    renderer: {
-      // Raw HTML from the model is shown as the text it is, never parsed as markup.
-      html(token) {
-        const text = escapeHtml(token.text);
-        return token.block ? "<p>" + text + "</p>" : text;
-      },
-      // No remote images (tracking pixels, CSP noise): an image becomes a plain link.
-      image(token) {
-        return '<a href="' + escapeHtml(token.href) + '">' + escapeHtml(token.text || token.href)
-          + "</a>";
-      },
-      checkbox(token) {
-        return token.checked ? "☑ " : "☐ ";
-      },
-    },
-  });
-  // The one class kept is marked's language-<name> on a fenced block's <code>.
-  window.DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
-    if (data.attrName === "class" && !(node.tagName === "CODE"
-      && /^language-[\w+#.-]{1,30}$/.test(data.attrValue))) {
-      data.keepAttr = false;
-    }
-  });
-  window.DOMPurify.addHook("afterSanitizeAttributes", (node) => {
-    if (node.tagName === "A" && node.hasAttribute("href")) {
-      node.setAttribute("target", "_blank");
-      node.setAttribute("rel", "noopener noreferrer nofollow");
-    }
-  });
-}
-
-function renderMarkdown(container, source) {
-  let fragment = null;
-  if (markdownReady) {
-    try {
-      fragment = window.DOMPurify.sanitize(window.marked.parse(source, { async: false }),
-        PURIFY_CONFIG);
-    } catch (_) { fragment = null; }
-  }
-  if (!fragment) {  // the libraries failed to load or to parse: plain text, still safe
-    fragment = document.createDocumentFragment();
-    const p = document.createElement("p");
-    p.className = "plain";
-    p.textContent = source;
-    fragment.appendChild(p);
-  }
-  for (const pre of fragment.querySelectorAll("pre")) wrapCodeBlock(pre);
-  container.replaceChildren(fragment);  // one DOM change per render
-}
-
-// A code block gets a head row with its language and a copy button, outside the scrolling <pre>.
-// Both labels come from CSS (attr()/content), so the answer's text holds only the answer.
-function wrapCodeBlock(pre) {
-  const code = pre.querySelector("code");
-  const match = code && /^language-(.+)$/.exec(code.getAttribute("class") || "");
-  const block = document.createElement("div");
-  block.className = "code-block";
-  const head = document.createElement("div");
-  head.className = "code-head";
-  const lang = document.createElement("span");
-  lang.className = "lang";
-  if (match) lang.dataset.lang = match[1];
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "copy-code";
-  button.setAttribute("aria-label", "Copy code");
-  button.title = "Copy code";
-  button.addEventListener("click", () => copyText((code || pre).textContent, button));
-  head.append(lang, button);
-  pre.replaceWith(block);
-  block.append(head, pre);
-}
-
-async function copyText(text, button) {
-  let ok = false;
-  if (navigator.clipboard && window.isSecureContext) {
-    try {
-      await navigator.clipboard.writeText(text);
-      ok = true;
-    } catch (_) { ok = false; }
-  }
-  if (!ok) {  // plain http behind a proxy has no Clipboard API: the old way
-    const area = document.createElement("textarea");
-    area.value = text;
-    area.setAttribute("readonly", "");
-    area.className = "offscreen";
-    document.body.appendChild(area);
-    area.select();
-    try { ok = document.execCommand("copy"); } catch (_) { ok = false; }
-    area.remove();
-  }
-  button.dataset.copied = ok ? "yes" : "no";
-  setTimeout(() => { delete button.dataset.copied; }, 1500);
-}
 
 // ---------------------------------------------------------------- storage
 
@@ -215,13 +94,16 @@ function newConversation() {
 
 function titleOf(conv) {
   const first = conv.messages.find((m) => m.role === "user");
-  const text = String(conv.title || (first && first.content) || "New chat").replace(/\s+/g, " ").trim();
+  const text = String(conv.title || (first && first.content) || "New chat")
+    .replace(/\s+/g, " ").trim();
   return text.length > 60 ? text.slice(0, 57) + "…" : text;
 }
 
 function loadSettings() {
   let saved = {};
-  try { saved = JSON.parse(localStorage.getItem(SETTINGS_STORAGE) || "{}") || {}; } catch (_) { /* */ }
+  try {
+    saved = JSON.parse(localStorage.getItem(SETTINGS_STORAGE) || "{}") || {};
+  } catch (_) { /* unreadable settings: the defaults */ }
   for (const id of SETTING_FIELDS) {
     if (typeof saved[id] === "string") $(id).value = saved[id];
   }
@@ -348,7 +230,9 @@ async function loadModels() {
 }
 
 function savedModel() {
-  try { return (JSON.parse(localStorage.getItem(SETTINGS_STORAGE) || "{}") || {}).model || ""; } catch (_) {
+  try {
+    return (JSON.parse(localStorage.getItem(SETTINGS_STORAGE) || "{}") || {}).model || "";
+  } catch (_) {
     return "";
   }
 }
