@@ -176,6 +176,8 @@ def test_metrics_count_requests_tokens_and_latency(tiny_server: RunningServer) -
 def test_chat_page_and_its_static_files_are_served(tiny_server: RunningServer) -> None:
     page = httpx.get(tiny_server.url + "/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    static = sorted(p.name for p in (IMAGE_DIR / "llmserve" / "static").iterdir())
+    root = IMAGE_DIR / "llmserve" / "static"
+    static = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    assert "favicon.svg" in static and "vendor/dompurify-3.5.0/purify.min.js" in static
     for name in static:
         assert httpx.get(f"{tiny_server.url}/static/{name}").status_code == 200, name
