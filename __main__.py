@@ -7,12 +7,12 @@ cluster -> GPU nodes -> Kubernetes provider -> GPU DaemonSets (device plugin) ->
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import config as stack_config
-from components.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs, local_provider
-from components.gpu import GpuDrivers, GpuDriversArgs
-from components.inference import InferenceService, InferenceServiceArgs, ucloud_lb_annotations
-from components.model_store import ModelStore, ModelStoreArgs
-from components.storage import ModelStorage, ModelStorageArgs
+from components.k8s.gpu_drivers import GpuDrivers, GpuDriversArgs
+from components.k8s.inference import InferenceService, InferenceServiceArgs, ucloud_lb_annotations
+from components.k8s.model_fetch import ModelStore, ModelStoreArgs
+from components.stack import config as stack_config
+from components.ucloud.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs, local_provider
+from components.ucloud.model_volume import ModelStorage, ModelStorageArgs
 from components.ucloud.preflight.in_pulumi import OFFLINE_ESTIMATE, run_if_credentials
 from components.ucloud.preflight.run import PreflightError
 

@@ -12,9 +12,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu import GpuDrivers, GpuDriversArgs
-from components.inference import InferenceService, InferenceServiceArgs
-from components.model_store import ModelStore, ModelStoreArgs
+from components.k8s.gpu_drivers import GpuDrivers, GpuDriversArgs
+from components.k8s.inference import InferenceService, InferenceServiceArgs
+from components.k8s.model_fetch import ModelStore, ModelStoreArgs
 from tools.mock_runtime import Plan, RecordedResource, run_program
 
 GPU_SELECTOR = {"llm-uk8s/gpu": "true"}

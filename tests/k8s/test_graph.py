@@ -7,10 +7,10 @@ from dataclasses import fields, replace
 import pulumi
 import pytest
 
-from components import k8s_helpers as h
-from components.gpu import GpuDriversArgs
-from components.inference import API_KEY_DIR, PORT
-from components.model_store import NOMINAL_CAPACITY, ModelStoreArgs
+from components.k8s import conventions as h
+from components.k8s.gpu_drivers import GpuDriversArgs
+from components.k8s.inference import API_KEY_DIR, PORT
+from components.k8s.model_fetch import NOMINAL_CAPACITY, ModelStoreArgs
 from tests.k8s.stacks import (
     GPU_SELECTOR,
     HUB_TOKEN,
@@ -214,7 +214,7 @@ def test_every_kubernetes_object_uses_the_cluster_provider(stack_plan: tuple[str
 
 
 def test_components_refuse_to_run_without_an_explicit_provider() -> None:
-    from components.inference import InferenceService
+    from components.k8s.inference import InferenceService
 
     def program() -> None:
         InferenceService("llm", gpu_inference())

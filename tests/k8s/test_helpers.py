@@ -8,8 +8,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components import k8s_helpers as h
-from components.inference import (
+from components.k8s import conventions as h
+from components.k8s.inference import (
     UCLOUD_LB_TYPE_ANNOTATION,
     endpoint_url,
     progress_deadline_s,
@@ -17,7 +17,7 @@ from components.inference import (
     termination_grace_s,
     ucloud_lb_annotations,
 )
-from components.model_store import ModelStoreArgs, fetch_command, prepare_dir_command
+from components.k8s.model_fetch import ModelStoreArgs, fetch_command, prepare_dir_command
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import functools
 import json
 from typing import Any
 
-from components import config as stack_config
+from components.stack import config as stack_config
 from tools.mock_runtime import Plan, RecordedResource
 from tools.plan import plan_stack
 from tools.stack_config import load_stack, stacks

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from components import config as stack_config
-from components import k8s_helpers as h
-from components.config import ConfigError, parse
-from components.model_store import ModelStoreArgs
+from components.k8s import conventions as h
+from components.k8s.model_fetch import ModelStoreArgs
+from components.stack import config as stack_config
+from components.stack.config import ConfigError, parse
 from tests.stack.stack_values import STACKS, raw_values
 from tools.stack_config import ROOT, project_file
 
@@ -270,7 +270,7 @@ def test_a_misspelt_prefix_fails_the_real_program() -> None:
 
 
 def test_replicas_share_the_inference_components_range() -> None:
-    from components.inference import InferenceServiceArgs
+    from components.k8s.inference import InferenceServiceArgs
 
     for replicas in (0, 1, 64, 65):
         args = InferenceServiceArgs(

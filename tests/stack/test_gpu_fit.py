@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components import capacity
-from components.config import ConfigError, parse
+from components.stack import capacity
+from components.stack.config import ConfigError, parse
 from tests.stack.stack_values import raw_values
 
 CHATGLM2 = capacity.KNOWN_MODELS["thudm/chatglm2-6b"]

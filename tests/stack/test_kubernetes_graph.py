@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from components.config import parse
+from components.stack.config import parse
 from tests.k8s.stacks import create_timeout_s, service_named
 from tests.k8s.validate import assert_valid_manifests
 from tests.policy.harness import all_violations

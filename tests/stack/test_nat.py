@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from components.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs
+from components.ucloud.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs
 from tests.stack.stack_values import UCLOUD, fed_by, planned
 from tools.mock_outputs import factories
 from tools.mock_runtime import Plan, run_program

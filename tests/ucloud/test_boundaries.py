@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.config import PROJECT, ConfigError, parse
+from components.stack.config import PROJECT, ConfigError, parse
 from components.ucloud import vocabulary as v
 from components.ucloud.eip import EipProvider
 from components.ucloud.subnet import SubnetProvider

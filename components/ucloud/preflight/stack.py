@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components import config as stack_config
-from components.cluster import master_zones, nodes_per_zone
+from components.stack import config as stack_config
 from components.ucloud import vocabulary
+from components.ucloud.cluster import master_zones, nodes_per_zone
 
 PROJECT = stack_config.PROJECT
 StackConfig = stack_config.StackConfig

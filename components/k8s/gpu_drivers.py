@@ -34,7 +34,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import k8s_helpers as h
+from components.k8s import conventions as h
 
 TYPE_TOKEN = "llm-uk8s:k8s:GpuDrivers"
 MODES = ("preinstalled", "daemonset", "none")

@@ -26,13 +26,13 @@ from pydantic import (
     field_validator,
 )
 
-from components import capacity
-from components import k8s_helpers as h
-from components.cluster import nodes_per_zone
-from components.gpu import MODES as GPU_DRIVER_MODES
-from components.inference import SERVICE_TYPES, UCLOUD_LB_TYPES
-from components.model_store import SOURCES as MODEL_SOURCES
+from components.k8s import conventions as h
+from components.k8s.gpu_drivers import MODES as GPU_DRIVER_MODES
+from components.k8s.inference import SERVICE_TYPES, UCLOUD_LB_TYPES
+from components.k8s.model_fetch import SOURCES as MODEL_SOURCES
+from components.stack import capacity
 from components.ucloud import vocabulary as v
+from components.ucloud.cluster import nodes_per_zone
 from components.ucloud.uk8s_node import GROUP_LABEL
 from components.ucloud.validation import label_problem, taint_problem
 

@@ -26,7 +26,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import k8s_helpers as h
+from components.k8s import conventions as h
 
 TYPE_TOKEN = "llm-uk8s:k8s:InferenceService"
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import k8s_helpers as h
-from components.inference import MODEL_MOUNT
+from components.k8s import conventions as h
+from components.k8s.inference import MODEL_MOUNT
 
 TYPE_TOKEN = "llm-uk8s:k8s:ModelStore"
 SOURCES = ("huggingface", "bundled")
