@@ -9,10 +9,10 @@ import pulumi_kubernetes as k8s
 
 from components.k8s.gpu_drivers import GpuDrivers, GpuDriversArgs
 from components.k8s.inference import InferenceService, InferenceServiceArgs, ucloud_lb_annotations
-from components.k8s.model_fetch import ModelStore, ModelStoreArgs
+from components.k8s.model_fetch import ModelFetch, ModelFetchArgs
 from components.stack import config as stack_config
 from components.ucloud.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs, local_provider
-from components.ucloud.model_volume import ModelStorage, ModelStorageArgs
+from components.ucloud.model_volume import ModelVolume, ModelVolumeArgs
 from components.ucloud.preflight.in_pulumi import OFFLINE_ESTIMATE, run_if_credentials
 from components.ucloud.preflight.run import PreflightError
 
@@ -60,9 +60,9 @@ if cfg.uses_ucloud:
             ),
         ),
     )
-    storage = ModelStorage(
+    storage = ModelVolume(
         "models",
-        ModelStorageArgs(
+        ModelVolumeArgs(
             region=cfg.region,
             project_id=cfg.project_id,
             size_gb=cfg.ufs_size_gb,
@@ -102,9 +102,9 @@ drivers = GpuDrivers(
     opts=on_cluster,
 )
 
-store = ModelStore(
+store = ModelFetch(
     "model-store",
-    ModelStoreArgs(
+    ModelFetchArgs(
         namespace=namespace.metadata["name"],
         model_name=cfg.model_name,
         source=cfg.model_source,

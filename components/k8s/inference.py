@@ -50,7 +50,7 @@ class InferenceServiceArgs:
     image: str
     model_claim_name: pulumi.Input[str]
     served_model_name: str
-    # Weights inside the pod (ModelStore.model_dir); None: the image's bundled model.
+    # Weights inside the pod (ModelFetch.model_dir); None: the image's bundled model.
     model_dir: str | None = None
     model_revision: str | None = None
     replicas: int = 1

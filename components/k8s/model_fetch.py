@@ -1,4 +1,4 @@
-"""`ModelStore`: the Kubernetes side of the model storage.
+"""`ModelFetch`: the Kubernetes side of the model storage.
 
 A static PersistentVolume over the UFS mount point (NFS) — or a hostPath on a laptop cluster —,
 a claim bound to exactly that volume, and a Job that fills `/models/<model-name>/<revision>` from
@@ -8,13 +8,13 @@ revision), so re-running `pulumi up` costs nothing; the inference Deployment dep
 How "the Deployment starts only after the Job has completed" holds: pulumi-kubernetes awaits a
 Job until its `Complete` condition is true (and fails on `Failed`), so the Job resource is not
 created, from the engine's point of view, before the download has finished and verified. The
-InferenceService lists `ModelStore.dependencies` in its `depends_on`, so its Deployment is
+InferenceService lists `ModelFetch.dependencies` in its `depends_on`, so its Deployment is
 registered only after that. `job_timeout_s` becomes both the Job's activeDeadlineSeconds and
 Pulumi's wait (plus a margin for the image pull).
 
 Changing the revision changes the Job's pod template, which Kubernetes cannot update in place:
 Pulumi replaces the Job (a new one downloads into a new revision directory, the old one is
-deleted) and the Deployment, which takes `ModelStore.revision` and `model_dir` from here, rolls
+deleted) and the Deployment, which takes `ModelFetch.revision` and `model_dir` from here, rolls
 onto the new directory only after the new Job has completed; old pods keep reading the old
 directory untouched until they stop.
 
@@ -39,6 +39,9 @@ import pulumi_kubernetes as k8s
 from components.k8s import conventions as h
 from components.k8s.inference import MODEL_MOUNT
 
+# The class was called ModelStore; the type token keeps that name on purpose. It is part of every
+# child's URN, and a changed URN makes `pulumi up` replace the PV, claim and Job of live stacks
+# (tests/stack/urns/ pins it).
 TYPE_TOKEN = "llm-uk8s:k8s:ModelStore"
 SOURCES = ("huggingface", "bundled")
 VOLUME_MOUNT_IN_JOB = "/models"
@@ -53,7 +56,7 @@ REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
 
 
 @dataclass
-class ModelStoreArgs:
+class ModelFetchArgs:
     """What the model store needs; exactly one of `nfs_server` and `host_path` is set."""
 
     namespace: pulumi.Input[str]
@@ -117,13 +120,13 @@ class ModelStoreArgs:
         h.require_positive_int("job_timeout_s", self.job_timeout_s, minimum=60)
 
 
-def weights_subdir(args: ModelStoreArgs) -> str:
+def weights_subdir(args: ModelFetchArgs) -> str:
     """`<model-name>/<revision>`: each revision has its own directory, so a rollout switches
     servers from one complete set of weights to another, never to half-written files."""
     return f"{args.model_name}/{args.revision}"
 
 
-def fetch_command(args: ModelStoreArgs) -> list[str]:
+def fetch_command(args: ModelFetchArgs) -> list[str]:
     """The Job's command line: the image's own `llmserve fetch`, token by file, never by env."""
     command = [
         "llmserve",
@@ -152,13 +155,13 @@ def prepare_dir_command(subdir: str, uid: int = h.IMAGE_UID) -> list[str]:
     return ["sh", "-c", f"mkdir -p '{target}' && chown {uid}:{uid} '{target}'"]
 
 
-def access_modes(args: ModelStoreArgs) -> list[str]:
+def access_modes(args: ModelFetchArgs) -> list[str]:
     """UFS is shared by every node (RWX); a node directory is honest only as ReadWriteOnce (the
     Job and the server share the local stack's single node)."""
     return ["ReadWriteMany"] if args.nfs_server is not None else ["ReadWriteOnce"]
 
 
-def volume_source(args: ModelStoreArgs) -> dict[str, object]:
+def volume_source(args: ModelFetchArgs) -> dict[str, object]:
     """The PersistentVolume's spec: UFS over NFS (RWX, Retain) or a node directory (local)."""
     spec: dict[str, object] = {
         "capacity": {"storage": NOMINAL_CAPACITY},
@@ -178,7 +181,7 @@ def volume_source(args: ModelStoreArgs) -> dict[str, object]:
     return spec
 
 
-class ModelStore(pulumi.ComponentResource):
+class ModelFetch(pulumi.ComponentResource):
     """PersistentVolume + claim for the model volume, and the fetch Job that fills it."""
 
     claim_name: pulumi.Output[str]
@@ -190,7 +193,7 @@ class ModelStore(pulumi.ComponentResource):
     claim: k8s.core.v1.PersistentVolumeClaim
 
     def __init__(
-        self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: ModelFetchArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         args.validate()
         provider = h.kubernetes_provider(opts)
@@ -259,7 +262,7 @@ class ModelStore(pulumi.ComponentResource):
     def _fetch_job(
         self,
         name: str,
-        args: ModelStoreArgs,
+        args: ModelFetchArgs,
         provider: pulumi.ProviderResource,
         labels: dict[str, str],
     ) -> k8s.batch.v1.Job:

@@ -34,6 +34,8 @@ from components.ucloud import (
     vocabulary,
 )
 
+# Part of every child's URN: a new token makes `pulumi up` replace the cluster (tests/stack/urns/).
+TYPE_TOKEN = "llm-uk8s:cluster:GpuCluster"
 MASTER_COUNT = 3  # UK8S always runs three masters
 
 
@@ -101,7 +103,7 @@ class GpuCluster(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("llm-uk8s:cluster:GpuCluster", name, None, opts)
+        super().__init__(TYPE_TOKEN, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         common = {"region": args.region, "project_id": args.project_id}
 

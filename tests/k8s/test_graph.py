@@ -10,7 +10,7 @@ import pytest
 from components.k8s import conventions as h
 from components.k8s.gpu_drivers import GpuDriversArgs
 from components.k8s.inference import API_KEY_DIR, PORT
-from components.k8s.model_fetch import NOMINAL_CAPACITY, ModelStoreArgs
+from components.k8s.model_fetch import NOMINAL_CAPACITY, ModelFetchArgs
 from tests.k8s.stacks import (
     GPU_SELECTOR,
     HUB_TOKEN,
@@ -134,7 +134,7 @@ def test_volume_and_claim_size_is_nominal_not_the_ufs_size() -> None:
     pv, pvc = plan.one(PV).manifest()["spec"], plan.one(PVC).manifest()["spec"]
     assert pv["capacity"] == {"storage": NOMINAL_CAPACITY}
     assert pvc["resources"] == {"requests": {"storage": NOMINAL_CAPACITY}}
-    assert "capacity_gi" not in {f.name for f in fields(ModelStoreArgs)}
+    assert "capacity_gi" not in {f.name for f in fields(ModelFetchArgs)}
 
 
 def test_hub_token_reaches_the_job_only_through_a_secret() -> None:

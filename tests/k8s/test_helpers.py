@@ -17,7 +17,7 @@ from components.k8s.inference import (
     termination_grace_s,
     ucloud_lb_annotations,
 )
-from components.k8s.model_fetch import ModelStoreArgs, fetch_command, prepare_dir_command
+from components.k8s.model_fetch import ModelFetchArgs, fetch_command, prepare_dir_command
 
 
 @pytest.mark.parametrize(
@@ -126,8 +126,8 @@ def test_endpoint_url_choices() -> None:
     assert endpoint_url("LoadBalancer", cluster, None, 30619, []) == cluster
 
 
-def store_args(**overrides: object) -> ModelStoreArgs:
-    base = ModelStoreArgs(
+def store_args(**overrides: object) -> ModelFetchArgs:
+    base = ModelFetchArgs(
         namespace="n",
         model_name="m",
         nfs_server="1.2.3.4",

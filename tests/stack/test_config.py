@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.k8s import conventions as h
-from components.k8s.model_fetch import ModelStoreArgs
+from components.k8s.model_fetch import ModelFetchArgs
 from components.stack import config as stack_config
 from components.stack.config import ConfigError, parse
 from tests.stack.stack_values import STACKS, raw_values
@@ -183,7 +183,7 @@ def test_config_and_components_refuse_the_same_images(image: str, pinned: bool) 
     [("a" * 40, True), ("v1.0", True), ("v2", True), ("main", False), ("A" * 40, False)],
 )
 def test_config_and_model_store_share_the_revision_rule(revision: str, pinned: bool) -> None:
-    store = ModelStoreArgs(
+    store = ModelFetchArgs(
         namespace="llm",
         model_name="m",
         nfs_server="10.0.0.5",
