@@ -7,6 +7,7 @@ cluster -> GPU nodes -> Kubernetes provider -> GPU DaemonSets (device plugin) ->
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.errors import ConfigError
 from components.k8s.gpu_drivers import GpuDrivers, GpuDriversArgs
 from components.k8s.inference import InferenceService, InferenceServiceArgs, ucloud_lb_annotations
 from components.k8s.model_fetch import ModelFetch, ModelFetchArgs
@@ -23,7 +24,7 @@ try:
     # With UCloud keys: the live read-only checks of `make preflight`, before anything is
     # registered; every problem at once. Never under the mock runtime (`make plan`, the tests).
     estimate = run_if_credentials(cfg) if cfg.preflight else None
-except (stack_config.ConfigError, PreflightError) as error:
+except (ConfigError, PreflightError) as error:
     raise pulumi.RunError(str(error)) from None  # the message alone, no traceback
 
 nfs_server: pulumi.Input[str] | None = None

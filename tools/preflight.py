@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.errors import ConfigError
 from components.ucloud.credentials import (
     ENV_BASE_URL,
     ENV_PRIVATE_KEY,
@@ -26,7 +27,7 @@ from components.ucloud.credentials import (
 )
 from components.ucloud.preflight import report
 from components.ucloud.preflight.run import PREFLIGHT_RETRY, read_only_api, run_preflight
-from components.ucloud.preflight.stack import ConfigError, parse_settings, uses_ucloud
+from components.ucloud.preflight.stack import parse_settings, uses_ucloud
 from components.ucloud.retry import RetryPolicy
 from tools.stack_config import ROOT, load_stack, stacks
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pulumi
 
+from components.errors import ConfigError
+
 PART_OF = "llm-uk8s"
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_TAINT_KEY = GPU_RESOURCE
@@ -37,10 +39,6 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
 )
 _MODEL_DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class ConfigError(ValueError):
-    """A component argument is invalid; the message names field, value and what is allowed."""
 
 
 def bad_value(field: str, value: object, allowed: str) -> ConfigError:

@@ -36,7 +36,25 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.k8s import conventions as h
+from components.errors import ConfigError
+from components.k8s.conventions import (
+    IMAGE_UID,
+    bad_value,
+    child_options,
+    is_commit_sha,
+    is_pinned_revision,
+    kubernetes_provider,
+    object_labels,
+    require_choice,
+    require_model_dir_name,
+    require_pinned_image,
+    require_positive_int,
+    require_quantity,
+    restricted_container_security,
+    restricted_pod_security,
+    strip_nfs_export,
+    wait_timeouts,
+)
 from components.k8s.inference import MODEL_MOUNT
 
 # The class was called ModelStore; the type token keeps that name on purpose. It is part of every
@@ -81,43 +99,43 @@ class ModelFetchArgs:
 
     def validate(self) -> None:
         """Fail at `pulumi preview` time, naming the field, rather than on the cluster."""
-        h.require_model_dir_name("model_name", self.model_name)
-        h.require_choice("source", self.source, SOURCES)
+        require_model_dir_name("model_name", self.model_name)
+        require_choice("source", self.source, SOURCES)
         if (self.nfs_server is None) == (self.host_path is None):
-            raise h.ConfigError(
+            raise ConfigError(
                 "nfs_server/host_path: set exactly one (nfs_server for UFS, host_path for a "
                 f"local cluster); got nfs_server={self.nfs_server!r}, host_path={self.host_path!r}"
             )
         if self.host_path is not None and not self.host_path.startswith("/"):
-            raise h.bad_value("host_path", self.host_path, "an absolute path on the node")
+            raise bad_value("host_path", self.host_path, "an absolute path on the node")
         if not self.nfs_path.startswith("/"):
-            raise h.bad_value("nfs_path", self.nfs_path, 'an absolute export path such as "/"')
+            raise bad_value("nfs_path", self.nfs_path, 'an absolute export path such as "/"')
         if isinstance(self.nfs_server, str):
-            h.strip_nfs_export(self.nfs_server)
-        h.require_quantity("fetch_cpu", self.fetch_cpu)
-        h.require_quantity("fetch_memory", self.fetch_memory)
+            strip_nfs_export(self.nfs_server)
+        require_quantity("fetch_cpu", self.fetch_cpu)
+        require_quantity("fetch_memory", self.fetch_memory)
         if self.source != "huggingface":
             return
         if not self.repo_id or self.repo_id.count("/") != 1:
-            raise h.bad_value("repo_id", self.repo_id, 'a hub repo id "ORG/NAME"')
+            raise bad_value("repo_id", self.repo_id, 'a hub repo id "ORG/NAME"')
         if not self.revision:
-            raise h.bad_value("revision", self.revision, "a 40-hex commit sha or a tag like v1.0")
-        if not self.allow_unpinned and not h.is_pinned_revision(self.revision):
-            raise h.bad_value(
+            raise bad_value("revision", self.revision, "a 40-hex commit sha or a tag like v1.0")
+        if not self.allow_unpinned and not is_pinned_revision(self.revision):
+            raise bad_value(
                 "revision",
                 self.revision,
                 "a 40-hex commit sha or a release tag like v1.0 (or set allow_unpinned)",
             )
         # It names the weights' directory: one path segment, never a traversal.
-        h.require_model_dir_name("revision", self.revision)
+        require_model_dir_name("revision", self.revision)
         if self.hub_endpoint is not None and not re.match(r"^https?://[^\s/]+", self.hub_endpoint):
-            raise h.bad_value("hub_endpoint", self.hub_endpoint, "an http(s) URL of a hub mirror")
+            raise bad_value("hub_endpoint", self.hub_endpoint, "an http(s) URL of a hub mirror")
         if self.fetch_image is None:
-            raise h.bad_value(
+            raise bad_value(
                 "fetch_image", None, "the inference image (it carries `llmserve fetch`)"
             )
-        h.require_pinned_image("fetch_image", self.fetch_image)
-        h.require_positive_int("job_timeout_s", self.job_timeout_s, minimum=60)
+        require_pinned_image("fetch_image", self.fetch_image)
+        require_positive_int("job_timeout_s", self.job_timeout_s, minimum=60)
 
 
 def weights_subdir(args: ModelFetchArgs) -> str:
@@ -142,14 +160,14 @@ def fetch_command(args: ModelFetchArgs) -> list[str]:
         command += ["--endpoint", args.hub_endpoint]
     if args.hub_token is not None:
         command += ["--token-file", f"{_TOKEN_DIR}/{_TOKEN_KEY}"]
-    if not h.is_commit_sha(str(args.revision)):
+    if not is_commit_sha(str(args.revision)):
         # `llmserve fetch` takes anything but a commit only with this flag (it resolves a tag or
         # branch to its commit once and records it).
         command.append("--allow-unpinned")
     return command
 
 
-def prepare_dir_command(subdir: str, uid: int = h.IMAGE_UID) -> list[str]:
+def prepare_dir_command(subdir: str, uid: int = IMAGE_UID) -> list[str]:
     """A fresh UFS export (or hostPath) belongs to root; the unprivileged fetcher needs its dir."""
     target = f"{VOLUME_MOUNT_IN_JOB}/{subdir}"
     return ["sh", "-c", f"mkdir -p '{target}' && chown {uid}:{uid} '{target}'"]
@@ -173,7 +191,7 @@ def volume_source(args: ModelFetchArgs) -> dict[str, object]:
     if args.nfs_server is not None:
         spec["mountOptions"] = list(NFS_MOUNT_OPTIONS)
         spec["nfs"] = {
-            "server": pulumi.Output.from_input(args.nfs_server).apply(h.strip_nfs_export),
+            "server": pulumi.Output.from_input(args.nfs_server).apply(strip_nfs_export),
             "path": args.nfs_path,
         }
     else:
@@ -196,9 +214,9 @@ class ModelFetch(pulumi.ComponentResource):
         self, name: str, args: ModelFetchArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         args.validate()
-        provider = h.kubernetes_provider(opts)
+        provider = kubernetes_provider(opts)
         super().__init__(TYPE_TOKEN, name, None, opts)
-        labels = h.object_labels("model-store", name)
+        labels = object_labels("model-store", name)
         claim_resource_name = f"{name}-models"
 
         self.volume = k8s.core.v1.PersistentVolume(
@@ -209,7 +227,7 @@ class ModelFetch(pulumi.ComponentResource):
                 # Pre-bound: no other claim with storageClassName "" can take this volume.
                 "claimRef": {"namespace": args.namespace, "name": claim_resource_name},
             },
-            opts=h.child_options(self, provider),
+            opts=child_options(self, provider),
         )
         self.claim = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-models",
@@ -220,7 +238,7 @@ class ModelFetch(pulumi.ComponentResource):
                 "volumeName": self.volume.metadata.apply(lambda m: m.name),
                 "resources": {"requests": {"storage": NOMINAL_CAPACITY}},
             },
-            opts=h.child_options(self, provider),
+            opts=child_options(self, provider),
         )
         self.claim_name = self.claim.metadata.apply(lambda m: m.name)
 
@@ -235,7 +253,7 @@ class ModelFetch(pulumi.ComponentResource):
                     metadata={"namespace": args.namespace, "labels": labels},
                     type="Opaque",
                     string_data={_TOKEN_KEY: pulumi.Output.secret(args.hub_token)},
-                    opts=h.child_options(self, provider),
+                    opts=child_options(self, provider),
                 )
             self.fetch_job = self._fetch_job(name, args, provider, labels)
         else:
@@ -309,7 +327,7 @@ class ModelFetch(pulumi.ComponentResource):
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": False,
                         "securityContext": {
-                            **h.restricted_pod_security(),
+                            **restricted_pod_security(),
                             # The init container below is the one exception to non-root.
                             "runAsNonRoot": False,
                         },
@@ -345,7 +363,7 @@ class ModelFetch(pulumi.ComponentResource):
                                     {"name": "HF_HOME", "value": "/tmp/hf"},
                                     {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
                                 ],
-                                "securityContext": h.restricted_container_security(),
+                                "securityContext": restricted_container_security(),
                                 "resources": resources,
                                 "volumeMounts": mounts,
                             }
@@ -354,10 +372,10 @@ class ModelFetch(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=h.child_options(
+            opts=child_options(
                 self,
                 provider,
                 depends_on=[self.claim],
-                custom_timeouts=h.wait_timeouts(args.job_timeout_s),
+                custom_timeouts=wait_timeouts(args.job_timeout_s),
             ),
         )

@@ -26,12 +26,17 @@ from pydantic import (
     field_validator,
 )
 
-from components.k8s import conventions as h
-from components.k8s.gpu_drivers import MODES as GPU_DRIVER_MODES
-from components.k8s.inference import SERVICE_TYPES, UCLOUD_LB_TYPES
-from components.k8s.model_fetch import SOURCES as MODEL_SOURCES
+from components.errors import ConfigError
+from components.k8s import gpu_drivers, inference, model_fetch
+from components.k8s.conventions import (
+    DEFAULT_GPU_TAINT_KEY,
+    DNS_LABEL,
+    QUANTITY,
+    is_pinned_revision,
+    pinned_image_problem,
+)
 from components.stack import capacity
-from components.ucloud import vocabulary as v
+from components.ucloud import vocabulary
 from components.ucloud.cluster import nodes_per_zone
 from components.ucloud.uk8s_node import GROUP_LABEL
 from components.ucloud.validation import label_problem, taint_problem
@@ -40,16 +45,16 @@ PROJECT = "llm-uk8s"
 
 # Every UCloud fact (GPU types, machine types, ranges) comes from components/ucloud/vocabulary.py,
 # the same module the providers' check() reads, so both accept exactly the same values.
-GPU_TYPES = v.GPU_TYPES
-MACHINE_TYPES = v.MASTER_MACHINE_TYPES
+GPU_TYPES = vocabulary.GPU_TYPES
+MACHINE_TYPES = vocabulary.MASTER_MACHINE_TYPES
 # Minor versions kubernetes-validate ships schemas for that UK8S also offers (1.26 and later).
 K8S_MINORS = range(26, 35)
 # UK8S takes five label pairs per node; the node provider spends one on its group marker.
-MAX_NODE_LABELS = v.MAX_NODE_LABELS - 1
-PRIVATE_RANGES = tuple(ipaddress.ip_network(r.network) for r in v.VPC_RANGES)
+MAX_NODE_LABELS = vocabulary.MAX_NODE_LABELS - 1
+PRIVATE_RANGES = tuple(ipaddress.ip_network(r.network) for r in vocabulary.VPC_RANGES)
 # Inference pods: InferenceServiceArgs.validate accepts 1..64 (components/inference.py); the
 # config takes the same range, so no value passes one and fails the other.
-REPLICAS = v.Range(1, 64, source="components/inference.py InferenceServiceArgs.validate")
+REPLICAS = vocabulary.Range(1, 64, source="components/inference.py InferenceServiceArgs.validate")
 # Namespaces Kubernetes itself owns; deploying into them mixes our objects with the system's.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # The longest suffix the cluster component appends to the cluster name ("-subnet"), and the
@@ -58,26 +63,18 @@ NAME_SUFFIX = len("-subnet")
 MAX_NAME = 63
 
 # Whole-number keys and the vocabulary range each must lie in (the providers' own ranges).
-RANGES: dict[str, v.Range] = {
-    "master_cpu": v.MASTER_CPU,
-    "master_memory_mb": v.MASTER_MEMORY_MB,
-    "gpu_node_cpu": v.NODE_CPU,
-    "gpu_node_memory_mb": v.NODE_MEMORY_MB,
-    "gpu_node_count": v.GPU_NODE_COUNT,
+RANGES: dict[str, vocabulary.Range] = {
+    "master_cpu": vocabulary.MASTER_CPU,
+    "master_memory_mb": vocabulary.MASTER_MEMORY_MB,
+    "gpu_node_cpu": vocabulary.NODE_CPU,
+    "gpu_node_memory_mb": vocabulary.NODE_MEMORY_MB,
+    "gpu_node_count": vocabulary.GPU_NODE_COUNT,
     # The NAT EIP is billed by bandwidth (EipArgs.charge_mode default "Bandwidth").
-    "nat_bandwidth_mbps": v.EIP_BANDWIDTH_MBPS["Bandwidth"],
+    "nat_bandwidth_mbps": vocabulary.EIP_BANDWIDTH_MBPS["Bandwidth"],
     "replicas": REPLICAS,
 }
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
-
-
-class ConfigError(ValueError):
-    """Every problem of a stack's configuration, one per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid stack configuration:\n  - " + "\n  - ".join(problems))
 
 
 def _is_private(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
@@ -121,24 +118,26 @@ class StackConfig(BaseModel):
     external_api_server: bool = Field(alias="externalApiServer")
     preflight: bool = Field(alias="preflight")
     nat_bandwidth_mbps: int = Field(alias="natBandwidthMbps")
-    nat_internet_type: Literal[tuple(v.EIP_INTERNET_TYPES)] = Field(alias="natInternetType")  # type: ignore[valid-type]
-    charge_type: Literal[v.CHARGE_TYPES] = Field(alias="chargeType")  # type: ignore[valid-type]
-    gpu_machine_type: Literal[v.GPU_MACHINE_TYPE] = Field(alias="gpuMachineType")  # type: ignore[valid-type]
+    nat_internet_type: Literal[tuple(vocabulary.EIP_INTERNET_TYPES)] = Field(
+        alias="natInternetType"
+    )  # type: ignore[valid-type]
+    charge_type: Literal[vocabulary.CHARGE_TYPES] = Field(alias="chargeType")  # type: ignore[valid-type]
+    gpu_machine_type: Literal[vocabulary.GPU_MACHINE_TYPE] = Field(alias="gpuMachineType")  # type: ignore[valid-type]
     gpu_type: Literal[GPU_TYPES] = Field(alias="gpuType")  # type: ignore[valid-type]
-    gpus_per_node: Literal[v.GPUS_PER_NODE] = Field(alias="gpusPerNode")  # type: ignore[valid-type]
+    gpus_per_node: Literal[vocabulary.GPUS_PER_NODE] = Field(alias="gpusPerNode")  # type: ignore[valid-type]
     gpu_node_cpu: int = Field(alias="gpuNodeCpu")
     gpu_node_memory_mb: int = Field(alias="gpuNodeMemoryMb")
     gpu_node_count: int = Field(alias="gpuNodeCount")
     gpu_node_image_id: str = Field(alias="gpuNodeImageId")
     gpu_node_labels: list[str] = Field(alias="gpuNodeLabels")
     gpu_node_taints: list[str] = Field(alias="gpuNodeTaints")
-    gpu_driver_mode: Literal[GPU_DRIVER_MODES] = Field(alias="gpuDriverMode")  # type: ignore[valid-type]
+    gpu_driver_mode: Literal[gpu_drivers.MODES] = Field(alias="gpuDriverMode")  # type: ignore[valid-type]
     ufs_size_gb: int = Field(alias="ufsSizeGb")
-    ufs_storage_type: Literal[v.UFS_STORAGE_TYPES] = Field(alias="ufsStorageType")  # type: ignore[valid-type]
+    ufs_storage_type: Literal[vocabulary.UFS_STORAGE_TYPES] = Field(alias="ufsStorageType")  # type: ignore[valid-type]
     retain_model_data: bool = Field(alias="retainModelData")
-    namespace: str = Field(pattern=h.DNS_LABEL.pattern)
+    namespace: str = Field(pattern=DNS_LABEL.pattern)
     model_name: str = Field(alias="modelName", pattern=r"^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$")
-    model_source: Literal[MODEL_SOURCES] = Field(alias="modelSource")  # type: ignore[valid-type]
+    model_source: Literal[model_fetch.SOURCES] = Field(alias="modelSource")  # type: ignore[valid-type]
     model_repo_id: str = Field(alias="modelRepoId")
     model_revision: str = Field(alias="modelRevision")
     model_shape: str = Field(alias="modelShape")
@@ -147,13 +146,13 @@ class StackConfig(BaseModel):
     inference_image: str = Field(alias="inferenceImage")
     replicas: int
     gpus_per_replica: Literal[0, 1, 2, 4, 8] = Field(alias="gpusPerReplica")
-    inference_cpu: str = Field(alias="inferenceCpu", pattern=h.QUANTITY.pattern)
-    inference_memory: str = Field(alias="inferenceMemory", pattern=h.QUANTITY.pattern)
+    inference_cpu: str = Field(alias="inferenceCpu", pattern=QUANTITY.pattern)
+    inference_memory: str = Field(alias="inferenceMemory", pattern=QUANTITY.pattern)
     max_batch: int = Field(alias="maxBatch", ge=1, le=1024)
     max_model_len: int = Field(alias="maxModelLen", ge=128, le=1_048_576)
-    service_type: Literal[SERVICE_TYPES] = Field(alias="serviceType")  # type: ignore[valid-type]
+    service_type: Literal[inference.SERVICE_TYPES] = Field(alias="serviceType")  # type: ignore[valid-type]
     node_port: int = Field(alias="nodePort", ge=30000, le=32767)
-    load_balancer_type: Literal[UCLOUD_LB_TYPES] = Field(alias="loadBalancerType")  # type: ignore[valid-type]
+    load_balancer_type: Literal[inference.UCLOUD_LB_TYPES] = Field(alias="loadBalancerType")  # type: ignore[valid-type]
     allowed_cidrs: list[str] = Field(alias="allowedCidrs")
     network_policy: bool = Field(alias="networkPolicy")
     kube_context: str = Field(alias="kubeContext")
@@ -177,8 +176,10 @@ class StackConfig(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if value not in v.REGIONS:
-            raise ValueError("must be a UCloud region (API regionlist.md): " + ", ".join(v.REGIONS))
+        if value not in vocabulary.REGIONS:
+            raise ValueError(
+                "must be a UCloud region (API regionlist.md): " + ", ".join(vocabulary.REGIONS)
+            )
         return value
 
     @field_validator("vpc_cidr", "subnet_cidr", "service_cidr")
@@ -188,10 +189,10 @@ class StackConfig(BaseModel):
         # /12-/24 (components/ucloud/vocabulary.py).
         limits = {
             "vpc_cidr": (0, 32),
-            "subnet_cidr": (v.SUBNET_MIN_PREFIX, 32),
-            "service_cidr": v.SERVICE_CIDR_PREFIX,
+            "subnet_cidr": (vocabulary.SUBNET_MIN_PREFIX, 32),
+            "service_cidr": vocabulary.SERVICE_CIDR_PREFIX,
         }[str(info.field_name)]
-        problem = v.cidr_problem(value, *limits)
+        problem = vocabulary.cidr_problem(value, *limits)
         if problem:
             raise ValueError(f"must be {problem}")
         return value
@@ -254,7 +255,7 @@ class StackConfig(BaseModel):
         if len(values) > MAX_NODE_LABELS:
             raise ValueError(
                 f"has {len(values)} labels; at most {MAX_NODE_LABELS} (UK8S takes "
-                f"{v.MAX_NODE_LABELS}, one is {GROUP_LABEL})"
+                f"{vocabulary.MAX_NODE_LABELS}, one is {GROUP_LABEL})"
             )
         for key, value in _split_pairs(values):
             problem = label_problem(key, value)
@@ -265,10 +266,10 @@ class StackConfig(BaseModel):
     @field_validator("gpu_node_taints")
     @classmethod
     def _taints(cls, values: list[str]) -> list[str]:
-        if len(values) > v.MAX_NODE_TAINTS:
+        if len(values) > vocabulary.MAX_NODE_TAINTS:
             raise ValueError(
-                f"has {len(values)} taints; at most {v.MAX_NODE_TAINTS} (UK8S takes "
-                f"{v.MAX_NODE_TAINTS})"
+                f"has {len(values)} taints; at most {vocabulary.MAX_NODE_TAINTS} (UK8S takes "
+                f"{vocabulary.MAX_NODE_TAINTS})"
             )
         for taint in values:
             problem = taint_problem(taint)
@@ -279,7 +280,7 @@ class StackConfig(BaseModel):
     @field_validator("inference_image")
     @classmethod
     def _pinned_image(cls, value: str) -> str:
-        problem = h.pinned_image_problem(value)
+        problem = pinned_image_problem(value)
         if problem is not None:
             raise ValueError(f"must be {problem}")
         return value
@@ -302,9 +303,9 @@ class StackConfig(BaseModel):
             out += self._zone_problems()
         if ok("ufs_size_gb", "ufs_storage_type", "region"):
             storage, region = self.ufs_storage_type, self.region
-            if not v.ufs_size_allowed(region, storage, self.ufs_size_gb):
-                create = v.ufs_size_range(storage).describe()
-                grow = v.ufs_grow_range(region, storage).describe()
+            if not vocabulary.ufs_size_allowed(region, storage, self.ufs_size_gb):
+                create = vocabulary.ufs_size_range(storage).describe()
+                grow = vocabulary.ufs_grow_range(region, storage).describe()
                 out.append(
                     f"{PROJECT}:ufsSizeGb = {self.ufs_size_gb}: a new {storage} volume must be "
                     f"{create}; an existing one in {region} grows to {grow}"
@@ -354,13 +355,13 @@ class StackConfig(BaseModel):
         if not self.uses_ucloud or not self.gpu_node_count:
             return []
         out: list[str] = []
-        if v.gpu_zones(self.gpu_type) is None:
+        if vocabulary.gpu_zones(self.gpu_type) is None:
             zones = ", ".join(nodes_per_zone(self.zones, self.gpu_node_count))
             out.append(
                 f"{PROJECT}:gpuType = {self.gpu_type!r}: no UCloud page lists the zones that "
                 f"sell it; zone(s) {zones} are unconfirmed (a stock-out fails the node create)"
             )
-        if self.gpus_per_replica and v.gpu_memory_gib(self.gpu_type) is None:
+        if self.gpus_per_replica and vocabulary.gpu_memory_gib(self.gpu_type) is None:
             out.append(
                 f"{PROJECT}:gpuType = {self.gpu_type!r}: its memory is undocumented, so "
                 "whether the model fits was not checked"
@@ -387,7 +388,7 @@ class StackConfig(BaseModel):
     def _zone_problems(self) -> list[str]:
         if not self.uses_ucloud:
             return []
-        known = v.zones_of(self.region)
+        known = vocabulary.zones_of(self.region)
         bad_zones = [z for z in self.zones if z not in known]
         if bad_zones:
             return [
@@ -402,12 +403,13 @@ class StackConfig(BaseModel):
         if not ok(*fields) or not self.uses_ucloud:
             return []
         out: list[str] = []
-        sold_in = v.gpu_zones(self.gpu_type)
+        sold_in = vocabulary.gpu_zones(self.gpu_type)
         placed = list(nodes_per_zone(self.zones, self.gpu_node_count))
         if sold_in == ():
             out.append(
                 f"{PROJECT}:gpuType = {self.gpu_type!r}: retired, sold in no zone (GPU-doc "
-                "type.md); allowed: " + ", ".join(t for t in GPU_TYPES if v.gpu_zones(t) != ())
+                "type.md); allowed: "
+                + ", ".join(t for t in GPU_TYPES if vocabulary.gpu_zones(t) != ())
             )
         elif sold_in is not None and set(placed) - set(sold_in):
             out.append(
@@ -477,7 +479,7 @@ class StackConfig(BaseModel):
         if self.model_source == "huggingface":
             if not _REPO_ID.match(self.model_repo_id):
                 out.append(f"{PROJECT}:modelRepoId = {self.model_repo_id!r}: must be org/name")
-            if not h.is_pinned_revision(self.model_revision):
+            if not is_pinned_revision(self.model_revision):
                 out.append(
                     f"{PROJECT}:modelRevision = {self.model_revision!r}: pin a 40-character "
                     "commit sha (or a release tag such as v1.0); branches like main move"
@@ -508,7 +510,7 @@ class StackConfig(BaseModel):
                 "so whether it fits a GPU cannot be checked; set modelShape to "
                 "params=<count>,layers=<n>,kvHeads=<n>,headDim=<n> from the model's config.json"
             ]
-        memory = v.gpu_memory_gib(self.gpu_type)
+        memory = vocabulary.gpu_memory_gib(self.gpu_type)
         if memory is None:
             return []  # warned about in warnings()
         need = capacity.gpu_need(shape, self.gpu_type, self.max_model_len, self.max_batch, memory)
@@ -568,7 +570,7 @@ class StackConfig(BaseModel):
         """Every GPU taint key GPU pods must tolerate (a node admits a pod only if it tolerates
         all its NoSchedule taints); nvidia.com/gpu when none is configured."""
         keys = [t.split(":")[0].split("=")[0] for t in self.gpu_node_taints]
-        return list(dict.fromkeys(keys)) or [h.DEFAULT_GPU_TAINT_KEY]
+        return list(dict.fromkeys(keys)) or [DEFAULT_GPU_TAINT_KEY]
 
     @property
     def uses_ucloud(self) -> bool:

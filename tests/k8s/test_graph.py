@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 import pulumi
 import pytest
 
-from components.k8s import conventions as h
+from components.k8s import conventions
 from components.k8s.gpu_drivers import GpuDriversArgs
 from components.k8s.inference import API_KEY_DIR, PORT
 from components.k8s.model_fetch import NOMINAL_CAPACITY, ModelFetchArgs
@@ -256,7 +256,7 @@ def test_preinstalled_mode_deploys_device_plugin_and_dcgm_only() -> None:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert "ALL" in container["securityContext"]["capabilities"]["drop"]
             image = container["image"]
-            assert h.require_pinned_image("image", image) == image
+            assert conventions.require_pinned_image("image", image) == image
 
 
 def test_daemonset_mode_adds_driver_and_toolkit_and_orders_them() -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from components.k8s import conventions as h
+from components.errors import ConfigError
+from components.k8s import conventions
 from components.k8s.model_fetch import ModelFetchArgs
 from components.stack import config as stack_config
-from components.stack.config import ConfigError, parse
+from components.stack.config import parse
 from tests.stack.stack_values import STACKS, raw_values
 from tools.stack_config import ROOT, project_file
 
@@ -171,11 +172,11 @@ def test_config_and_components_refuse_the_same_images(image: str, pinned: bool) 
     """One rule (k8s_helpers.pinned_image_problem) for the config and the components."""
     if pinned:
         parse(raw_values("dev", inferenceImage=image), "dev")
-        h.require_pinned_image("image", image)
+        conventions.require_pinned_image("image", image)
     else:
         assert any("llm-uk8s:inferenceImage" in p for p in problems(inferenceImage=image))
-        with pytest.raises(h.ConfigError, match=r"^image: invalid value"):
-            h.require_pinned_image("image", image)
+        with pytest.raises(ConfigError, match=r"^image: invalid value"):
+            conventions.require_pinned_image("image", image)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +197,7 @@ def test_config_and_model_store_share_the_revision_rule(revision: str, pinned: b
         store.validate()
     else:
         assert any("modelRevision" in p for p in problems(modelRevision=revision))
-        with pytest.raises(h.ConfigError, match=r"^revision: "):
+        with pytest.raises(ConfigError, match=r"^revision: "):
             store.validate()
 
 
@@ -206,8 +207,8 @@ def test_config_takes_quantity_and_dns_label_rules_from_the_helpers() -> None:
     def pattern(name: str) -> str:
         return next(m.pattern for m in fields[name].metadata if hasattr(m, "pattern"))
 
-    assert pattern("namespace") == h.DNS_LABEL.pattern
-    assert pattern("inference_memory") == pattern("inference_cpu") == h.QUANTITY.pattern
+    assert pattern("namespace") == conventions.DNS_LABEL.pattern
+    assert pattern("inference_memory") == pattern("inference_cpu") == conventions.QUANTITY.pattern
 
 
 def test_descriptions_match_what_the_config_accepts() -> None:
@@ -280,7 +281,7 @@ def test_replicas_share_the_inference_components_range() -> None:
         try:
             args.validate()
             component_ok = True
-        except h.ConfigError:
+        except ConfigError:
             component_ok = False
         try:
             parse(raw_values("local", replicas=replicas), "local")

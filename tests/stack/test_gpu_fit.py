@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from components.errors import ConfigError
 from components.stack import capacity
-from components.stack.config import ConfigError, parse
+from components.stack.config import parse
 from tests.stack.stack_values import raw_values
 
 CHATGLM2 = capacity.KNOWN_MODELS["thudm/chatglm2-6b"]

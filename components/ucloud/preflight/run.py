@@ -31,7 +31,7 @@ PREFLIGHT_RETRY = RetryPolicy(attempts=4, base_delay=1.0, max_delay=8.0)
 
 
 class PreflightError(ValueError):
-    """Every problem preflight found, one per line, like components/config.ConfigError."""
+    """Every problem preflight found, one per line, like components/errors.ConfigError."""
 
     def __init__(self, stack: str, problems: list[str]) -> None:
         self.problems = problems

@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from components.errors import ConfigError
 from components.stack import config as stack_config
 from components.ucloud import vocabulary
 from components.ucloud.cluster import master_zones, nodes_per_zone
 
 PROJECT = stack_config.PROJECT
 StackConfig = stack_config.StackConfig
-ConfigError = stack_config.ConfigError
 
 # Boot disk type: the program's choice per machine family, vocabulary.boot_disk_type_for
 # (uk8s_cluster.py sends it as MasterBootDiskType, uk8s_node.py as BootDiskType). Its size: the
