@@ -3,7 +3,11 @@
 Why: a typo in a CIDR or a GPU type should fail in `pulumi preview`, in one message that lists
 every problem with its key, value and what is allowed — not twenty minutes into a cluster create.
 Defaults live in Pulumi.yaml (the CLI applies them; `make plan` does the same), so this module
-only reads, types and checks.
+only reads, types and checks, and its sections (`cluster_args()` ...) build each component's Args.
+
+Adding a key: declare it in Pulumi.yaml (type, default, description), add the field here (the
+snake_case of the key, with the key as alias, and its check), and pass it on in the one section
+whose component uses it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -35,13 +39,19 @@ from components.k8s.conventions import (
     is_pinned_revision,
     pinned_image_problem,
 )
+from components.k8s.gpu_drivers import GpuDriversArgs
+from components.k8s.inference import InferenceServiceArgs
+from components.k8s.model_fetch import ModelFetchArgs
 from components.stack import capacity
 from components.ucloud import vocabulary
-from components.ucloud.cluster import nodes_per_zone
+from components.ucloud.cluster import GpuClusterArgs, GpuNodePoolArgs, nodes_per_zone
+from components.ucloud.model_volume import ModelVolumeArgs
 from components.ucloud.uk8s_node import GROUP_LABEL
 from components.ucloud.validation import label_problem, taint_problem
 
 PROJECT = "llm-uk8s"
+# Where the local platform keeps the model on its (single) node: the PV's hostPath.
+LOCAL_MODEL_HOST_PATH = "/var/lib/llm-uk8s/models"
 
 # Every UCloud fact (GPU types, machine types, ranges) comes from components/ucloud/vocabulary.py,
 # the same module the providers' check() reads, so both accept exactly the same values.
@@ -575,6 +585,133 @@ class StackConfig(BaseModel):
     @property
     def uses_ucloud(self) -> bool:
         return self.platform == "ucloud"
+
+    # ---- sections: each component's Args, built from the settings ------------------------
+    # The one place where a config key meets the component field it sets. The fields above are
+    # the keys in snake_case (the alias is the key); the Args fields are named after the resource
+    # input they end in (master_mem, k8s_version, size, gpu, mem), so a component passes them on
+    # unchanged. __main__.py only wires one component's outputs into the next one's section.
+
+    def cluster_args(self) -> GpuClusterArgs:
+        return GpuClusterArgs(
+            region=self.region,
+            project_id=self.project_id,
+            zones=self.zones,
+            vpc_cidr=self.vpc_cidr,
+            subnet_cidr=self.subnet_cidr,
+            service_cidr=self.service_cidr,
+            cluster_name=self.resolved_cluster_name,
+            k8s_version=self.kubernetes_version,
+            master_machine_type=self.master_machine_type,
+            master_cpu=self.master_cpu,
+            master_mem=self.master_memory_mb,
+            external_api_server=self.external_api_server,
+            charge_type=self.charge_type,
+            nat_bandwidth=self.nat_bandwidth_mbps,
+            nat_internet_type=self.nat_internet_type,
+            gpu_nodes=GpuNodePoolArgs(
+                machine_type=self.gpu_machine_type,
+                gpu_type=self.gpu_type,
+                gpu=self.gpus_per_node,
+                cpu=self.gpu_node_cpu,
+                mem=self.gpu_node_memory_mb,
+                count=self.gpu_node_count,
+                image_id=self.gpu_node_image_id,
+                labels=self.node_labels,
+                taints=self.gpu_node_taints,
+            ),
+        )
+
+    def model_volume_args(
+        self, *, vpc_id: pulumi.Input[str], subnet_id: pulumi.Input[str]
+    ) -> ModelVolumeArgs:
+        """The UFS volume, mounted in the cluster's VPC and subnet (GpuCluster outputs)."""
+        return ModelVolumeArgs(
+            region=self.region,
+            project_id=self.project_id,
+            size=self.ufs_size_gb,
+            storage_type=self.ufs_storage_type,
+            charge_type=self.charge_type,
+            vpc_id=vpc_id,
+            subnet_id=subnet_id,
+            retain=self.retain_model_data,
+        )
+
+    def gpu_drivers_args(self) -> GpuDriversArgs:
+        return GpuDriversArgs(
+            mode=self.gpu_driver_mode,
+            gpu_node_selector=self.node_labels,
+            gpu_taint_keys=self.gpu_taint_keys,
+        )
+
+    def model_fetch_args(
+        self,
+        *,
+        namespace: pulumi.Input[str],
+        nfs_server: pulumi.Input[str] | None,
+        hub_token: pulumi.Input[str] | None,
+    ) -> ModelFetchArgs:
+        """PV, claim and fetch Job: over the UFS mount point (`nfs_server`, ModelVolume's
+        output) on UCloud, over a node directory on a local cluster; `hub_token` is the secret
+        `hub_token()` reads."""
+        from_hub = self.model_source == "huggingface"
+        return ModelFetchArgs(
+            namespace=namespace,
+            model_name=self.model_name,
+            source=self.model_source,
+            nfs_server=nfs_server,
+            host_path=None if self.uses_ucloud else LOCAL_MODEL_HOST_PATH,
+            repo_id=self.model_repo_id if from_hub else None,
+            revision=self.model_revision if from_hub else None,
+            hub_endpoint=self.hub_endpoint or None,
+            hub_token=hub_token,
+            fetch_image=self.inference_image,
+            job_timeout_s=self.model_fetch_timeout_seconds,
+        )
+
+    def inference_args(
+        self,
+        *,
+        namespace: pulumi.Input[str],
+        model_claim_name: pulumi.Input[str],
+        model_dir: str | None,
+        model_revision: str | None,
+        runtime_class_name: str | None,
+        node_address: pulumi.Input[str] | None,
+        wait_for: Sequence[pulumi.Resource],
+    ) -> InferenceServiceArgs:
+        """The server; the model's claim, directory and revision come from ModelFetch, the
+        RuntimeClass from GpuDrivers, the NodePort address from GpuCluster, and `wait_for` lists
+        what the Deployment must wait for (the fetch Job, the GPU DaemonSets)."""
+        gpus = self.gpus_per_replica
+        return InferenceServiceArgs(
+            namespace=namespace,
+            image=self.inference_image,
+            model_claim_name=model_claim_name,
+            served_model_name=self.model_name,
+            model_dir=model_dir,
+            model_revision=model_revision,
+            replicas=self.replicas,
+            gpus_per_replica=gpus,
+            cpu_request=self.inference_cpu,
+            cpu_limit=self.inference_cpu,
+            memory_request=self.inference_memory,
+            memory_limit=self.inference_memory,
+            gpu_node_selector=self.node_labels if gpus else {},
+            gpu_taint_keys=self.gpu_taint_keys,
+            runtime_class_name=runtime_class_name if gpus else None,
+            service_type=self.service_type,
+            node_port=self.node_port,
+            load_balancer_annotations=(
+                inference.ucloud_lb_annotations(self.load_balancer_type) if self.uses_ucloud else {}
+            ),
+            node_address=node_address,
+            network_policy=self.network_policy,
+            allowed_cidrs=self.allowed_cidrs,
+            max_batch=self.max_batch,
+            max_model_len=self.max_model_len,
+            wait_for=wait_for,
+        )
 
 
 KEYS: tuple[str, ...] = tuple(

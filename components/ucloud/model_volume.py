@@ -21,9 +21,12 @@ TYPE_TOKEN = "llm-uk8s:storage:ModelStorage"
 
 @dataclass
 class ModelVolumeArgs:
+    """Named after the UfsVolume inputs they become (`size` in GB); the mount point joins
+    `vpc_id`/`subnet_id`; `retain` protects the volume."""
+
     region: str
     project_id: str
-    size_gb: int
+    size: int
     storage_type: str
     charge_type: str
     vpc_id: pulumi.Input[str]
@@ -47,7 +50,7 @@ class ModelVolume(pulumi.ComponentResource):
                 region=args.region,
                 project_id=args.project_id,
                 name=f"{name}-models",
-                size=args.size_gb,
+                size=args.size,
                 storage_type=args.storage_type,
                 protocol_type="NFSv4",
                 charge_type=args.charge_type,
