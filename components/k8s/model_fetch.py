@@ -64,7 +64,6 @@ TYPE_TOKEN = "llm-uk8s:k8s:ModelStore"
 SOURCES = ("huggingface", "bundled")
 VOLUME_MOUNT_IN_JOB = "/models"
 NFS_MOUNT_OPTIONS = ("nolock", "nfsvers=4.0")
-MARKER_NAME = ".llm-uk8s-complete.json"
 _TOKEN_DIR = "/var/run/secrets/llm-uk8s/hub-token"
 _TOKEN_KEY = "token"
 # Kubernetes needs some capacity on an NFS volume and claim but enforces none; UFS's smallest size.
