@@ -58,7 +58,10 @@ def main(
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help=f"one of: {', '.join(stacks(root))}")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="try a changed setting without editing the stack file (repeatable)",
     )
     parser.add_argument("--no-cost-view", action="store_true", help="skip the what-if lines")
@@ -94,8 +97,10 @@ def main(
     print()
     outcome = run_preflight(cfg, api, with_cost_view=not args.no_cost_view)
     if outcome.problems:
-        print(report.redact(report.problems_message(args.stack, outcome.problems), secrets),
-              file=sys.stderr)
+        print(
+            report.redact(report.problems_message(args.stack, outcome.problems), secrets),
+            file=sys.stderr,
+        )
         return 1
     print(report.redact(outcome.text(), secrets))
     return 0

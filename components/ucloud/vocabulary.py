@@ -411,9 +411,9 @@ def ufs_grow_range(region: str, storage_type: str) -> Range:
 def ufs_size_allowed(region: str, storage_type: str, size: int) -> bool:
     """What a stack may ask for without knowing whether the volume exists: a size a new volume
     can be created with, or one an existing volume can be grown to."""
-    return ufs_size_range(storage_type).allows(size) or ufs_grow_range(
-        region, storage_type
-    ).allows(size)
+    return ufs_size_range(storage_type).allows(size) or ufs_grow_range(region, storage_type).allows(
+        size
+    )
 
 
 def private_range_of(cidr: str) -> PrivateRange | None:

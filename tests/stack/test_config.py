@@ -48,8 +48,10 @@ def test_stacks_differ_where_the_environments_should() -> None:
     ("overrides", "expected"),
     [
         ({"ufsSizeGb": 550}, ["llm-uk8s:ufsSizeGb = 550", "in steps of 100"]),
-        ({"ufsSizeGb": 400},
-         ["llm-uk8s:ufsSizeGb = 400", "from 500 to 100000", "a new Basic volume", "grows to"]),
+        (
+            {"ufsSizeGb": 400},
+            ["llm-uk8s:ufsSizeGb = 400", "from 500 to 100000", "a new Basic volume", "grows to"],
+        ),
         ({"serviceCidr": "10.60.128.0/20"}, ["llm-uk8s:serviceCidr", "overlaps vpcCidr"]),
         ({"subnetCidr": "10.61.0.0/24"}, ["llm-uk8s:subnetCidr", "inside vpcCidr 10.60.0.0/16"]),
         ({"vpcCidr": "8.8.0.0/16"}, ["llm-uk8s:vpcCidr = '8.8.0.0/16'", "10.0.0.0/8"]),
@@ -275,8 +277,12 @@ def test_replicas_share_the_inference_components_range() -> None:
 
     for replicas in (0, 1, 64, 65):
         args = InferenceServiceArgs(
-            namespace="llm", image="reg/server:0.1.0", model_claim_name="c",
-            served_model_name="m", replicas=replicas, gpus_per_replica=0,
+            namespace="llm",
+            image="reg/server:0.1.0",
+            model_claim_name="c",
+            served_model_name="m",
+            replicas=replicas,
+            gpus_per_replica=0,
         )
         try:
             args.validate()

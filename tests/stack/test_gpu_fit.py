@@ -46,8 +46,12 @@ def test_an_unknown_model_needs_its_shape() -> None:
     found = problems(modelRepoId="org/other-7b")
     assert any("modelShape" in p and "org/other-7b" in p for p in found)
     shape = "params=3.1e9,layers=36,kvHeads=2,headDim=128"
-    parse(raw_values("dev", modelRepoId="org/other-7b", modelShape=shape,
-                     maxModelLen=2048, maxBatch=2), "dev")
+    parse(
+        raw_values(
+            "dev", modelRepoId="org/other-7b", modelShape=shape, maxModelLen=2048, maxBatch=2
+        ),
+        "dev",
+    )
     assert any("modelShape = 'layers=x'" in p for p in problems(modelShape="layers=x"))
 
 
