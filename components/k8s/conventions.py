@@ -24,7 +24,8 @@ DEFAULT_GPU_TAINT_KEY = GPU_RESOURCE
 # model volume belong to it.
 IMAGE_UID = 10001
 
-# One source for these rules: the stack config (components/config.py) checks with the same ones.
+# One source for these rules: the stack config (components/stack/config.py) checks with the same
+# ones.
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A revision is pinned when it cannot move under a running deployment: a commit, or a release tag

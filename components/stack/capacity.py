@@ -48,8 +48,8 @@ HEADROOM_FRACTION = 0.10
 # cpu 100m / memory 500Mi and systemReserved cpu 100m / memory 500Mi by default, evictionHard
 # memory.available 5%; UK8S-doc introduction/node_requirements.md: "默认预留 1G 内存, 0.2 核
 # CPU" and pods get about node memory - 1G - 5%. On top, our own allowance for DaemonSet pods
-# on every GPU node: ours request at most 400m / 896Mi (components/gpu.py); UK8S's own (CNI,
-# CSI, kube-proxy) requests are undocumented, so 0.5 CPU and 1 GiB in all (our choice).
+# on every GPU node: ours request at most 400m / 896Mi (components/k8s/gpu_drivers.py); UK8S's
+# own (CNI, CSI, kube-proxy) requests are undocumented, so 0.5 CPU and 1 GiB in all (our choice).
 KUBE_RESERVED_MILLICPU = 200
 KUBE_RESERVED_MIB = 1000
 EVICTION_FRACTION = 0.05

@@ -62,9 +62,11 @@ K8S_MINORS = range(26, 35)
 # UK8S takes five label pairs per node; the node provider spends one on its group marker.
 MAX_NODE_LABELS = vocabulary.MAX_NODE_LABELS - 1
 PRIVATE_RANGES = tuple(ipaddress.ip_network(r.network) for r in vocabulary.VPC_RANGES)
-# Inference pods: InferenceServiceArgs.validate accepts 1..64 (components/inference.py); the
+# Inference pods: InferenceServiceArgs.validate accepts 1..64 (components/k8s/inference.py); the
 # config takes the same range, so no value passes one and fails the other.
-REPLICAS = vocabulary.Range(1, 64, source="components/inference.py InferenceServiceArgs.validate")
+REPLICAS = vocabulary.Range(
+    1, 64, source="components/k8s/inference.py InferenceServiceArgs.validate"
+)
 # Namespaces Kubernetes itself owns; deploying into them mixes our objects with the system's.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # The longest suffix the cluster component appends to the cluster name ("-subnet"), and the

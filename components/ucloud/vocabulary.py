@@ -1,6 +1,6 @@
 """UCloud's vocabulary as data: regions, zones, GPU types, machine types, disks, ranges and steps.
 
-Why one module: the stack config (components/config.py) and every provider's check() read the
+Why one module: the stack config (components/stack/config.py) and every provider's check() read the
 same facts from here, so config can never accept what a provider then refuses at preview, and a
 fact found wrong is fixed in one place. Every fact names its source; all were read on READ_ON.
 Where no source confirms a fact the comment says "unconfirmed" (and the value is our choice).

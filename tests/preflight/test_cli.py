@@ -91,8 +91,8 @@ def test_the_cost_view_prices_the_same_stack_with_one_setting_changed(preflight,
 
 
 def test_a_config_the_vocabulary_refuses_gets_the_configs_own_message(preflight, fake):
-    """cn-bj2-04 is no UCloud zone (API regionlist.md): components/config.py refuses it offline,
-    with the one message `pulumi preview` gives, before any call."""
+    """cn-bj2-04 is no UCloud zone (API regionlist.md): components/stack/config.py refuses it
+    offline, with the one message `pulumi preview` gives, before any call."""
     run = preflight("--stack", "prod", "--set", 'zones=["cn-bj2-02", "cn-bj2-04"]')
     assert run.code == 1
     assert run.err.startswith("invalid stack configuration:\n  - llm-uk8s:zones")

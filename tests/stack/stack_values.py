@@ -17,7 +17,7 @@ UCLOUD = "pulumi-python:dynamic/ucloud:"
 
 
 def raw_values(stack: str, **overrides: Any) -> dict[str, Any]:
-    """Short key -> value, as `components.config.load` hands them to `parse`."""
+    """Short key -> value, as `components.stack.config.load` hands them to `parse`."""
     settings = load_stack(stack, overrides=overrides)
     prefix = settings.project + ":"
     values: dict[str, Any] = {}

@@ -1,11 +1,11 @@
 """The one place where preflight reads the stack config: StackConfig -> what will be bought.
 
 Why one module: every config field the preflight uses is read here, so a rename in
-components/config.py is one edit here. The config is checked by config.py itself (against
+components/stack/config.py is one edit here. The config is checked by config.py itself (against
 components/ucloud/vocabulary.py), so preflight starts from exactly what the program accepts;
-placement follows the program (components/cluster.py `master_zones`, `nodes_per_zone`) and boot
-disks the program's choice (vocabulary.boot_disk_type_for), so preflight checks and prices
-exactly the hosts `pulumi up` would create.
+placement follows the program (components/ucloud/cluster.py `master_zones`, `nodes_per_zone`)
+and boot disks the program's choice (vocabulary.boot_disk_type_for), so preflight checks and
+prices exactly the hosts `pulumi up` would create.
 """
 
 from __future__ import annotations
