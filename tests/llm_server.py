@@ -36,8 +36,13 @@ class RunningServer:
     startup: list[tuple[int, int, str]] = field(default_factory=list)  # (/health, /ready, status)
 
     def client(self, **kwargs: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.api_key or "unused",
-                             max_retries=0, timeout=120, **kwargs)  # type: ignore[arg-type]
+        return openai.OpenAI(
+            base_url=f"{self.url}/v1",
+            api_key=self.api_key or "unused",
+            max_retries=0,
+            timeout=120,
+            **kwargs,
+        )  # type: ignore[arg-type]
 
     def http(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -49,8 +54,11 @@ class RunningServer:
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics, keyed by its name with labels as written."""
         text = httpx.get(f"{self.url}/metrics", timeout=30).text
-        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines() if line and not line.startswith("#")}
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
 
     def metric(self, name: str) -> float:
         """The value of an unlabelled metric line from /metrics."""
@@ -69,18 +77,25 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(tmp_path: Path, model: str | None, api_key: str | None = None,
-                 **settings: str) -> RunningServer:
+def start_server(
+    tmp_path: Path, model: str | None, api_key: str | None = None, **settings: str
+) -> RunningServer:
     """Starts a server and returns once /ready says 200; `settings` become LLMSERVE_<NAME>.
     One OpenMP thread per server: the test machines have few cores, shared by several servers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVE_")}
     if model is not None:
         env["LLMSERVE_MODEL"] = model
-    env.update({"LLMSERVE_PORT": str(port),
-                "LLMSERVE_HOST": "127.0.0.1", "LLMSERVE_DEVICE": "cpu",
-                "LLMSERVE_LOG_LEVEL": "warning", "PYTHONPATH": str(IMAGE_DIR),
-                "OMP_NUM_THREADS": "1"})
+    env.update(
+        {
+            "LLMSERVE_PORT": str(port),
+            "LLMSERVE_HOST": "127.0.0.1",
+            "LLMSERVE_DEVICE": "cpu",
+            "LLMSERVE_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(IMAGE_DIR),
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     env.update({f"LLMSERVE_{k.upper()}": v for k, v in settings.items()})
     if api_key is not None:
         key_file = tmp_path / "api-key"
@@ -88,8 +103,13 @@ def start_server(tmp_path: Path, model: str | None, api_key: str | None = None,
         env["LLMSERVE_API_KEY_FILE"] = str(key_file)
     log_path = tmp_path / f"server-{port}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "llmserve", "serve"], cwd=IMAGE_DIR,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmserve", "serve"],
+            cwd=IMAGE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, api_key)
     deadline = time.monotonic() + READY_DEADLINE_S
     while time.monotonic() < deadline:
@@ -98,8 +118,9 @@ def start_server(tmp_path: Path, model: str | None, api_key: str | None = None,
         try:
             ready = httpx.get(f"{server.url}/ready", timeout=5)
             health = httpx.get(f"{server.url}/health", timeout=5)
-            server.startup.append((health.status_code, ready.status_code,
-                                   ready.json().get("status", "")))
+            server.startup.append(
+                (health.status_code, ready.status_code, ready.json().get("status", ""))
+            )
             if ready.status_code == 200:
                 return server
         except httpx.TransportError:

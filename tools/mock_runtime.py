@@ -324,6 +324,9 @@ def run_program(
         )
     finally:
         pulumi.runtime.set_all_config({}, [])
+        # Leave no mock monitor behind: code that asks whether it runs under mocks (preflight's
+        # under_mocks) must not see the last run's monitor once the run is over.
+        pulumi.runtime.settings.reset_options()
         loop.run_until_complete(loop.shutdown_default_executor())
         for thread_loop in thread_loops:
             thread_loop.close()

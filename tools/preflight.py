@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.errors import ConfigError
 from components.ucloud.credentials import (
     ENV_BASE_URL,
     ENV_PRIVATE_KEY,
@@ -26,7 +27,7 @@ from components.ucloud.credentials import (
 )
 from components.ucloud.preflight import report
 from components.ucloud.preflight.run import PREFLIGHT_RETRY, read_only_api, run_preflight
-from components.ucloud.preflight.stack import ConfigError, parse_settings, uses_ucloud
+from components.ucloud.preflight.stack import parse_settings, uses_ucloud
 from components.ucloud.retry import RetryPolicy
 from tools.stack_config import ROOT, load_stack, stacks
 
@@ -57,7 +58,10 @@ def main(
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help=f"one of: {', '.join(stacks(root))}")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="try a changed setting without editing the stack file (repeatable)",
     )
     parser.add_argument("--no-cost-view", action="store_true", help="skip the what-if lines")
@@ -93,8 +97,10 @@ def main(
     print()
     outcome = run_preflight(cfg, api, with_cost_view=not args.no_cost_view)
     if outcome.problems:
-        print(report.redact(report.problems_message(args.stack, outcome.problems), secrets),
-              file=sys.stderr)
+        print(
+            report.redact(report.problems_message(args.stack, outcome.problems), secrets),
+            file=sys.stderr,
+        )
         return 1
     print(report.redact(outcome.text(), secrets))
     return 0

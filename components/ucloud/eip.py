@@ -22,9 +22,7 @@ OPERATOR_NAMES = vocabulary.EIP_INTERNET_TYPES
 # Bandwidth limits per pay mode at AllocateEIP (vocabulary.EIP_BANDWIDTH_MBPS).
 BANDWIDTH_LIMITS = {mode: r.high for mode, r in vocabulary.EIP_BANDWIDTH_MBPS.items()}
 # ...and when changing it in place (vocabulary.EIP_MODIFY_BANDWIDTH_MBPS).
-MODIFY_BANDWIDTH_LIMITS = {
-    mode: r.high for mode, r in vocabulary.EIP_MODIFY_BANDWIDTH_MBPS.items()
-}
+MODIFY_BANDWIDTH_LIMITS = {mode: r.high for mode, r in vocabulary.EIP_MODIFY_BANDWIDTH_MBPS.items()}
 MIN_BANDWIDTH = 1
 FREE, USED = "free", "used"
 ATTRIBUTES = ("name", "tag", "remark")

@@ -24,6 +24,7 @@ MAX_SIZE_GB = {kind: r.high for kind, r in vocabulary.UFS_SIZE_GB.items()}
 SIZE_STEP_GB = vocabulary.UFS_SIZE_GB["Basic"].step
 PROTOCOL_TYPES = vocabulary.UFS_PROTOCOL_TYPES
 
+
 def growth_problem(region: str, storage_type: str, old_gb: int, new_gb: int) -> str | None:
     """Why ExtendUFSVolume would refuse growing a volume from old_gb to new_gb, or None."""
     if new_gb == old_gb:

@@ -10,11 +10,11 @@ from typing import Any
 from pulumi.dynamic import CheckFailure
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.ucloud import vocabulary as v
+from components.ucloud import vocabulary
 
 HIDDEN = "(value hidden)"
 # Billing modes of EIPs, UFS volumes and cluster masters (nodes also allow "Postpay").
-CHARGE_TYPES = v.CHARGE_TYPES
+CHARGE_TYPES = vocabulary.CHARGE_TYPES
 
 # Kubernetes label syntax (an optional DNS-subdomain prefix, a name of at most 63 characters);
 # UK8S passes labels and taints as "k=v,k=v" (API add_uk8s_uhost_node.md), so these forbid ','
@@ -38,9 +38,9 @@ def label_problem(key: str, value: str) -> str | None:
 def taint_problem(taint: str) -> str | None:
     """Why UK8S would refuse this taint (API: "形式为key=value:effect"), or None."""
     match = _TAINT.match(taint)
-    if not match or match.group(3) not in v.TAINT_EFFECTS:
+    if not match or match.group(3) not in vocabulary.TAINT_EFFECTS:
         return f"{taint!r} must be key=value:Effect with Effect one of " + ", ".join(
-            v.TAINT_EFFECTS
+            vocabulary.TAINT_EFFECTS
         )
     if not LABEL_KEY.match(match.group(1)) or not LABEL_VALUE.match(match.group(2)):
         return f"{taint!r}: key and value must follow Kubernetes label syntax"
@@ -91,9 +91,9 @@ class Checker:
     def integer(
         self, field: str, low: int, high: int, step: int = 1, required: bool = True
     ) -> None:
-        self.in_range(field, v.Range(low, high, step), required)
+        self.in_range(field, vocabulary.Range(low, high, step), required)
 
-    def in_range(self, field: str, allowed: v.Range, required: bool = True) -> None:
+    def in_range(self, field: str, allowed: vocabulary.Range, required: bool = True) -> None:
         """A whole number inside one of the vocabulary's ranges."""
         if not self._present(field, required):
             return
@@ -110,14 +110,14 @@ class Checker:
 
     def region(self) -> None:
         """A region UCloud lists (an empty one is reported by the base check)."""
-        self.choice("region", v.REGIONS, required=False)
+        self.choice("region", vocabulary.REGIONS, required=False)
 
     def zone(self, field: str, value: Any) -> None:
         """A zone UCloud lists for the input region."""
         region = self.inputs.get("region")
         if is_unknown(value) or is_unknown(region):
             return
-        zones = v.zones_of(str(region))
+        zones = vocabulary.zones_of(str(region))
         if value not in zones:
             listed = ", ".join(zones) if zones else f"none (region {region!r} is not listed)"
             self.fail(field, value, f"a zone of region {region}: {listed}")
@@ -130,7 +130,7 @@ class Checker:
         """An RFC 1918 CIDR with the prefix limits UCloud gives its block (vocabulary)."""
         if is_unknown(value):
             return
-        problem = v.cidr_problem(str(value), min_prefix, max_prefix)
+        problem = vocabulary.cidr_problem(str(value), min_prefix, max_prefix)
         if problem is not None:
             self.fail(field, value, problem)
 
@@ -152,9 +152,11 @@ class Checker:
         taints = self.inputs.get(field)
         if is_unknown(taints):
             return
-        if not isinstance(taints, list | tuple) or len(taints) > v.MAX_NODE_TAINTS:
+        if not isinstance(taints, list | tuple) or len(taints) > vocabulary.MAX_NODE_TAINTS:
             self.fail(
-                field, taints, f"a list of at most {v.MAX_NODE_TAINTS} 'key=value:Effect' strings"
+                field,
+                taints,
+                f"a list of at most {vocabulary.MAX_NODE_TAINTS} 'key=value:Effect' strings",
             )
             return
         for taint in taints:

@@ -1,6 +1,6 @@
 """UCloud's vocabulary as data: regions, zones, GPU types, machine types, disks, ranges and steps.
 
-Why one module: the stack config (components/config.py) and every provider's check() read the
+Why one module: the stack config (components/stack/config.py) and every provider's check() read the
 same facts from here, so config can never accept what a provider then refuses at preview, and a
 fact found wrong is fixed in one place. Every fact names its source; all were read on READ_ON.
 Where no source confirms a fact the comment says "unconfirmed" (and the value is our choice).
@@ -411,9 +411,9 @@ def ufs_grow_range(region: str, storage_type: str) -> Range:
 def ufs_size_allowed(region: str, storage_type: str, size: int) -> bool:
     """What a stack may ask for without knowing whether the volume exists: a size a new volume
     can be created with, or one an existing volume can be grown to."""
-    return ufs_size_range(storage_type).allows(size) or ufs_grow_range(
-        region, storage_type
-    ).allows(size)
+    return ufs_size_range(storage_type).allows(size) or ufs_grow_range(region, storage_type).allows(
+        size
+    )
 
 
 def private_range_of(cidr: str) -> PrivateRange | None:

@@ -123,6 +123,11 @@ _FIELDS = [
 ]
 
 
+# Every environment variable load_settings reads (the _FIELDS above and the API key's two): the
+# stack sets only these (tests/k8s/test_image_contract.py).
+ENV_NAMES = (*(env for _flag, env, *_rest in _FIELDS), "LLMSERVE_API_KEY", "LLMSERVE_API_KEY_FILE")
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags stay strings here: `load_settings` parses and checks flags and env alike."""
     for flag, env, _field, _parse, help_text in _FIELDS:

@@ -51,8 +51,7 @@ class Offer:
             {
                 "Gpu": g,
                 "Collection": [
-                    {"Cpu": c, "Memory": [c * r for r in self.memory_gb_per_cpu]}
-                    for c in self.cpus
+                    {"Cpu": c, "Memory": [c * r for r in self.memory_gb_per_cpu]} for c in self.cpus
                 ],
             }
             for g in self.gpus
@@ -112,8 +111,9 @@ class PriceBook:
         unit = month if charge_type == "Month" else _cents(month * YEAR_MONTHS)
         return unit * max(quantity, 1)
 
-    def uhost_hourly(self, cpu: int, memory_mb: int, gpu_type: str | None, gpus: int,
-                     boot_gb: int) -> Decimal:
+    def uhost_hourly(
+        self, cpu: int, memory_mb: int, gpu_type: str | None, gpus: int, boot_gb: int
+    ) -> Decimal:
         gpu = self.gpu_hour.get(gpu_type or "", Decimal("5.00")) * gpus if gpu_type else 0
         return (
             self.cpu_hour * cpu
@@ -122,14 +122,24 @@ class PriceBook:
             + gpu
         )
 
-    def uhost(self, charge_type: str, cpu: int, memory_mb: int, gpu_type: str | None = None,
-              gpus: int = 0, boot_gb: int = 40, count: int = 1, quantity: int = 1) -> Decimal:
+    def uhost(
+        self,
+        charge_type: str,
+        cpu: int,
+        memory_mb: int,
+        gpu_type: str | None = None,
+        gpus: int = 0,
+        boot_gb: int = 40,
+        count: int = 1,
+        quantity: int = 1,
+    ) -> Decimal:
         """GetUHostInstancePrice's Price for `count` hosts (元)."""
         hourly = self.uhost_hourly(cpu, memory_mb, gpu_type, gpus, boot_gb)
         return self.for_charge(hourly, charge_type, quantity) * count
 
-    def ufs_fen(self, charge_type: str, size_gb: int, storage_type: str,
-                quantity: int = 1) -> Decimal:
+    def ufs_fen(
+        self, charge_type: str, size_gb: int, storage_type: str, quantity: int = 1
+    ) -> Decimal:
         """DescribeUFSVolumePrice's Price (分)."""
         hourly = self.ufs_gb_hour_fen[storage_type] * size_gb
         return self.for_charge(hourly, charge_type, quantity)
@@ -165,15 +175,24 @@ def _default_offers() -> list[Offer]:
         "H20": ("cn-bj2-02", "cn-bj2-03", "cn-bj2-05"),
         "4090": ("cn-bj2-02", "cn-bj2-03", "cn-bj2-05"),
     }
-    memory = {"P40": 24, "T4": 16, "T4S": 16, "V100S": 32, "A100": 80, "A800": 80, "H20": 96,
-              "4090": 24}
+    memory = {
+        "P40": 24,
+        "T4": 16,
+        "T4S": 16,
+        "V100S": 32,
+        "A100": 80,
+        "A800": 80,
+        "H20": 96,
+        "4090": 24,
+    }
     for name, where in gpu_zones.items():
         small = name in ("P40", "T4")
         cpus = (4, 8, 16, 32) if small else (8, 16, 32, 64)
         gpus = (1, 2, 4) if small else (1, 2, 4, 8)
         for zone in where:
-            offers.append(Offer(name, zone, True, cpus, (2, 4, 8), gpus=gpus,
-                                graphics_memory_gb=memory[name]))
+            offers.append(
+                Offer(name, zone, True, cpus, (2, 4, 8), gpus=gpus, graphics_memory_gb=memory[name])
+            )
     return offers
 
 
@@ -378,8 +397,12 @@ def get_eip_price(cloud: FakeCloud, p: dict[str, Any]) -> dict[str, Any]:
     for charge in _charge_types(p):
         price = catalog.prices.eip(charge, bandwidth, quantity)
         price_set.append(
-            {"ChargeType": charge, "Price": float(price), "OriginalPrice": float(price),
-             "PurchaseValue": 0}
+            {
+                "ChargeType": charge,
+                "Price": float(price),
+                "OriginalPrice": float(price),
+                "PurchaseValue": 0,
+            }
         )
     return {"PriceSet": price_set}
 

@@ -12,9 +12,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gpu import GpuDrivers, GpuDriversArgs
-from components.inference import InferenceService, InferenceServiceArgs
-from components.model_store import ModelStore, ModelStoreArgs
+from components.k8s.gpu_drivers import GpuDrivers, GpuDriversArgs
+from components.k8s.inference import InferenceService, InferenceServiceArgs
+from components.k8s.model_fetch import ModelFetch, ModelFetchArgs
 from tools.mock_runtime import Plan, RecordedResource, run_program
 
 GPU_SELECTOR = {"llm-uk8s/gpu": "true"}
@@ -31,14 +31,14 @@ MOCK_API_KEY = "mock-generated-api-key-0123456789"
 class StackArgs:
     """One environment's component args (what __main__.py would build from config)."""
 
-    store: ModelStoreArgs
+    store: ModelFetchArgs
     gpu: GpuDriversArgs
     inference: InferenceServiceArgs
     provider_style: str = "providers"  # or "provider"
 
 
-def ufs_store(**overrides: Any) -> ModelStoreArgs:
-    base = ModelStoreArgs(
+def ufs_store(**overrides: Any) -> ModelFetchArgs:
+    base = ModelFetchArgs(
         namespace="llm",
         model_name="chatglm2-6b",
         nfs_server=UFS_MOUNT_POINT,
@@ -50,8 +50,8 @@ def ufs_store(**overrides: Any) -> ModelStoreArgs:
     return replace(base, **overrides)
 
 
-def local_store(**overrides: Any) -> ModelStoreArgs:
-    base = ModelStoreArgs(
+def local_store(**overrides: Any) -> ModelFetchArgs:
+    base = ModelFetchArgs(
         namespace="llm",
         model_name="bundled",
         source="bundled",
@@ -142,7 +142,7 @@ def build(make: Callable[[], StackArgs]) -> Callable[[], None]:
             opts = pulumi.ResourceOptions(provider=provider)
         else:
             opts = pulumi.ResourceOptions(providers={"kubernetes": provider})
-        store = ModelStore("model", stack.store, opts=opts)
+        store = ModelFetch("model", stack.store, opts=opts)
         gpu = GpuDrivers("gpu", stack.gpu, opts=opts)
         inference_args = replace(
             stack.inference,

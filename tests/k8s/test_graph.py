@@ -7,10 +7,10 @@ from dataclasses import fields, replace
 import pulumi
 import pytest
 
-from components import k8s_helpers as h
-from components.gpu import GpuDriversArgs
-from components.inference import API_KEY_DIR, PORT
-from components.model_store import NOMINAL_CAPACITY, ModelStoreArgs
+from components.k8s import conventions
+from components.k8s.gpu_drivers import GpuDriversArgs
+from components.k8s.inference import API_KEY_DIR, PORT
+from components.k8s.model_fetch import NOMINAL_CAPACITY, ModelFetchArgs
 from tests.k8s.stacks import (
     GPU_SELECTOR,
     HUB_TOKEN,
@@ -134,7 +134,7 @@ def test_volume_and_claim_size_is_nominal_not_the_ufs_size() -> None:
     pv, pvc = plan.one(PV).manifest()["spec"], plan.one(PVC).manifest()["spec"]
     assert pv["capacity"] == {"storage": NOMINAL_CAPACITY}
     assert pvc["resources"] == {"requests": {"storage": NOMINAL_CAPACITY}}
-    assert "capacity_gi" not in {f.name for f in fields(ModelStoreArgs)}
+    assert "capacity_gi" not in {f.name for f in fields(ModelFetchArgs)}
 
 
 def test_hub_token_reaches_the_job_only_through_a_secret() -> None:
@@ -214,7 +214,7 @@ def test_every_kubernetes_object_uses_the_cluster_provider(stack_plan: tuple[str
 
 
 def test_components_refuse_to_run_without_an_explicit_provider() -> None:
-    from components.inference import InferenceService
+    from components.k8s.inference import InferenceService
 
     def program() -> None:
         InferenceService("llm", gpu_inference())
@@ -256,7 +256,7 @@ def test_preinstalled_mode_deploys_device_plugin_and_dcgm_only() -> None:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert "ALL" in container["securityContext"]["capabilities"]["drop"]
             image = container["image"]
-            assert h.require_pinned_image("image", image) == image
+            assert conventions.require_pinned_image("image", image) == image
 
 
 def test_daemonset_mode_adds_driver_and_toolkit_and_orders_them() -> None:

@@ -8,8 +8,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components import k8s_helpers as h
-from components.inference import (
+from components.errors import ConfigError
+from components.k8s import conventions
+from components.k8s.inference import (
     UCLOUD_LB_TYPE_ANNOTATION,
     endpoint_url,
     progress_deadline_s,
@@ -17,7 +18,7 @@ from components.inference import (
     termination_grace_s,
     ucloud_lb_annotations,
 )
-from components.model_store import ModelStoreArgs, fetch_command, prepare_dir_command
+from components.k8s.model_fetch import ModelFetchArgs, fetch_command, prepare_dir_command
 
 
 @pytest.mark.parametrize(
@@ -31,13 +32,13 @@ from components.model_store import ModelStoreArgs, fetch_command, prepare_dir_co
     ],
 )
 def test_strip_nfs_export(raw: str, server: str) -> None:
-    assert h.strip_nfs_export(raw) == server
+    assert conventions.strip_nfs_export(raw) == server
 
 
 @pytest.mark.parametrize("raw", ["", ":/", "10.0.0.1:/export", "bad host:/", "a/b"])
 def test_strip_nfs_export_rejects(raw: str) -> None:
-    with pytest.raises(h.ConfigError, match=r"^nfs_server: invalid value"):
-        h.strip_nfs_export(raw)
+    with pytest.raises(ConfigError, match=r"^nfs_server: invalid value"):
+        conventions.strip_nfs_export(raw)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +50,7 @@ def test_strip_nfs_export_rejects(raw: str) -> None:
     ],
 )
 def test_pinned_images_pass(image: str) -> None:
-    assert h.require_pinned_image("image", image) == image
+    assert conventions.require_pinned_image("image", image) == image
 
 
 @pytest.mark.parametrize(
@@ -64,43 +65,43 @@ def test_pinned_images_pass(image: str) -> None:
     ],
 )
 def test_unpinned_images_fail_naming_the_field(image: str) -> None:
-    with pytest.raises(h.ConfigError, match=r"^fetch_image: invalid value .*allowed: "):
-        h.require_pinned_image("fetch_image", image)
+    with pytest.raises(ConfigError, match=r"^fetch_image: invalid value .*allowed: "):
+        conventions.require_pinned_image("fetch_image", image)
 
 
 @pytest.mark.parametrize("value", ["500m", "4", "16Gi", "0.5", "1e3x", "16 Gi", "16GB", ""])
 def test_quantities(value: str) -> None:
     ok = value in ("500m", "4", "16Gi", "0.5")
     if ok:
-        assert h.require_quantity("cpu_limit", value) == value
+        assert conventions.require_quantity("cpu_limit", value) == value
     else:
-        with pytest.raises(h.ConfigError, match=r"^cpu_limit: "):
-            h.require_quantity("cpu_limit", value)
+        with pytest.raises(ConfigError, match=r"^cpu_limit: "):
+            conventions.require_quantity("cpu_limit", value)
 
 
 def test_choice_error_lists_allowed_values() -> None:
-    with pytest.raises(h.ConfigError) as info:
-        h.require_choice("mode", "operator", ("preinstalled", "daemonset", "none"))
+    with pytest.raises(ConfigError) as info:
+        conventions.require_choice("mode", "operator", ("preinstalled", "daemonset", "none"))
     assert str(info.value) == (
         "mode: invalid value 'operator'; allowed: preinstalled | daemonset | none"
     )
 
 
 def test_positive_int_bounds_and_bools() -> None:
-    assert h.require_positive_int("replicas", 3, maximum=4) == 3
+    assert conventions.require_positive_int("replicas", 3, maximum=4) == 3
     for bad in (0, 5, True, 2.0):
-        with pytest.raises(h.ConfigError, match=r"^replicas: "):
-            h.require_positive_int("replicas", bad, maximum=4)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=r"^replicas: "):
+            conventions.require_positive_int("replicas", bad, maximum=4)  # type: ignore[arg-type]
 
 
 def test_cidrs_are_normalised_and_checked() -> None:
-    assert h.require_cidrs("allowed_cidrs", ["10.1.2.3/8"]) == ["10.0.0.0/8"]
-    with pytest.raises(h.ConfigError, match=r"^allowed_cidrs: invalid value '10\.0\.0\.0/33'"):
-        h.require_cidrs("allowed_cidrs", ["10.0.0.0/33"])
+    assert conventions.require_cidrs("allowed_cidrs", ["10.1.2.3/8"]) == ["10.0.0.0/8"]
+    with pytest.raises(ConfigError, match=r"^allowed_cidrs: invalid value '10\.0\.0\.0/33'"):
+        conventions.require_cidrs("allowed_cidrs", ["10.0.0.0/33"])
 
 
 def test_wait_timeouts_add_the_margin() -> None:
-    timeouts = h.wait_timeouts(1800, margin_s=600)
+    timeouts = conventions.wait_timeouts(1800, margin_s=600)
     assert (timeouts.create, timeouts.update) == ("2400s", "2400s")
 
 
@@ -126,8 +127,8 @@ def test_endpoint_url_choices() -> None:
     assert endpoint_url("LoadBalancer", cluster, None, 30619, []) == cluster
 
 
-def store_args(**overrides: object) -> ModelStoreArgs:
-    base = ModelStoreArgs(
+def store_args(**overrides: object) -> ModelFetchArgs:
+    base = ModelFetchArgs(
         namespace="n",
         model_name="m",
         nfs_server="1.2.3.4",
@@ -161,13 +162,13 @@ def test_a_release_tag_is_pinned_without_allow_unpinned() -> None:
     assert "--allow-unpinned" in fetch_command(tag)
     commit = store_args(revision="a" * 40, allow_unpinned=False)
     assert "--allow-unpinned" not in fetch_command(commit)
-    with pytest.raises(h.ConfigError, match=r"^revision: invalid value 'main'"):
+    with pytest.raises(ConfigError, match=r"^revision: invalid value 'main'"):
         store_args(revision="main", allow_unpinned=False).validate()
 
 
 @pytest.mark.parametrize("revision", ["refs/pr/1", "..", "a b"])
 def test_a_revision_that_is_no_directory_name_is_refused(revision: str) -> None:
-    with pytest.raises(h.ConfigError, match=r"^revision: invalid value"):
+    with pytest.raises(ConfigError, match=r"^revision: invalid value"):
         store_args(revision=revision).validate()
 
 
@@ -178,26 +179,26 @@ def test_prepare_dir_only_touches_the_revision_dir() -> None:
 
 
 def test_gpu_tolerations_cover_every_key_once() -> None:
-    assert h.gpu_tolerations(["nvidia.com/gpu", "ucloud.cn/gpu", "nvidia.com/gpu"]) == [
+    assert conventions.gpu_tolerations(["nvidia.com/gpu", "ucloud.cn/gpu", "nvidia.com/gpu"]) == [
         {"key": "nvidia.com/gpu", "operator": "Exists"},
         {"key": "ucloud.cn/gpu", "operator": "Exists"},
     ]
-    with pytest.raises(h.ConfigError, match=r"^gpu_taint_keys: invalid value"):
-        h.require_taint_keys("gpu_taint_keys", "nvidia.com/gpu")  # a string, not a list
+    with pytest.raises(ConfigError, match=r"^gpu_taint_keys: invalid value"):
+        conventions.require_taint_keys("gpu_taint_keys", "nvidia.com/gpu")  # a string, not a list
 
 
 def test_ucloud_lb_annotation_follows_the_type() -> None:
     assert ucloud_lb_annotations("inner") == {UCLOUD_LB_TYPE_ANNOTATION: "inner"}
     assert ucloud_lb_annotations("outer") == {UCLOUD_LB_TYPE_ANNOTATION: "outer"}
-    with pytest.raises(h.ConfigError, match=r"^load_balancer_type: invalid value 'public'"):
+    with pytest.raises(ConfigError, match=r"^load_balancer_type: invalid value 'public'"):
         ucloud_lb_annotations("public")
 
 
 def test_kubernetes_provider_is_required() -> None:
-    with pytest.raises(h.ConfigError, match=r"^opts: no Kubernetes provider"):
-        h.kubernetes_provider(None)
-    with pytest.raises(h.ConfigError):
-        h.kubernetes_provider(pulumi.ResourceOptions())
+    with pytest.raises(ConfigError, match=r"^opts: no Kubernetes provider"):
+        conventions.kubernetes_provider(None)
+    with pytest.raises(ConfigError):
+        conventions.kubernetes_provider(pulumi.ResourceOptions())
 
 
 def test_kubernetes_provider_found_in_either_option() -> None:
@@ -207,11 +208,12 @@ def test_kubernetes_provider_found_in_either_option() -> None:
 
     def program() -> None:
         p = k8s.Provider("p", kubeconfig="{}")
-        found.append(h.kubernetes_provider(pulumi.ResourceOptions(provider=p)) is p)
+        found.append(conventions.kubernetes_provider(pulumi.ResourceOptions(provider=p)) is p)
         found.append(
-            h.kubernetes_provider(pulumi.ResourceOptions(providers={"kubernetes": p})) is p
+            conventions.kubernetes_provider(pulumi.ResourceOptions(providers={"kubernetes": p}))
+            is p
         )
-        found.append(h.kubernetes_provider(pulumi.ResourceOptions(providers=[p])) is p)
+        found.append(conventions.kubernetes_provider(pulumi.ResourceOptions(providers=[p])) is p)
 
     run_program(program)
     assert found == [True, True, True]

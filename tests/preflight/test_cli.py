@@ -91,8 +91,8 @@ def test_the_cost_view_prices_the_same_stack_with_one_setting_changed(preflight,
 
 
 def test_a_config_the_vocabulary_refuses_gets_the_configs_own_message(preflight, fake):
-    """cn-bj2-04 is no UCloud zone (API regionlist.md): components/config.py refuses it offline,
-    with the one message `pulumi preview` gives, before any call."""
+    """cn-bj2-04 is no UCloud zone (API regionlist.md): components/stack/config.py refuses it
+    offline, with the one message `pulumi preview` gives, before any call."""
     run = preflight("--stack", "prod", "--set", 'zones=["cn-bj2-02", "cn-bj2-04"]')
     assert run.code == 1
     assert run.err.startswith("invalid stack configuration:\n  - llm-uk8s:zones")
@@ -159,8 +159,14 @@ def test_a_minor_version_passes_with_the_patches_uk8s_offers(preflight):
 def test_every_problem_comes_in_one_message(preflight, catalog: Catalog):
     catalog.sell_out("T4", "cn-bj2-05")
     run = preflight(
-        "--stack", "dev", "--set", "kubernetesVersion=1.29", "--set", "masterCpu=32",
-        "--set", "masterMemoryMb=8192",
+        "--stack",
+        "dev",
+        "--set",
+        "kubernetesVersion=1.29",
+        "--set",
+        "masterCpu=32",
+        "--set",
+        "masterMemoryMb=8192",
     )
     assert run.code == 1
     assert "found 3 problem(s)" in run.err
@@ -174,12 +180,18 @@ def test_every_problem_comes_in_one_message(preflight, catalog: Catalog):
     ("setting", "expected"),
     [
         ("gpuNodeCpu=6", "llm-uk8s:gpuNodeCpu = 6: T4 in zone cn-bj2-05 is sold with 4, 8, 16, 32"),
-        ("gpuNodeMemoryMb=40960", "llm-uk8s:gpuNodeMemoryMb = 40960: T4 with 8 CPUs in zone "
-         "cn-bj2-05 is sold with 16384, 32768, 65536 MB"),
+        (
+            "gpuNodeMemoryMb=40960",
+            "llm-uk8s:gpuNodeMemoryMb = 40960: T4 with 8 CPUs in zone "
+            "cn-bj2-05 is sold with 16384, 32768, 65536 MB",
+        ),
         ("gpusPerNode=8", "llm-uk8s:gpusPerNode = 8: T4 in zone cn-bj2-05 comes with 1, 2, 4"),
-        ("masterMachineType=OS", "llm-uk8s:masterMachineType = 'OS': not sold in zone cn-bj2-05 "
-         "(the masters' zone); machine types sold there: C, N, O; zones of cn-bj2 that sell OS: "
-         "none"),
+        (
+            "masterMachineType=OS",
+            "llm-uk8s:masterMachineType = 'OS': not sold in zone cn-bj2-05 "
+            "(the masters' zone); machine types sold there: C, N, O; zones of cn-bj2 that sell OS: "
+            "none",
+        ),
     ],
 )
 def test_host_shapes_the_zone_does_not_sell_are_refused(preflight, setting, expected):
@@ -210,8 +222,14 @@ def test_a_boot_disk_the_zone_does_not_offer_for_the_type_is_refused(preflight, 
 def test_a_region_the_account_lacks_is_refused_with_the_accounts_regions(preflight):
     # cn-bj1 is a UCloud region (API regionlist.md) this fake account has no access to.
     run = preflight(
-        "--stack", "dev", "--set", "region=cn-bj1", "--set", 'zones=["cn-bj1-01"]',
-        "--set", "gpuType=4090",
+        "--stack",
+        "dev",
+        "--set",
+        "region=cn-bj1",
+        "--set",
+        'zones=["cn-bj1-01"]',
+        "--set",
+        "gpuType=4090",
     )
     assert run.code == 1, run.err
     assert (
@@ -274,8 +292,13 @@ def test_only_read_only_actions_are_ever_sent(preflight, catalog: Catalog, fake:
     preflight("--stack", "dev")
     actions = {action for action, _ in fake.calls}
     assert {
-        "GetRegion", "DescribeAvailableInstanceTypes", "GetUHostInstancePrice",
-        "DescribeUFSVolumePrice", "GetEIPPrice", "GetUK8SVersions", "DescribeUK8SImage",
+        "GetRegion",
+        "DescribeAvailableInstanceTypes",
+        "GetUHostInstancePrice",
+        "DescribeUFSVolumePrice",
+        "GetEIPPrice",
+        "GetUK8SVersions",
+        "DescribeUK8SImage",
     } <= actions
     assert all(a.startswith(("Describe", "Get", "List")) for a in actions), actions
 
@@ -301,7 +324,11 @@ def test_a_local_stack_has_nothing_to_check(preflight, fake: FakeUCloud):
 def test_the_command_runs_as_make_preflight_does(env, catalog):
     done = subprocess.run(
         [sys.executable, "-m", "tools.preflight", "--stack", "dev"],
-        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -310,9 +337,13 @@ def test_the_command_runs_as_make_preflight_does(env, catalog):
         f"estimated cost: {money(hourly)} CNY/hour, {money(hourly * H)} CNY/month"
     )
     missing = subprocess.run(
-        [sys.executable, "-m", "tools.preflight", "--stack", "dev"], cwd=ROOT,
+        [sys.executable, "-m", "tools.preflight", "--stack", "dev"],
+        cwd=ROOT,
         env={k: v for k, v in os.environ.items() if not k.startswith("UCLOUD_")},
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert missing.returncode == 2 and "UCLOUD_PUBLIC_KEY" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -322,9 +353,24 @@ def test_serve_fake_runs_the_preflight_against_a_fake_of_its_own():
     """The by-hand route (tests/preflight/serve_fake.py): the CLI gets only UCLOUD_* variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("UCLOUD_")}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.preflight.serve_fake", "--",
-         sys.executable, "-m", "tools.preflight", "--stack", "dev", "--no-cost-view"],
-        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "tests.preflight.serve_fake",
+            "--",
+            sys.executable,
+            "-m",
+            "tools.preflight",
+            "--stack",
+            "dev",
+            "--no-cost-view",
+        ],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     hourly = dev_hourly(Catalog().prices)

@@ -25,9 +25,7 @@ def test_without_credentials_it_returns_none_and_calls_nothing(fake: FakeUCloud)
 def test_with_keys_in_the_environment_it_returns_what_make_preflight_prints(
     fake: FakeUCloud, env: dict[str, str], preflight
 ) -> None:
-    result = run_if_credentials(
-        stack_cfg("dev"), lookup=no_config, environ=env, retry=NO_WAIT
-    )
+    result = run_if_credentials(stack_cfg("dev"), lookup=no_config, environ=env, retry=NO_WAIT)
     assert result is not None
     cli = preflight("--stack", "dev", "--no-cost-view")
     assert result["summary"] == cli.last_line
@@ -45,9 +43,7 @@ def test_keys_from_the_stack_config_work_too(fake: FakeUCloud) -> None:
         "ucloud:privateKey": PRIVATE_KEY,
         "ucloud:baseUrl": fake.base_url,
     }
-    result = run_if_credentials(
-        stack_cfg("dev"), lookup=config.get, environ={}, retry=NO_WAIT
-    )
+    result = run_if_credentials(stack_cfg("dev"), lookup=config.get, environ={}, retry=NO_WAIT)
     assert result is not None and result["hourly"] > 0
 
 

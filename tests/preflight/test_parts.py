@@ -86,9 +86,13 @@ def test_the_plan_places_hosts_as_the_program_does() -> None:
     assert [(g.zone, g.count) for g in one_zone.masters] == [("cn-bj2-05", 3)]
     three = plan_from_config(stack_cfg("prod", gpuNodeCount="4"))
     assert [(g.zone, g.count) for g in three.masters] == [
-        ("cn-bj2-02", 1), ("cn-bj2-03", 1), ("cn-bj2-05", 1)
+        ("cn-bj2-02", 1),
+        ("cn-bj2-03", 1),
+        ("cn-bj2-05", 1),
     ]
     assert [(g.zone, g.count) for g in three.gpu_nodes] == [
-        ("cn-bj2-02", 2), ("cn-bj2-03", 1), ("cn-bj2-05", 1)
+        ("cn-bj2-02", 2),
+        ("cn-bj2-03", 1),
+        ("cn-bj2-05", 1),
     ]
     assert three.nat_operator == "Bgp" and three.load_balancer == "inner"

@@ -24,7 +24,8 @@ def test_preview_with_keys_exports_the_estimate(live: None, fake) -> None:  # ty
     estimate = plan.outputs["estimatedCost"]
     assert estimate["summary"].startswith("estimated cost: ")
     assert estimate["hourly"] > 0 and estimate["monthly"] == pytest.approx(
-        estimate["hourly"] * 730, abs=0.01)
+        estimate["hourly"] * 730, abs=0.01
+    )
     sent = {action for action, _ in fake.calls}
     assert sent and all(a.startswith(("Describe", "Get", "List")) for a in sent)
 

@@ -7,7 +7,7 @@ import functools
 import json
 from typing import Any
 
-from components import config as stack_config
+from components.stack import config as stack_config
 from tools.mock_runtime import Plan, RecordedResource
 from tools.plan import plan_stack
 from tools.stack_config import load_stack, stacks
@@ -17,7 +17,7 @@ UCLOUD = "pulumi-python:dynamic/ucloud:"
 
 
 def raw_values(stack: str, **overrides: Any) -> dict[str, Any]:
-    """Short key -> value, as `components.config.load` hands them to `parse`."""
+    """Short key -> value, as `components.stack.config.load` hands them to `parse`."""
     settings = load_stack(stack, overrides=overrides)
     prefix = settings.project + ":"
     values: dict[str, Any] = {}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from components import config as stack_config
-from components import k8s_helpers as h
-from components.config import ConfigError, parse
-from components.model_store import ModelStoreArgs
+from components.errors import ConfigError
+from components.k8s import conventions
+from components.k8s.model_fetch import ModelFetchArgs
+from components.stack import config as stack_config
+from components.stack.config import parse
 from tests.stack.stack_values import STACKS, raw_values
 from tools.stack_config import ROOT, project_file
 
@@ -47,8 +48,10 @@ def test_stacks_differ_where_the_environments_should() -> None:
     ("overrides", "expected"),
     [
         ({"ufsSizeGb": 550}, ["llm-uk8s:ufsSizeGb = 550", "in steps of 100"]),
-        ({"ufsSizeGb": 400},
-         ["llm-uk8s:ufsSizeGb = 400", "from 500 to 100000", "a new Basic volume", "grows to"]),
+        (
+            {"ufsSizeGb": 400},
+            ["llm-uk8s:ufsSizeGb = 400", "from 500 to 100000", "a new Basic volume", "grows to"],
+        ),
         ({"serviceCidr": "10.60.128.0/20"}, ["llm-uk8s:serviceCidr", "overlaps vpcCidr"]),
         ({"subnetCidr": "10.61.0.0/24"}, ["llm-uk8s:subnetCidr", "inside vpcCidr 10.60.0.0/16"]),
         ({"vpcCidr": "8.8.0.0/16"}, ["llm-uk8s:vpcCidr = '8.8.0.0/16'", "10.0.0.0/8"]),
@@ -171,11 +174,11 @@ def test_config_and_components_refuse_the_same_images(image: str, pinned: bool) 
     """One rule (k8s_helpers.pinned_image_problem) for the config and the components."""
     if pinned:
         parse(raw_values("dev", inferenceImage=image), "dev")
-        h.require_pinned_image("image", image)
+        conventions.require_pinned_image("image", image)
     else:
         assert any("llm-uk8s:inferenceImage" in p for p in problems(inferenceImage=image))
-        with pytest.raises(h.ConfigError, match=r"^image: invalid value"):
-            h.require_pinned_image("image", image)
+        with pytest.raises(ConfigError, match=r"^image: invalid value"):
+            conventions.require_pinned_image("image", image)
 
 
 @pytest.mark.parametrize(
@@ -183,7 +186,7 @@ def test_config_and_components_refuse_the_same_images(image: str, pinned: bool) 
     [("a" * 40, True), ("v1.0", True), ("v2", True), ("main", False), ("A" * 40, False)],
 )
 def test_config_and_model_store_share_the_revision_rule(revision: str, pinned: bool) -> None:
-    store = ModelStoreArgs(
+    store = ModelFetchArgs(
         namespace="llm",
         model_name="m",
         nfs_server="10.0.0.5",
@@ -196,7 +199,7 @@ def test_config_and_model_store_share_the_revision_rule(revision: str, pinned: b
         store.validate()
     else:
         assert any("modelRevision" in p for p in problems(modelRevision=revision))
-        with pytest.raises(h.ConfigError, match=r"^revision: "):
+        with pytest.raises(ConfigError, match=r"^revision: "):
             store.validate()
 
 
@@ -206,8 +209,8 @@ def test_config_takes_quantity_and_dns_label_rules_from_the_helpers() -> None:
     def pattern(name: str) -> str:
         return next(m.pattern for m in fields[name].metadata if hasattr(m, "pattern"))
 
-    assert pattern("namespace") == h.DNS_LABEL.pattern
-    assert pattern("inference_memory") == pattern("inference_cpu") == h.QUANTITY.pattern
+    assert pattern("namespace") == conventions.DNS_LABEL.pattern
+    assert pattern("inference_memory") == pattern("inference_cpu") == conventions.QUANTITY.pattern
 
 
 def test_descriptions_match_what_the_config_accepts() -> None:
@@ -270,17 +273,21 @@ def test_a_misspelt_prefix_fails_the_real_program() -> None:
 
 
 def test_replicas_share_the_inference_components_range() -> None:
-    from components.inference import InferenceServiceArgs
+    from components.k8s.inference import InferenceServiceArgs
 
     for replicas in (0, 1, 64, 65):
         args = InferenceServiceArgs(
-            namespace="llm", image="reg/server:0.1.0", model_claim_name="c",
-            served_model_name="m", replicas=replicas, gpus_per_replica=0,
+            namespace="llm",
+            image="reg/server:0.1.0",
+            model_claim_name="c",
+            served_model_name="m",
+            replicas=replicas,
+            gpus_per_replica=0,
         )
         try:
             args.validate()
             component_ok = True
-        except h.ConfigError:
+        except ConfigError:
             component_ok = False
         try:
             parse(raw_values("local", replicas=replicas), "local")

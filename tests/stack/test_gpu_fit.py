@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components import capacity
-from components.config import ConfigError, parse
+from components.errors import ConfigError
+from components.stack import capacity
+from components.stack.config import parse
 from tests.stack.stack_values import raw_values
 
 CHATGLM2 = capacity.KNOWN_MODELS["thudm/chatglm2-6b"]
@@ -45,8 +46,12 @@ def test_an_unknown_model_needs_its_shape() -> None:
     found = problems(modelRepoId="org/other-7b")
     assert any("modelShape" in p and "org/other-7b" in p for p in found)
     shape = "params=3.1e9,layers=36,kvHeads=2,headDim=128"
-    parse(raw_values("dev", modelRepoId="org/other-7b", modelShape=shape,
-                     maxModelLen=2048, maxBatch=2), "dev")
+    parse(
+        raw_values(
+            "dev", modelRepoId="org/other-7b", modelShape=shape, maxModelLen=2048, maxBatch=2
+        ),
+        "dev",
+    )
     assert any("modelShape = 'layers=x'" in p for p in problems(modelShape="layers=x"))
 
 

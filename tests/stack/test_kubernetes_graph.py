@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from components.config import parse
+from components.stack.config import parse
 from tests.k8s.stacks import create_timeout_s, service_named
 from tests.k8s.validate import assert_valid_manifests
 from tests.policy.harness import all_violations
@@ -113,7 +113,7 @@ def test_every_configured_gpu_taint_is_tolerated() -> None:
 
 def test_the_revision_reaches_the_servers_through_the_model_store() -> None:
     """One value, one path: the Deployment's revision and weights' directory come from the
-    ModelStore, so they cannot disagree with what the Job fetched."""
+    ModelFetch, so they cannot disagree with what the Job fetched."""
     revision = "0123456789abcdef0123456789abcdef01234567"
     plan = plan_stack("dev", overrides={"modelRevision": revision})
     command = plan.one("kubernetes:batch/v1:Job").raw_inputs["spec"]["template"]["spec"][

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from components.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs
+from components.ucloud.cluster import GpuCluster, GpuClusterArgs, GpuNodePoolArgs
 from tests.stack.stack_values import UCLOUD, fed_by, planned
 from tools.mock_outputs import factories
 from tools.mock_runtime import Plan, run_program
@@ -68,14 +68,14 @@ def test_gpu_cluster_exports_the_nat_address_and_passes_its_settings() -> None:
                 subnet_cidr="10.60.0.0/20",
                 service_cidr="172.17.0.0/16",
                 cluster_name="c",
-                kubernetes_version="1.30.3",
+                k8s_version="1.30.3",
                 master_machine_type="N",
                 master_cpu=4,
-                master_memory_mb=8192,
+                master_mem=8192,
                 external_api_server=True,
                 charge_type="Month",
                 gpu_nodes=GpuNodePoolArgs("G", "T4", 1, 8, 32768, 1),
-                nat_bandwidth_mbps=50,
+                nat_bandwidth=50,
                 nat_internet_type="International",
             ),
         )

@@ -56,9 +56,13 @@ def test_written_plan_is_byte_identical_across_processes(tmp_path: Path) -> None
     # two processes with different hash seeds must still write the same files.
     root = Path(__file__).resolve().parents[2]
     for seed in ("1", "2"):
-        subprocess.run([sys.executable, "-m", "tools.plan", "--stack", "prod", "--out",
-                        str(tmp_path / seed)], cwd=root, check=True, capture_output=True,
-                       timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": seed,
-                                         "PYTHONPATH": str(root)})
+        subprocess.run(
+            [sys.executable, "-m", "tools.plan", "--stack", "prod", "--out", str(tmp_path / seed)],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            timeout=300,
+            env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)},
+        )
     for name in ("resources.json", "manifests.yaml", "outputs.json"):
         assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name

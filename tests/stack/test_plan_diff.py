@@ -36,7 +36,8 @@ def test_switching_the_gpu_type_replaces_the_node_pool(tmp_path: Path) -> None:
 
 
 def test_a_bigger_volume_is_an_update_and_a_new_revision_replaces_the_fetch_job(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     diff = diff_plans(*plans(tmp_path, "dev", {"ufsSizeGb": 600, "modelRevision": "v1.1"}))
     volume = next(s for s in diff.steps if s.type.endswith(":UfsVolume"))
     assert volume.op == "update" and [c.path for c in volume.changes] == ["size"]
@@ -54,8 +55,22 @@ def test_an_unchanged_stack_has_no_steps(tmp_path: Path) -> None:
 
 def test_plan_diff_against_a_git_ref_runs_as_make_does(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tools.plan_diff", "--stack", "local", "--base", "HEAD",
-         "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "tools.plan_diff",
+            "--stack",
+            "local",
+            "--base",
+            "HEAD",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "Stack local: HEAD -> working tree" in done.stdout
     assert "Resources:" in done.stdout.splitlines()[-1]
@@ -63,7 +78,21 @@ def test_plan_diff_against_a_git_ref_runs_as_make_does(tmp_path: Path) -> None:
 
 def test_an_unknown_ref_is_one_clear_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tools.plan_diff", "--stack", "dev", "--base", "no-such-ref",
-         "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "tools.plan_diff",
+            "--stack",
+            "dev",
+            "--base",
+            "no-such-ref",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert done.stderr.strip() == "plan-diff: BASE='no-such-ref' is not a commit of this repository"

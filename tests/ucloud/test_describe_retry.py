@@ -149,9 +149,7 @@ def test_node_lookups_inside_retried_blocks_do_not_multiply_retries(
     ucloud_env: FakeUCloud, timings: Timings, network: dict[str, str], broken_in: str
 ) -> None:
     cluster = Uk8sClusterProvider(timings).create(cluster_inputs(network))
-    group = Uk8sNodeProvider(timings).create(
-        node_inputs(cluster.id, network["subnet_id"], count=1)
-    )
+    group = Uk8sNodeProvider(timings).create(node_inputs(cluster.id, network["subnet_id"], count=1))
     provider = NodesBrokenFrom(ucloud_env, timings, broken_in)
     with pytest.raises(Exception, match="ListUK8SClusterNodeV2 - 150"):
         if broken_in == "remove":

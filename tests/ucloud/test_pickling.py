@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,6 +25,24 @@ from tests.fake_ucloud import FakeUCloud
 from tests.ucloud.conftest import fast_timings
 
 REPO = Path(__file__).resolve().parents[2]
+# dill pickles a provider's class, and the dataclasses it holds, by reference to their modules
+# (pulumi/dynamic/dynamic.py serialize_provider: dill.dumps(provider, recurse=True); classes of an
+# importable module are stored as module + name). Every stack's state holds these blobs, so
+# `pulumi up`/`destroy` of an existing stack imports exactly these module paths: they must not
+# move (components/README.md, "Why the providers stay where they are").
+PICKLED_MODULES = {
+    "components.ucloud.base",
+    "components.ucloud.eip",
+    "components.ucloud.nat_gateway",
+    "components.ucloud.retry",
+    "components.ucloud.subnet",
+    "components.ucloud.ufs_mount_point",
+    "components.ucloud.ufs_volume",
+    "components.ucloud.uk8s_cluster",
+    "components.ucloud.uk8s_node",
+    "components.ucloud.vpc",
+    "components.ucloud.waiting",
+}
 # Real time.sleep, tiny numbers: what is pickled is what a user's program would pickle.
 QUICK = fast_timings(sleep=time.sleep, timeout=10.0)
 PROVIDERS = {
@@ -79,3 +98,11 @@ def test_serialized_provider_carries_no_keys(ucloud_env: FakeUCloud) -> None:
     raw = base64.b64decode(blob)
     assert ucloud_env.private_key.encode() not in raw
     assert ucloud_env.public_key.encode() not in raw
+
+
+def test_state_names_only_the_pinned_provider_modules() -> None:
+    named: set[str] = set()
+    for provider in PROVIDERS.values():
+        blob = base64.b64decode(serialize_provider(provider))
+        named |= {m.decode() for m in re.findall(rb"components(?:\.[A-Za-z_]\w*)+", blob)}
+    assert named == PICKLED_MODULES

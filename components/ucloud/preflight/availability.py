@@ -113,9 +113,7 @@ def is_gpu_offer(offer: Mapping[str, Any], gpu_machine_type: str) -> bool:
     return offer.get("MachineClass") == GPU_CLASS or offer.get("ParentType") == gpu_machine_type
 
 
-def find_offer(
-    offers: Iterable[Mapping[str, Any]], group: HostGroup
-) -> Mapping[str, Any] | None:
+def find_offer(offers: Iterable[Mapping[str, Any]], group: HostGroup) -> Mapping[str, Any] | None:
     for offer in offers:
         if group.gpu_type is not None:
             if offer.get("Name") == group.gpu_type and is_gpu_offer(offer, group.machine_type):
@@ -248,7 +246,7 @@ def check_host_group(
 
 
 def version_offered(wanted: str, offered: Iterable[str]) -> bool:
-    """"1.30" matches any 1.30.x UK8S offers; "1.30.3" must be offered exactly."""
+    """ "1.30" matches any 1.30.x UK8S offers; "1.30.3" must be offered exactly."""
     return any(v == wanted or v.startswith(wanted + ".") for v in offered)
 
 

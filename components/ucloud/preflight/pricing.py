@@ -147,12 +147,14 @@ class Pricer:
         }
         return self._cached(
             ("ufs", size_gb, storage_type, charge_type),
-            lambda: _pick(
-                self.api.call("ufs", "describe_ufs_volume_price", request).get("DataSet"),
-                charge_type,
-                "DescribeUFSVolumePrice",
-            )
-            / CENTS,
+            lambda: (
+                _pick(
+                    self.api.call("ufs", "describe_ufs_volume_price", request).get("DataSet"),
+                    charge_type,
+                    "DescribeUFSVolumePrice",
+                )
+                / CENTS
+            ),
         )
 
     def eip(self, bandwidth: int, operator: str, charge_type: str) -> Decimal:
@@ -206,10 +208,22 @@ def estimate(pricer: Pricer, plan: StackPlan) -> Estimate:
             result.problems.append(f"{resource} in {zone}: could not be priced: {text}")
 
     for group in plan.hosts:
-        add(f"{group.role} ({group.shape})", group.zone, group.count,
-            lambda g=group: pricer.host(g, charge))
-    add(f"UFS {plan.ufs_storage_type} {plan.ufs_size_gb} GB", plan.region, 1,
-        lambda: pricer.ufs(plan.ufs_size_gb, plan.ufs_storage_type, charge))
-    add(f"NAT EIP {plan.nat_operator} {plan.nat_bandwidth_mbps} Mbps", plan.region, 1,
-        lambda: pricer.eip(plan.nat_bandwidth_mbps, plan.nat_operator, charge))
+        add(
+            f"{group.role} ({group.shape})",
+            group.zone,
+            group.count,
+            lambda g=group: pricer.host(g, charge),
+        )
+    add(
+        f"UFS {plan.ufs_storage_type} {plan.ufs_size_gb} GB",
+        plan.region,
+        1,
+        lambda: pricer.ufs(plan.ufs_size_gb, plan.ufs_storage_type, charge),
+    )
+    add(
+        f"NAT EIP {plan.nat_operator} {plan.nat_bandwidth_mbps} Mbps",
+        plan.region,
+        1,
+        lambda: pricer.eip(plan.nat_bandwidth_mbps, plan.nat_operator, charge),
+    )
     return result

@@ -31,7 +31,7 @@ PREFLIGHT_RETRY = RetryPolicy(attempts=4, base_delay=1.0, max_delay=8.0)
 
 
 class PreflightError(ValueError):
-    """Every problem preflight found, one per line, like components/config.ConfigError."""
+    """Every problem preflight found, one per line, like components/errors.ConfigError."""
 
     def __init__(self, stack: str, problems: list[str]) -> None:
         self.problems = problems
@@ -91,8 +91,10 @@ def gpu_alternatives(plan: StackPlan, offers: Mapping[str, list[dict]]) -> list[
         for group in plan.gpu_nodes:
             alt = replace(group, gpu_type=name)
             offer = find_offer(offers.get(group.zone, []), alt)
-            if offer is None or offer.get("Status") not in ON_SALE or sizes_problems(
-                alt, offer, group.zone
+            if (
+                offer is None
+                or offer.get("Status") not in ON_SALE
+                or sizes_problems(alt, offer, group.zone)
             ):
                 fits = False
         if fits:
@@ -114,13 +116,17 @@ def cost_views(
             rows.append((f"chargeType {charge}", _priced(pricer, variant(cfg, charge_type=charge))))
     count = plan.gpu_node_count
     rows.append(
-        (f"gpuNodeCount {count + 1} (now {count})",
-         _priced(pricer, variant(cfg, gpu_node_count=count + 1)))
+        (
+            f"gpuNodeCount {count + 1} (now {count})",
+            _priced(pricer, variant(cfg, gpu_node_count=count + 1)),
+        )
     )
     if count > 1:
         rows.append(
-            (f"gpuNodeCount {count - 1} (now {count})",
-             _priced(pricer, variant(cfg, gpu_node_count=count - 1)))
+            (
+                f"gpuNodeCount {count - 1} (now {count})",
+                _priced(pricer, variant(cfg, gpu_node_count=count - 1)),
+            )
         )
     priced = [
         (name, estimate(pricer, variant(cfg, gpu_type=name)))

@@ -1,11 +1,11 @@
 """The one place where preflight reads the stack config: StackConfig -> what will be bought.
 
 Why one module: every config field the preflight uses is read here, so a rename in
-components/config.py is one edit here. The config is checked by config.py itself (against
+components/stack/config.py is one edit here. The config is checked by config.py itself (against
 components/ucloud/vocabulary.py), so preflight starts from exactly what the program accepts;
-placement follows the program (components/cluster.py `master_zones`, `nodes_per_zone`) and boot
-disks the program's choice (vocabulary.boot_disk_type_for), so preflight checks and prices
-exactly the hosts `pulumi up` would create.
+placement follows the program (components/ucloud/cluster.py `master_zones`, `nodes_per_zone`)
+and boot disks the program's choice (vocabulary.boot_disk_type_for), so preflight checks and
+prices exactly the hosts `pulumi up` would create.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components import config as stack_config
-from components.cluster import master_zones, nodes_per_zone
+from components.errors import ConfigError
+from components.stack import config as stack_config
 from components.ucloud import vocabulary
+from components.ucloud.cluster import master_zones, nodes_per_zone
 
 PROJECT = stack_config.PROJECT
 StackConfig = stack_config.StackConfig
-ConfigError = stack_config.ConfigError
 
 # Boot disk type: the program's choice per machine family, vocabulary.boot_disk_type_for
 # (uk8s_cluster.py sends it as MasterBootDiskType, uk8s_node.py as BootDiskType). Its size: the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components.ucloud import vocabulary as v
+from components.ucloud import vocabulary
 
 GIB = 1024**3
 MIB = 1024**2
@@ -48,8 +48,8 @@ HEADROOM_FRACTION = 0.10
 # cpu 100m / memory 500Mi and systemReserved cpu 100m / memory 500Mi by default, evictionHard
 # memory.available 5%; UK8S-doc introduction/node_requirements.md: "默认预留 1G 内存, 0.2 核
 # CPU" and pods get about node memory - 1G - 5%. On top, our own allowance for DaemonSet pods
-# on every GPU node: ours request at most 400m / 896Mi (components/gpu.py); UK8S's own (CNI,
-# CSI, kube-proxy) requests are undocumented, so 0.5 CPU and 1 GiB in all (our choice).
+# on every GPU node: ours request at most 400m / 896Mi (components/k8s/gpu_drivers.py); UK8S's
+# own (CNI, CSI, kube-proxy) requests are undocumented, so 0.5 CPU and 1 GiB in all (our choice).
 KUBE_RESERVED_MILLICPU = 200
 KUBE_RESERVED_MIB = 1000
 EVICTION_FRACTION = 0.05
@@ -120,8 +120,8 @@ class GpuNeed:
 def server_dtype(gpu_type: str) -> str:
     """The dtype the server's `auto` picks on this GPU type (float16 where capability is
     unknown: both half types take two bytes, so the arithmetic is the same)."""
-    capability = v.gpu_capability(gpu_type)
-    return v.auto_dtype(capability) if capability else "float16"
+    capability = vocabulary.gpu_capability(gpu_type)
+    return vocabulary.auto_dtype(capability) if capability else "float16"
 
 
 def gpu_need(
@@ -139,7 +139,7 @@ def gpu_need(
 
 def fits(shape: ModelShape, gpu_type: str, max_model_len: int, max_batch: int) -> bool | None:
     """True/False; None when the type's memory is unknown."""
-    memory = v.gpu_memory_gib(gpu_type)
+    memory = vocabulary.gpu_memory_gib(gpu_type)
     if memory is None:
         return None
     return gpu_need(shape, gpu_type, max_model_len, max_batch, memory).total_gib <= memory
@@ -149,7 +149,7 @@ def largest_fitting(
     shape: ModelShape, gpu_type: str, max_model_len: int, max_batch: int
 ) -> tuple[int, int]:
     """(largest maxBatch at this maxModelLen, largest maxModelLen at this maxBatch); 0 = none."""
-    memory = v.gpu_memory_gib(gpu_type) or 0.0
+    memory = vocabulary.gpu_memory_gib(gpu_type) or 0.0
     base = gpu_need(shape, gpu_type, 0, 0, memory)
     free = (memory - base.total_gib) * GIB
     per_token = shape.kv_bytes_per_token(DTYPE_BYTES[base.dtype])
@@ -161,7 +161,7 @@ def gpu_types_that_fit(shape: ModelShape, max_model_len: int, max_batch: int) ->
     """Types UCloud sells (not retired) with known memory that hold this model and cache."""
     return [
         name
-        for name, spec in v.GPU_SPECS.items()
+        for name, spec in vocabulary.GPU_SPECS.items()
         if spec.zones != () and fits(shape, name, max_model_len, max_batch)
     ]
 

@@ -34,16 +34,22 @@ from components.ucloud import (
     vocabulary,
 )
 
+# Part of every child's URN: a new token makes `pulumi up` replace the cluster (tests/stack/urns/).
+TYPE_TOKEN = "llm-uk8s:cluster:GpuCluster"
 MASTER_COUNT = 3  # UK8S always runs three masters
 
 
 @dataclass
 class GpuNodePoolArgs:
+    """The GPU node pool. Each field is named after the Uk8sNode input it becomes (memory in MB),
+    so nothing is renamed on the way; `count` is the pool's total, placed over the zones by
+    `nodes_per_zone` (each zone's group gets its share as its own `count`)."""
+
     machine_type: str
     gpu_type: str
-    gpus: int
+    gpu: int
     cpu: int
-    memory_mb: int
+    mem: int
     count: int
     image_id: str = ""
     labels: dict[str, str] = field(default_factory=dict)
@@ -52,6 +58,10 @@ class GpuNodePoolArgs:
 
 @dataclass
 class GpuClusterArgs:
+    """The network, the cluster and its GPU nodes. Fields are named after the input they become:
+    `master_*` and `k8s_version` of Uk8sCluster, `nat_*` of the NAT's Eip (bandwidth in Mbps).
+    `cluster_name` names the cluster and prefixes its VPC, subnet and NAT."""
+
     region: str
     project_id: str
     zones: list[str]
@@ -59,16 +69,16 @@ class GpuClusterArgs:
     subnet_cidr: str
     service_cidr: str
     cluster_name: str
-    kubernetes_version: str
+    k8s_version: str
     master_machine_type: str
     master_cpu: int
-    master_memory_mb: int
+    master_mem: int
     external_api_server: bool
     charge_type: str
     gpu_nodes: GpuNodePoolArgs
     # Outbound bandwidth shared by every node (image pulls, model download), and the EIP's line:
     # "BGP" in mainland regions, "International" elsewhere.
-    nat_bandwidth_mbps: int = 20
+    nat_bandwidth: int = 20
     nat_internet_type: str = "BGP"
 
 
@@ -101,7 +111,7 @@ class GpuCluster(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("llm-uk8s:cluster:GpuCluster", name, None, opts)
+        super().__init__(TYPE_TOKEN, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         common = {"region": args.region, "project_id": args.project_id}
 
@@ -131,7 +141,7 @@ class GpuCluster(pulumi.ComponentResource):
             EipArgs(
                 **common,
                 name=f"{args.cluster_name}-nat",
-                bandwidth=args.nat_bandwidth_mbps,
+                bandwidth=args.nat_bandwidth,
                 internet_type=args.nat_internet_type,
                 charge_type=args.charge_type,
                 tag="llm-uk8s",
@@ -174,10 +184,10 @@ class GpuCluster(pulumi.ComponentResource):
                 subnet_id=subnet.id,
                 password=password.result,
                 service_cidr=args.service_cidr,
-                k8s_version=args.kubernetes_version,
+                k8s_version=args.k8s_version,
                 master_machine_type=args.master_machine_type,
                 master_cpu=args.master_cpu,
-                master_mem=args.master_memory_mb,
+                master_mem=args.master_mem,
                 master_zones=master_zones(args.zones),
                 charge_type=args.charge_type,
                 external_api_server=args.external_api_server,
@@ -197,9 +207,9 @@ class GpuCluster(pulumi.ComponentResource):
                     machine_type=pool.machine_type,
                     boot_disk_type=vocabulary.boot_disk_type_for(pool.machine_type),
                     gpu_type=pool.gpu_type,
-                    gpu=pool.gpus,
+                    gpu=pool.gpu,
                     cpu=pool.cpu,
-                    mem=pool.memory_mb,
+                    mem=pool.mem,
                     count=count,
                     charge_type=args.charge_type,
                     password=password.result,

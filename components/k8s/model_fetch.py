@@ -1,4 +1,4 @@
-"""`ModelStore`: the Kubernetes side of the model storage.
+"""`ModelFetch`: the Kubernetes side of the model storage.
 
 A static PersistentVolume over the UFS mount point (NFS) — or a hostPath on a laptop cluster —,
 a claim bound to exactly that volume, and a Job that fills `/models/<model-name>/<revision>` from
@@ -8,13 +8,13 @@ revision), so re-running `pulumi up` costs nothing; the inference Deployment dep
 How "the Deployment starts only after the Job has completed" holds: pulumi-kubernetes awaits a
 Job until its `Complete` condition is true (and fails on `Failed`), so the Job resource is not
 created, from the engine's point of view, before the download has finished and verified. The
-InferenceService lists `ModelStore.dependencies` in its `depends_on`, so its Deployment is
+InferenceService lists `ModelFetch.dependencies` in its `depends_on`, so its Deployment is
 registered only after that. `job_timeout_s` becomes both the Job's activeDeadlineSeconds and
 Pulumi's wait (plus a margin for the image pull).
 
 Changing the revision changes the Job's pod template, which Kubernetes cannot update in place:
 Pulumi replaces the Job (a new one downloads into a new revision directory, the old one is
-deleted) and the Deployment, which takes `ModelStore.revision` and `model_dir` from here, rolls
+deleted) and the Deployment, which takes `ModelFetch.revision` and `model_dir` from here, rolls
 onto the new directory only after the new Job has completed; old pods keep reading the old
 directory untouched until they stop.
 
@@ -36,14 +36,34 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import k8s_helpers as h
-from components.inference import MODEL_MOUNT
+from components.errors import ConfigError
+from components.k8s.conventions import (
+    IMAGE_UID,
+    bad_value,
+    child_options,
+    is_commit_sha,
+    is_pinned_revision,
+    kubernetes_provider,
+    object_labels,
+    require_choice,
+    require_model_dir_name,
+    require_pinned_image,
+    require_positive_int,
+    require_quantity,
+    restricted_container_security,
+    restricted_pod_security,
+    strip_nfs_export,
+    wait_timeouts,
+)
+from components.k8s.inference import MODEL_MOUNT
 
+# The class was called ModelStore; the type token keeps that name on purpose. It is part of every
+# child's URN, and a changed URN makes `pulumi up` replace the PV, claim and Job of live stacks
+# (tests/stack/urns/ pins it).
 TYPE_TOKEN = "llm-uk8s:k8s:ModelStore"
 SOURCES = ("huggingface", "bundled")
 VOLUME_MOUNT_IN_JOB = "/models"
 NFS_MOUNT_OPTIONS = ("nolock", "nfsvers=4.0")
-MARKER_NAME = ".llm-uk8s-complete.json"
 _TOKEN_DIR = "/var/run/secrets/llm-uk8s/hub-token"
 _TOKEN_KEY = "token"
 # Kubernetes needs some capacity on an NFS volume and claim but enforces none; UFS's smallest size.
@@ -53,7 +73,7 @@ REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
 
 
 @dataclass
-class ModelStoreArgs:
+class ModelFetchArgs:
     """What the model store needs; exactly one of `nfs_server` and `host_path` is set."""
 
     namespace: pulumi.Input[str]
@@ -78,52 +98,52 @@ class ModelStoreArgs:
 
     def validate(self) -> None:
         """Fail at `pulumi preview` time, naming the field, rather than on the cluster."""
-        h.require_model_dir_name("model_name", self.model_name)
-        h.require_choice("source", self.source, SOURCES)
+        require_model_dir_name("model_name", self.model_name)
+        require_choice("source", self.source, SOURCES)
         if (self.nfs_server is None) == (self.host_path is None):
-            raise h.ConfigError(
+            raise ConfigError(
                 "nfs_server/host_path: set exactly one (nfs_server for UFS, host_path for a "
                 f"local cluster); got nfs_server={self.nfs_server!r}, host_path={self.host_path!r}"
             )
         if self.host_path is not None and not self.host_path.startswith("/"):
-            raise h.bad_value("host_path", self.host_path, "an absolute path on the node")
+            raise bad_value("host_path", self.host_path, "an absolute path on the node")
         if not self.nfs_path.startswith("/"):
-            raise h.bad_value("nfs_path", self.nfs_path, 'an absolute export path such as "/"')
+            raise bad_value("nfs_path", self.nfs_path, 'an absolute export path such as "/"')
         if isinstance(self.nfs_server, str):
-            h.strip_nfs_export(self.nfs_server)
-        h.require_quantity("fetch_cpu", self.fetch_cpu)
-        h.require_quantity("fetch_memory", self.fetch_memory)
+            strip_nfs_export(self.nfs_server)
+        require_quantity("fetch_cpu", self.fetch_cpu)
+        require_quantity("fetch_memory", self.fetch_memory)
         if self.source != "huggingface":
             return
         if not self.repo_id or self.repo_id.count("/") != 1:
-            raise h.bad_value("repo_id", self.repo_id, 'a hub repo id "ORG/NAME"')
+            raise bad_value("repo_id", self.repo_id, 'a hub repo id "ORG/NAME"')
         if not self.revision:
-            raise h.bad_value("revision", self.revision, "a 40-hex commit sha or a tag like v1.0")
-        if not self.allow_unpinned and not h.is_pinned_revision(self.revision):
-            raise h.bad_value(
+            raise bad_value("revision", self.revision, "a 40-hex commit sha or a tag like v1.0")
+        if not self.allow_unpinned and not is_pinned_revision(self.revision):
+            raise bad_value(
                 "revision",
                 self.revision,
                 "a 40-hex commit sha or a release tag like v1.0 (or set allow_unpinned)",
             )
         # It names the weights' directory: one path segment, never a traversal.
-        h.require_model_dir_name("revision", self.revision)
+        require_model_dir_name("revision", self.revision)
         if self.hub_endpoint is not None and not re.match(r"^https?://[^\s/]+", self.hub_endpoint):
-            raise h.bad_value("hub_endpoint", self.hub_endpoint, "an http(s) URL of a hub mirror")
+            raise bad_value("hub_endpoint", self.hub_endpoint, "an http(s) URL of a hub mirror")
         if self.fetch_image is None:
-            raise h.bad_value(
+            raise bad_value(
                 "fetch_image", None, "the inference image (it carries `llmserve fetch`)"
             )
-        h.require_pinned_image("fetch_image", self.fetch_image)
-        h.require_positive_int("job_timeout_s", self.job_timeout_s, minimum=60)
+        require_pinned_image("fetch_image", self.fetch_image)
+        require_positive_int("job_timeout_s", self.job_timeout_s, minimum=60)
 
 
-def weights_subdir(args: ModelStoreArgs) -> str:
+def weights_subdir(args: ModelFetchArgs) -> str:
     """`<model-name>/<revision>`: each revision has its own directory, so a rollout switches
     servers from one complete set of weights to another, never to half-written files."""
     return f"{args.model_name}/{args.revision}"
 
 
-def fetch_command(args: ModelStoreArgs) -> list[str]:
+def fetch_command(args: ModelFetchArgs) -> list[str]:
     """The Job's command line: the image's own `llmserve fetch`, token by file, never by env."""
     command = [
         "llmserve",
@@ -139,26 +159,26 @@ def fetch_command(args: ModelStoreArgs) -> list[str]:
         command += ["--endpoint", args.hub_endpoint]
     if args.hub_token is not None:
         command += ["--token-file", f"{_TOKEN_DIR}/{_TOKEN_KEY}"]
-    if not h.is_commit_sha(str(args.revision)):
+    if not is_commit_sha(str(args.revision)):
         # `llmserve fetch` takes anything but a commit only with this flag (it resolves a tag or
         # branch to its commit once and records it).
         command.append("--allow-unpinned")
     return command
 
 
-def prepare_dir_command(subdir: str, uid: int = h.IMAGE_UID) -> list[str]:
+def prepare_dir_command(subdir: str, uid: int = IMAGE_UID) -> list[str]:
     """A fresh UFS export (or hostPath) belongs to root; the unprivileged fetcher needs its dir."""
     target = f"{VOLUME_MOUNT_IN_JOB}/{subdir}"
     return ["sh", "-c", f"mkdir -p '{target}' && chown {uid}:{uid} '{target}'"]
 
 
-def access_modes(args: ModelStoreArgs) -> list[str]:
+def access_modes(args: ModelFetchArgs) -> list[str]:
     """UFS is shared by every node (RWX); a node directory is honest only as ReadWriteOnce (the
     Job and the server share the local stack's single node)."""
     return ["ReadWriteMany"] if args.nfs_server is not None else ["ReadWriteOnce"]
 
 
-def volume_source(args: ModelStoreArgs) -> dict[str, object]:
+def volume_source(args: ModelFetchArgs) -> dict[str, object]:
     """The PersistentVolume's spec: UFS over NFS (RWX, Retain) or a node directory (local)."""
     spec: dict[str, object] = {
         "capacity": {"storage": NOMINAL_CAPACITY},
@@ -170,7 +190,7 @@ def volume_source(args: ModelStoreArgs) -> dict[str, object]:
     if args.nfs_server is not None:
         spec["mountOptions"] = list(NFS_MOUNT_OPTIONS)
         spec["nfs"] = {
-            "server": pulumi.Output.from_input(args.nfs_server).apply(h.strip_nfs_export),
+            "server": pulumi.Output.from_input(args.nfs_server).apply(strip_nfs_export),
             "path": args.nfs_path,
         }
     else:
@@ -178,7 +198,7 @@ def volume_source(args: ModelStoreArgs) -> dict[str, object]:
     return spec
 
 
-class ModelStore(pulumi.ComponentResource):
+class ModelFetch(pulumi.ComponentResource):
     """PersistentVolume + claim for the model volume, and the fetch Job that fills it."""
 
     claim_name: pulumi.Output[str]
@@ -190,12 +210,12 @@ class ModelStore(pulumi.ComponentResource):
     claim: k8s.core.v1.PersistentVolumeClaim
 
     def __init__(
-        self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: ModelFetchArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         args.validate()
-        provider = h.kubernetes_provider(opts)
+        provider = kubernetes_provider(opts)
         super().__init__(TYPE_TOKEN, name, None, opts)
-        labels = h.object_labels("model-store", name)
+        labels = object_labels("model-store", name)
         claim_resource_name = f"{name}-models"
 
         self.volume = k8s.core.v1.PersistentVolume(
@@ -206,7 +226,7 @@ class ModelStore(pulumi.ComponentResource):
                 # Pre-bound: no other claim with storageClassName "" can take this volume.
                 "claimRef": {"namespace": args.namespace, "name": claim_resource_name},
             },
-            opts=h.child_options(self, provider),
+            opts=child_options(self, provider),
         )
         self.claim = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-models",
@@ -217,7 +237,7 @@ class ModelStore(pulumi.ComponentResource):
                 "volumeName": self.volume.metadata.apply(lambda m: m.name),
                 "resources": {"requests": {"storage": NOMINAL_CAPACITY}},
             },
-            opts=h.child_options(self, provider),
+            opts=child_options(self, provider),
         )
         self.claim_name = self.claim.metadata.apply(lambda m: m.name)
 
@@ -232,7 +252,7 @@ class ModelStore(pulumi.ComponentResource):
                     metadata={"namespace": args.namespace, "labels": labels},
                     type="Opaque",
                     string_data={_TOKEN_KEY: pulumi.Output.secret(args.hub_token)},
-                    opts=h.child_options(self, provider),
+                    opts=child_options(self, provider),
                 )
             self.fetch_job = self._fetch_job(name, args, provider, labels)
         else:
@@ -259,7 +279,7 @@ class ModelStore(pulumi.ComponentResource):
     def _fetch_job(
         self,
         name: str,
-        args: ModelStoreArgs,
+        args: ModelFetchArgs,
         provider: pulumi.ProviderResource,
         labels: dict[str, str],
     ) -> k8s.batch.v1.Job:
@@ -306,7 +326,7 @@ class ModelStore(pulumi.ComponentResource):
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": False,
                         "securityContext": {
-                            **h.restricted_pod_security(),
+                            **restricted_pod_security(),
                             # The init container below is the one exception to non-root.
                             "runAsNonRoot": False,
                         },
@@ -342,7 +362,7 @@ class ModelStore(pulumi.ComponentResource):
                                     {"name": "HF_HOME", "value": "/tmp/hf"},
                                     {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
                                 ],
-                                "securityContext": h.restricted_container_security(),
+                                "securityContext": restricted_container_security(),
                                 "resources": resources,
                                 "volumeMounts": mounts,
                             }
@@ -351,10 +371,10 @@ class ModelStore(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=h.child_options(
+            opts=child_options(
                 self,
                 provider,
                 depends_on=[self.claim],
-                custom_timeouts=h.wait_timeouts(args.job_timeout_s),
+                custom_timeouts=wait_timeouts(args.job_timeout_s),
             ),
         )

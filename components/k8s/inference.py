@@ -26,7 +26,26 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import k8s_helpers as h
+from components.k8s.conventions import (
+    DEFAULT_GPU_TAINT_KEY,
+    GPU_RESOURCE,
+    app_labels,
+    bad_value,
+    child_options,
+    gpu_placement,
+    kubernetes_provider,
+    object_labels,
+    require_choice,
+    require_cidrs,
+    require_dns_label,
+    require_pinned_image,
+    require_positive_int,
+    require_quantity,
+    require_taint_keys,
+    restricted_container_security,
+    restricted_pod_security,
+    wait_timeouts,
+)
 
 TYPE_TOKEN = "llm-uk8s:k8s:InferenceService"
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
@@ -50,7 +69,7 @@ class InferenceServiceArgs:
     image: str
     model_claim_name: pulumi.Input[str]
     served_model_name: str
-    # Weights inside the pod (ModelStore.model_dir); None: the image's bundled model.
+    # Weights inside the pod (ModelFetch.model_dir); None: the image's bundled model.
     model_dir: str | None = None
     model_revision: str | None = None
     replicas: int = 1
@@ -63,7 +82,7 @@ class InferenceServiceArgs:
     tmp_size: str = "4Gi"
     gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
     # Every taint key of the GPU nodes: the pod must tolerate all of them.
-    gpu_taint_keys: Sequence[str] = (h.DEFAULT_GPU_TAINT_KEY,)
+    gpu_taint_keys: Sequence[str] = (DEFAULT_GPU_TAINT_KEY,)
     # RuntimeClass of GPU pods (GpuDrivers.runtime_class_name: "nvidia" in daemonset mode).
     runtime_class_name: str | None = None
     service_type: str = "ClusterIP"
@@ -82,15 +101,15 @@ class InferenceServiceArgs:
     wait_for: Sequence[pulumi.Resource] = field(default_factory=list)
 
     def validate(self) -> None:
-        h.require_pinned_image("image", self.image)
+        require_pinned_image("image", self.image)
         if not self.served_model_name or any(c.isspace() for c in self.served_model_name):
-            raise h.bad_value(
+            raise bad_value(
                 "served_model_name", self.served_model_name, "a non-empty model id without spaces"
             )
         if self.model_dir is not None and not self.model_dir.startswith(MODEL_MOUNT + "/"):
-            raise h.bad_value("model_dir", self.model_dir, f"a path under {MODEL_MOUNT}/ or None")
-        h.require_positive_int("replicas", self.replicas, maximum=64)
-        h.require_positive_int("gpus_per_replica", self.gpus_per_replica, minimum=0, maximum=16)
+            raise bad_value("model_dir", self.model_dir, f"a path under {MODEL_MOUNT}/ or None")
+        require_positive_int("replicas", self.replicas, maximum=64)
+        require_positive_int("gpus_per_replica", self.gpus_per_replica, minimum=0, maximum=16)
         for name in (
             "cpu_request",
             "cpu_limit",
@@ -99,26 +118,26 @@ class InferenceServiceArgs:
             "shm_size",
             "tmp_size",
         ):
-            h.require_quantity(name, getattr(self, name))
+            require_quantity(name, getattr(self, name))
         if self.gpus_per_replica > 0 and not self.gpu_node_selector:
-            raise h.bad_value(
+            raise bad_value(
                 "gpu_node_selector",
                 dict(self.gpu_node_selector),
                 "at least one GPU node label when gpus_per_replica > 0",
             )
         if self.uses_gpu:
-            h.require_taint_keys("gpu_taint_keys", self.gpu_taint_keys)
+            require_taint_keys("gpu_taint_keys", self.gpu_taint_keys)
         if self.runtime_class_name is not None:
-            h.require_dns_label("runtime_class_name", self.runtime_class_name)
-        h.require_choice("service_type", self.service_type, SERVICE_TYPES)
-        h.require_positive_int("node_port", self.node_port, minimum=30000, maximum=32767)
-        h.require_cidrs("allowed_cidrs", self.allowed_cidrs)
-        h.require_positive_int("max_batch", self.max_batch, maximum=4096)
+            require_dns_label("runtime_class_name", self.runtime_class_name)
+        require_choice("service_type", self.service_type, SERVICE_TYPES)
+        require_positive_int("node_port", self.node_port, minimum=30000, maximum=32767)
+        require_cidrs("allowed_cidrs", self.allowed_cidrs)
+        require_positive_int("max_batch", self.max_batch, maximum=4096)
         if self.max_model_len is not None:
-            h.require_positive_int("max_model_len", self.max_model_len, minimum=16)
-        h.require_choice("dtype", self.dtype, DTYPES)
-        h.require_positive_int("drain_seconds", self.drain_seconds, minimum=0, maximum=3600)
-        h.require_positive_int("startup_timeout_s", self.startup_timeout_s, minimum=60)
+            require_positive_int("max_model_len", self.max_model_len, minimum=16)
+        require_choice("dtype", self.dtype, DTYPES)
+        require_positive_int("drain_seconds", self.drain_seconds, minimum=0, maximum=3600)
+        require_positive_int("startup_timeout_s", self.startup_timeout_s, minimum=60)
 
     @property
     def uses_gpu(self) -> bool:
@@ -150,8 +169,8 @@ def resources(args: InferenceServiceArgs) -> dict[str, dict[str, str]]:
     limits = {"cpu": args.cpu_limit, "memory": args.memory_limit}
     if args.uses_gpu:
         # Extended resources: request == limit; the limit alone is what the scheduler counts.
-        limits[h.GPU_RESOURCE] = str(args.gpus_per_replica)
-        requests[h.GPU_RESOURCE] = str(args.gpus_per_replica)
+        limits[GPU_RESOURCE] = str(args.gpus_per_replica)
+        requests[GPU_RESOURCE] = str(args.gpus_per_replica)
     return {"requests": requests, "limits": limits}
 
 
@@ -214,7 +233,7 @@ def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> d
         "resources": resources(args),
         **container_probes,
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SLEEP_S)]}}},
-        "securityContext": h.restricted_container_security(),
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True},
             {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
@@ -225,7 +244,7 @@ def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> d
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": h.restricted_pod_security(),
+        "securityContext": restricted_pod_security(),
         "terminationGracePeriodSeconds": termination_grace_s(args.drain_seconds),
         "containers": [container],
         "volumes": [
@@ -239,7 +258,7 @@ def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> d
         ],
     }
     if args.uses_gpu:
-        spec.update(h.gpu_placement(args.gpu_node_selector, args.gpu_taint_keys))
+        spec.update(gpu_placement(args.gpu_node_selector, args.gpu_taint_keys))
         if args.runtime_class_name:
             spec["runtimeClassName"] = args.runtime_class_name
     return spec
@@ -247,7 +266,7 @@ def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> d
 
 def ucloud_lb_annotations(lb_type: str) -> dict[str, str]:
     """The Service annotations that make UK8S create an inner or outer ULB."""
-    kind = h.require_choice("load_balancer_type", lb_type, UCLOUD_LB_TYPES)
+    kind = require_choice("load_balancer_type", lb_type, UCLOUD_LB_TYPES)
     return {UCLOUD_LB_TYPE_ANNOTATION: kind}
 
 
@@ -257,7 +276,7 @@ def service_spec(args: InferenceServiceArgs, selector: Mapping[str, str]) -> dic
     if args.service_type == "NodePort":
         port["nodePort"] = args.node_port
     if args.service_type == "LoadBalancer" and args.allowed_cidrs:
-        spec["loadBalancerSourceRanges"] = h.require_cidrs("allowed_cidrs", args.allowed_cidrs)
+        spec["loadBalancerSourceRanges"] = require_cidrs("allowed_cidrs", args.allowed_cidrs)
     if args.exposed and args.network_policy:
         # Keep the client's address so the NetworkPolicy's CIDRs mean something.
         spec["externalTrafficPolicy"] = "Local"
@@ -269,7 +288,7 @@ def network_policy_spec(args: InferenceServiceArgs, selector: Mapping[str, str])
     else: no other namespace, in-cluster monitoring included)."""
     sources: list[dict[str, Any]] = [{"podSelector": {}}]
     sources += [
-        {"ipBlock": {"cidr": c}} for c in h.require_cidrs("allowed_cidrs", args.allowed_cidrs)
+        {"ipBlock": {"cidr": c}} for c in require_cidrs("allowed_cidrs", args.allowed_cidrs)
     ]
     return {
         "podSelector": {"matchLabels": dict(selector)},
@@ -310,10 +329,10 @@ class InferenceService(pulumi.ComponentResource):
         self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         args.validate()
-        provider = h.kubernetes_provider(opts)
+        provider = kubernetes_provider(opts)
         super().__init__(TYPE_TOKEN, name, None, opts)
-        selector = h.app_labels("llmserve", name)
-        labels = h.object_labels("llmserve", name)
+        selector = app_labels("llmserve", name)
+        labels = object_labels("llmserve", name)
 
         password = random.RandomPassword(
             f"{name}-api-key",
@@ -327,7 +346,7 @@ class InferenceService(pulumi.ComponentResource):
             metadata={"namespace": args.namespace, "labels": labels},
             type="Opaque",
             string_data={API_KEY_FILE_KEY: self.api_key},
-            opts=h.child_options(self, provider),
+            opts=child_options(self, provider),
         )
         secret_name = secret.metadata.apply(lambda m: m.name)
 
@@ -348,11 +367,11 @@ class InferenceService(pulumi.ComponentResource):
                     "spec": pod_spec(args, secret_name),
                 },
             },
-            opts=h.child_options(
+            opts=child_options(
                 self,
                 provider,
                 depends_on=list(args.wait_for),
-                custom_timeouts=h.wait_timeouts(args.startup_timeout_s),
+                custom_timeouts=wait_timeouts(args.startup_timeout_s),
             ),
         )
 
@@ -366,8 +385,8 @@ class InferenceService(pulumi.ComponentResource):
             spec=service_spec(args, selector),
             # Its wait (endpoints present) can only succeed once the pods are ready; its 10
             # minutes start after the Deployment's wait, not alongside the download.
-            opts=h.child_options(
-                self, provider, depends_on=after_ready, custom_timeouts=h.wait_timeouts(0)
+            opts=child_options(
+                self, provider, depends_on=after_ready, custom_timeouts=wait_timeouts(0)
             ),
         )
         self.service_name = self.service.metadata.apply(lambda m: m.name)
@@ -377,7 +396,7 @@ class InferenceService(pulumi.ComponentResource):
             metadata={"namespace": args.namespace, "labels": labels},
             # maxUnavailable (not minAvailable): a single replica must not block node drains.
             spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-            opts=h.child_options(self, provider, depends_on=after_ready),
+            opts=child_options(self, provider, depends_on=after_ready),
         )
         self.network_policy: k8s.networking.v1.NetworkPolicy | None = None
         if args.network_policy:
@@ -385,7 +404,7 @@ class InferenceService(pulumi.ComponentResource):
                 name,
                 metadata={"namespace": args.namespace, "labels": labels},
                 spec=network_policy_spec(args, selector),
-                opts=h.child_options(self, provider, depends_on=after_ready),
+                opts=child_options(self, provider, depends_on=after_ready),
             )
 
         self.cluster_endpoint = pulumi.Output.all(self.service_name, args.namespace).apply(

@@ -3,7 +3,11 @@
 Why: a typo in a CIDR or a GPU type should fail in `pulumi preview`, in one message that lists
 every problem with its key, value and what is allowed — not twenty minutes into a cluster create.
 Defaults live in Pulumi.yaml (the CLI applies them; `make plan` does the same), so this module
-only reads, types and checks.
+only reads, types and checks, and its sections (`cluster_args()` ...) build each component's Args.
+
+Adding a key: declare it in Pulumi.yaml (type, default, description), add the field here (the
+snake_case of the key, with the key as alias, and its check), and pass it on in the one section
+whose component uses it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -26,30 +30,43 @@ from pydantic import (
     field_validator,
 )
 
-from components import capacity
-from components import k8s_helpers as h
-from components.cluster import nodes_per_zone
-from components.gpu import MODES as GPU_DRIVER_MODES
-from components.inference import SERVICE_TYPES, UCLOUD_LB_TYPES
-from components.model_store import SOURCES as MODEL_SOURCES
-from components.ucloud import vocabulary as v
+from components.errors import ConfigError
+from components.k8s import gpu_drivers, inference, model_fetch
+from components.k8s.conventions import (
+    DEFAULT_GPU_TAINT_KEY,
+    DNS_LABEL,
+    QUANTITY,
+    is_pinned_revision,
+    pinned_image_problem,
+)
+from components.k8s.gpu_drivers import GpuDriversArgs
+from components.k8s.inference import InferenceServiceArgs
+from components.k8s.model_fetch import ModelFetchArgs
+from components.stack import capacity
+from components.ucloud import vocabulary
+from components.ucloud.cluster import GpuClusterArgs, GpuNodePoolArgs, nodes_per_zone
+from components.ucloud.model_volume import ModelVolumeArgs
 from components.ucloud.uk8s_node import GROUP_LABEL
 from components.ucloud.validation import label_problem, taint_problem
 
 PROJECT = "llm-uk8s"
+# Where the local platform keeps the model on its (single) node: the PV's hostPath.
+LOCAL_MODEL_HOST_PATH = "/var/lib/llm-uk8s/models"
 
 # Every UCloud fact (GPU types, machine types, ranges) comes from components/ucloud/vocabulary.py,
 # the same module the providers' check() reads, so both accept exactly the same values.
-GPU_TYPES = v.GPU_TYPES
-MACHINE_TYPES = v.MASTER_MACHINE_TYPES
+GPU_TYPES = vocabulary.GPU_TYPES
+MACHINE_TYPES = vocabulary.MASTER_MACHINE_TYPES
 # Minor versions kubernetes-validate ships schemas for that UK8S also offers (1.26 and later).
 K8S_MINORS = range(26, 35)
 # UK8S takes five label pairs per node; the node provider spends one on its group marker.
-MAX_NODE_LABELS = v.MAX_NODE_LABELS - 1
-PRIVATE_RANGES = tuple(ipaddress.ip_network(r.network) for r in v.VPC_RANGES)
-# Inference pods: InferenceServiceArgs.validate accepts 1..64 (components/inference.py); the
+MAX_NODE_LABELS = vocabulary.MAX_NODE_LABELS - 1
+PRIVATE_RANGES = tuple(ipaddress.ip_network(r.network) for r in vocabulary.VPC_RANGES)
+# Inference pods: InferenceServiceArgs.validate accepts 1..64 (components/k8s/inference.py); the
 # config takes the same range, so no value passes one and fails the other.
-REPLICAS = v.Range(1, 64, source="components/inference.py InferenceServiceArgs.validate")
+REPLICAS = vocabulary.Range(
+    1, 64, source="components/k8s/inference.py InferenceServiceArgs.validate"
+)
 # Namespaces Kubernetes itself owns; deploying into them mixes our objects with the system's.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # The longest suffix the cluster component appends to the cluster name ("-subnet"), and the
@@ -58,26 +75,18 @@ NAME_SUFFIX = len("-subnet")
 MAX_NAME = 63
 
 # Whole-number keys and the vocabulary range each must lie in (the providers' own ranges).
-RANGES: dict[str, v.Range] = {
-    "master_cpu": v.MASTER_CPU,
-    "master_memory_mb": v.MASTER_MEMORY_MB,
-    "gpu_node_cpu": v.NODE_CPU,
-    "gpu_node_memory_mb": v.NODE_MEMORY_MB,
-    "gpu_node_count": v.GPU_NODE_COUNT,
+RANGES: dict[str, vocabulary.Range] = {
+    "master_cpu": vocabulary.MASTER_CPU,
+    "master_memory_mb": vocabulary.MASTER_MEMORY_MB,
+    "gpu_node_cpu": vocabulary.NODE_CPU,
+    "gpu_node_memory_mb": vocabulary.NODE_MEMORY_MB,
+    "gpu_node_count": vocabulary.GPU_NODE_COUNT,
     # The NAT EIP is billed by bandwidth (EipArgs.charge_mode default "Bandwidth").
-    "nat_bandwidth_mbps": v.EIP_BANDWIDTH_MBPS["Bandwidth"],
+    "nat_bandwidth_mbps": vocabulary.EIP_BANDWIDTH_MBPS["Bandwidth"],
     "replicas": REPLICAS,
 }
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
-
-
-class ConfigError(ValueError):
-    """Every problem of a stack's configuration, one per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid stack configuration:\n  - " + "\n  - ".join(problems))
 
 
 def _is_private(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
@@ -121,24 +130,26 @@ class StackConfig(BaseModel):
     external_api_server: bool = Field(alias="externalApiServer")
     preflight: bool = Field(alias="preflight")
     nat_bandwidth_mbps: int = Field(alias="natBandwidthMbps")
-    nat_internet_type: Literal[tuple(v.EIP_INTERNET_TYPES)] = Field(alias="natInternetType")  # type: ignore[valid-type]
-    charge_type: Literal[v.CHARGE_TYPES] = Field(alias="chargeType")  # type: ignore[valid-type]
-    gpu_machine_type: Literal[v.GPU_MACHINE_TYPE] = Field(alias="gpuMachineType")  # type: ignore[valid-type]
+    nat_internet_type: Literal[tuple(vocabulary.EIP_INTERNET_TYPES)] = Field(
+        alias="natInternetType"
+    )  # type: ignore[valid-type]
+    charge_type: Literal[vocabulary.CHARGE_TYPES] = Field(alias="chargeType")  # type: ignore[valid-type]
+    gpu_machine_type: Literal[vocabulary.GPU_MACHINE_TYPE] = Field(alias="gpuMachineType")  # type: ignore[valid-type]
     gpu_type: Literal[GPU_TYPES] = Field(alias="gpuType")  # type: ignore[valid-type]
-    gpus_per_node: Literal[v.GPUS_PER_NODE] = Field(alias="gpusPerNode")  # type: ignore[valid-type]
+    gpus_per_node: Literal[vocabulary.GPUS_PER_NODE] = Field(alias="gpusPerNode")  # type: ignore[valid-type]
     gpu_node_cpu: int = Field(alias="gpuNodeCpu")
     gpu_node_memory_mb: int = Field(alias="gpuNodeMemoryMb")
     gpu_node_count: int = Field(alias="gpuNodeCount")
     gpu_node_image_id: str = Field(alias="gpuNodeImageId")
     gpu_node_labels: list[str] = Field(alias="gpuNodeLabels")
     gpu_node_taints: list[str] = Field(alias="gpuNodeTaints")
-    gpu_driver_mode: Literal[GPU_DRIVER_MODES] = Field(alias="gpuDriverMode")  # type: ignore[valid-type]
+    gpu_driver_mode: Literal[gpu_drivers.MODES] = Field(alias="gpuDriverMode")  # type: ignore[valid-type]
     ufs_size_gb: int = Field(alias="ufsSizeGb")
-    ufs_storage_type: Literal[v.UFS_STORAGE_TYPES] = Field(alias="ufsStorageType")  # type: ignore[valid-type]
+    ufs_storage_type: Literal[vocabulary.UFS_STORAGE_TYPES] = Field(alias="ufsStorageType")  # type: ignore[valid-type]
     retain_model_data: bool = Field(alias="retainModelData")
-    namespace: str = Field(pattern=h.DNS_LABEL.pattern)
+    namespace: str = Field(pattern=DNS_LABEL.pattern)
     model_name: str = Field(alias="modelName", pattern=r"^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$")
-    model_source: Literal[MODEL_SOURCES] = Field(alias="modelSource")  # type: ignore[valid-type]
+    model_source: Literal[model_fetch.SOURCES] = Field(alias="modelSource")  # type: ignore[valid-type]
     model_repo_id: str = Field(alias="modelRepoId")
     model_revision: str = Field(alias="modelRevision")
     model_shape: str = Field(alias="modelShape")
@@ -147,13 +158,13 @@ class StackConfig(BaseModel):
     inference_image: str = Field(alias="inferenceImage")
     replicas: int
     gpus_per_replica: Literal[0, 1, 2, 4, 8] = Field(alias="gpusPerReplica")
-    inference_cpu: str = Field(alias="inferenceCpu", pattern=h.QUANTITY.pattern)
-    inference_memory: str = Field(alias="inferenceMemory", pattern=h.QUANTITY.pattern)
+    inference_cpu: str = Field(alias="inferenceCpu", pattern=QUANTITY.pattern)
+    inference_memory: str = Field(alias="inferenceMemory", pattern=QUANTITY.pattern)
     max_batch: int = Field(alias="maxBatch", ge=1, le=1024)
     max_model_len: int = Field(alias="maxModelLen", ge=128, le=1_048_576)
-    service_type: Literal[SERVICE_TYPES] = Field(alias="serviceType")  # type: ignore[valid-type]
+    service_type: Literal[inference.SERVICE_TYPES] = Field(alias="serviceType")  # type: ignore[valid-type]
     node_port: int = Field(alias="nodePort", ge=30000, le=32767)
-    load_balancer_type: Literal[UCLOUD_LB_TYPES] = Field(alias="loadBalancerType")  # type: ignore[valid-type]
+    load_balancer_type: Literal[inference.UCLOUD_LB_TYPES] = Field(alias="loadBalancerType")  # type: ignore[valid-type]
     allowed_cidrs: list[str] = Field(alias="allowedCidrs")
     network_policy: bool = Field(alias="networkPolicy")
     kube_context: str = Field(alias="kubeContext")
@@ -177,8 +188,10 @@ class StackConfig(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if value not in v.REGIONS:
-            raise ValueError("must be a UCloud region (API regionlist.md): " + ", ".join(v.REGIONS))
+        if value not in vocabulary.REGIONS:
+            raise ValueError(
+                "must be a UCloud region (API regionlist.md): " + ", ".join(vocabulary.REGIONS)
+            )
         return value
 
     @field_validator("vpc_cidr", "subnet_cidr", "service_cidr")
@@ -188,10 +201,10 @@ class StackConfig(BaseModel):
         # /12-/24 (components/ucloud/vocabulary.py).
         limits = {
             "vpc_cidr": (0, 32),
-            "subnet_cidr": (v.SUBNET_MIN_PREFIX, 32),
-            "service_cidr": v.SERVICE_CIDR_PREFIX,
+            "subnet_cidr": (vocabulary.SUBNET_MIN_PREFIX, 32),
+            "service_cidr": vocabulary.SERVICE_CIDR_PREFIX,
         }[str(info.field_name)]
-        problem = v.cidr_problem(value, *limits)
+        problem = vocabulary.cidr_problem(value, *limits)
         if problem:
             raise ValueError(f"must be {problem}")
         return value
@@ -254,7 +267,7 @@ class StackConfig(BaseModel):
         if len(values) > MAX_NODE_LABELS:
             raise ValueError(
                 f"has {len(values)} labels; at most {MAX_NODE_LABELS} (UK8S takes "
-                f"{v.MAX_NODE_LABELS}, one is {GROUP_LABEL})"
+                f"{vocabulary.MAX_NODE_LABELS}, one is {GROUP_LABEL})"
             )
         for key, value in _split_pairs(values):
             problem = label_problem(key, value)
@@ -265,10 +278,10 @@ class StackConfig(BaseModel):
     @field_validator("gpu_node_taints")
     @classmethod
     def _taints(cls, values: list[str]) -> list[str]:
-        if len(values) > v.MAX_NODE_TAINTS:
+        if len(values) > vocabulary.MAX_NODE_TAINTS:
             raise ValueError(
-                f"has {len(values)} taints; at most {v.MAX_NODE_TAINTS} (UK8S takes "
-                f"{v.MAX_NODE_TAINTS})"
+                f"has {len(values)} taints; at most {vocabulary.MAX_NODE_TAINTS} (UK8S takes "
+                f"{vocabulary.MAX_NODE_TAINTS})"
             )
         for taint in values:
             problem = taint_problem(taint)
@@ -279,7 +292,7 @@ class StackConfig(BaseModel):
     @field_validator("inference_image")
     @classmethod
     def _pinned_image(cls, value: str) -> str:
-        problem = h.pinned_image_problem(value)
+        problem = pinned_image_problem(value)
         if problem is not None:
             raise ValueError(f"must be {problem}")
         return value
@@ -302,9 +315,9 @@ class StackConfig(BaseModel):
             out += self._zone_problems()
         if ok("ufs_size_gb", "ufs_storage_type", "region"):
             storage, region = self.ufs_storage_type, self.region
-            if not v.ufs_size_allowed(region, storage, self.ufs_size_gb):
-                create = v.ufs_size_range(storage).describe()
-                grow = v.ufs_grow_range(region, storage).describe()
+            if not vocabulary.ufs_size_allowed(region, storage, self.ufs_size_gb):
+                create = vocabulary.ufs_size_range(storage).describe()
+                grow = vocabulary.ufs_grow_range(region, storage).describe()
                 out.append(
                     f"{PROJECT}:ufsSizeGb = {self.ufs_size_gb}: a new {storage} volume must be "
                     f"{create}; an existing one in {region} grows to {grow}"
@@ -354,13 +367,13 @@ class StackConfig(BaseModel):
         if not self.uses_ucloud or not self.gpu_node_count:
             return []
         out: list[str] = []
-        if v.gpu_zones(self.gpu_type) is None:
+        if vocabulary.gpu_zones(self.gpu_type) is None:
             zones = ", ".join(nodes_per_zone(self.zones, self.gpu_node_count))
             out.append(
                 f"{PROJECT}:gpuType = {self.gpu_type!r}: no UCloud page lists the zones that "
                 f"sell it; zone(s) {zones} are unconfirmed (a stock-out fails the node create)"
             )
-        if self.gpus_per_replica and v.gpu_memory_gib(self.gpu_type) is None:
+        if self.gpus_per_replica and vocabulary.gpu_memory_gib(self.gpu_type) is None:
             out.append(
                 f"{PROJECT}:gpuType = {self.gpu_type!r}: its memory is undocumented, so "
                 "whether the model fits was not checked"
@@ -387,7 +400,7 @@ class StackConfig(BaseModel):
     def _zone_problems(self) -> list[str]:
         if not self.uses_ucloud:
             return []
-        known = v.zones_of(self.region)
+        known = vocabulary.zones_of(self.region)
         bad_zones = [z for z in self.zones if z not in known]
         if bad_zones:
             return [
@@ -402,12 +415,13 @@ class StackConfig(BaseModel):
         if not ok(*fields) or not self.uses_ucloud:
             return []
         out: list[str] = []
-        sold_in = v.gpu_zones(self.gpu_type)
+        sold_in = vocabulary.gpu_zones(self.gpu_type)
         placed = list(nodes_per_zone(self.zones, self.gpu_node_count))
         if sold_in == ():
             out.append(
                 f"{PROJECT}:gpuType = {self.gpu_type!r}: retired, sold in no zone (GPU-doc "
-                "type.md); allowed: " + ", ".join(t for t in GPU_TYPES if v.gpu_zones(t) != ())
+                "type.md); allowed: "
+                + ", ".join(t for t in GPU_TYPES if vocabulary.gpu_zones(t) != ())
             )
         elif sold_in is not None and set(placed) - set(sold_in):
             out.append(
@@ -477,7 +491,7 @@ class StackConfig(BaseModel):
         if self.model_source == "huggingface":
             if not _REPO_ID.match(self.model_repo_id):
                 out.append(f"{PROJECT}:modelRepoId = {self.model_repo_id!r}: must be org/name")
-            if not h.is_pinned_revision(self.model_revision):
+            if not is_pinned_revision(self.model_revision):
                 out.append(
                     f"{PROJECT}:modelRevision = {self.model_revision!r}: pin a 40-character "
                     "commit sha (or a release tag such as v1.0); branches like main move"
@@ -508,7 +522,7 @@ class StackConfig(BaseModel):
                 "so whether it fits a GPU cannot be checked; set modelShape to "
                 "params=<count>,layers=<n>,kvHeads=<n>,headDim=<n> from the model's config.json"
             ]
-        memory = v.gpu_memory_gib(self.gpu_type)
+        memory = vocabulary.gpu_memory_gib(self.gpu_type)
         if memory is None:
             return []  # warned about in warnings()
         need = capacity.gpu_need(shape, self.gpu_type, self.max_model_len, self.max_batch, memory)
@@ -568,11 +582,138 @@ class StackConfig(BaseModel):
         """Every GPU taint key GPU pods must tolerate (a node admits a pod only if it tolerates
         all its NoSchedule taints); nvidia.com/gpu when none is configured."""
         keys = [t.split(":")[0].split("=")[0] for t in self.gpu_node_taints]
-        return list(dict.fromkeys(keys)) or [h.DEFAULT_GPU_TAINT_KEY]
+        return list(dict.fromkeys(keys)) or [DEFAULT_GPU_TAINT_KEY]
 
     @property
     def uses_ucloud(self) -> bool:
         return self.platform == "ucloud"
+
+    # ---- sections: each component's Args, built from the settings ------------------------
+    # The one place where a config key meets the component field it sets. The fields above are
+    # the keys in snake_case (the alias is the key); the Args fields are named after the resource
+    # input they end in (master_mem, k8s_version, size, gpu, mem), so a component passes them on
+    # unchanged. __main__.py only wires one component's outputs into the next one's section.
+
+    def cluster_args(self) -> GpuClusterArgs:
+        return GpuClusterArgs(
+            region=self.region,
+            project_id=self.project_id,
+            zones=self.zones,
+            vpc_cidr=self.vpc_cidr,
+            subnet_cidr=self.subnet_cidr,
+            service_cidr=self.service_cidr,
+            cluster_name=self.resolved_cluster_name,
+            k8s_version=self.kubernetes_version,
+            master_machine_type=self.master_machine_type,
+            master_cpu=self.master_cpu,
+            master_mem=self.master_memory_mb,
+            external_api_server=self.external_api_server,
+            charge_type=self.charge_type,
+            nat_bandwidth=self.nat_bandwidth_mbps,
+            nat_internet_type=self.nat_internet_type,
+            gpu_nodes=GpuNodePoolArgs(
+                machine_type=self.gpu_machine_type,
+                gpu_type=self.gpu_type,
+                gpu=self.gpus_per_node,
+                cpu=self.gpu_node_cpu,
+                mem=self.gpu_node_memory_mb,
+                count=self.gpu_node_count,
+                image_id=self.gpu_node_image_id,
+                labels=self.node_labels,
+                taints=self.gpu_node_taints,
+            ),
+        )
+
+    def model_volume_args(
+        self, *, vpc_id: pulumi.Input[str], subnet_id: pulumi.Input[str]
+    ) -> ModelVolumeArgs:
+        """The UFS volume, mounted in the cluster's VPC and subnet (GpuCluster outputs)."""
+        return ModelVolumeArgs(
+            region=self.region,
+            project_id=self.project_id,
+            size=self.ufs_size_gb,
+            storage_type=self.ufs_storage_type,
+            charge_type=self.charge_type,
+            vpc_id=vpc_id,
+            subnet_id=subnet_id,
+            retain=self.retain_model_data,
+        )
+
+    def gpu_drivers_args(self) -> GpuDriversArgs:
+        return GpuDriversArgs(
+            mode=self.gpu_driver_mode,
+            gpu_node_selector=self.node_labels,
+            gpu_taint_keys=self.gpu_taint_keys,
+        )
+
+    def model_fetch_args(
+        self,
+        *,
+        namespace: pulumi.Input[str],
+        nfs_server: pulumi.Input[str] | None,
+        hub_token: pulumi.Input[str] | None,
+    ) -> ModelFetchArgs:
+        """PV, claim and fetch Job: over the UFS mount point (`nfs_server`, ModelVolume's
+        output) on UCloud, over a node directory on a local cluster; `hub_token` is the secret
+        `hub_token()` reads."""
+        from_hub = self.model_source == "huggingface"
+        return ModelFetchArgs(
+            namespace=namespace,
+            model_name=self.model_name,
+            source=self.model_source,
+            nfs_server=nfs_server,
+            host_path=None if self.uses_ucloud else LOCAL_MODEL_HOST_PATH,
+            repo_id=self.model_repo_id if from_hub else None,
+            revision=self.model_revision if from_hub else None,
+            hub_endpoint=self.hub_endpoint or None,
+            hub_token=hub_token,
+            fetch_image=self.inference_image,
+            job_timeout_s=self.model_fetch_timeout_seconds,
+        )
+
+    def inference_args(
+        self,
+        *,
+        namespace: pulumi.Input[str],
+        model_claim_name: pulumi.Input[str],
+        model_dir: str | None,
+        model_revision: str | None,
+        runtime_class_name: str | None,
+        node_address: pulumi.Input[str] | None,
+        wait_for: Sequence[pulumi.Resource],
+    ) -> InferenceServiceArgs:
+        """The server; the model's claim, directory and revision come from ModelFetch, the
+        RuntimeClass from GpuDrivers, the NodePort address from GpuCluster, and `wait_for` lists
+        what the Deployment must wait for (the fetch Job, the GPU DaemonSets)."""
+        gpus = self.gpus_per_replica
+        return InferenceServiceArgs(
+            namespace=namespace,
+            image=self.inference_image,
+            model_claim_name=model_claim_name,
+            served_model_name=self.model_name,
+            model_dir=model_dir,
+            model_revision=model_revision,
+            replicas=self.replicas,
+            gpus_per_replica=gpus,
+            cpu_request=self.inference_cpu,
+            cpu_limit=self.inference_cpu,
+            memory_request=self.inference_memory,
+            memory_limit=self.inference_memory,
+            gpu_node_selector=self.node_labels if gpus else {},
+            gpu_taint_keys=self.gpu_taint_keys,
+            runtime_class_name=runtime_class_name if gpus else None,
+            service_type=self.service_type,
+            node_port=self.node_port,
+            load_balancer_annotations=(
+                inference.ucloud_lb_annotations(self.load_balancer_type) if self.uses_ucloud else {}
+            ),
+            node_address=node_address,
+            network_policy=self.network_policy,
+            allowed_cidrs=self.allowed_cidrs,
+            max_batch=self.max_batch,
+            max_model_len=self.max_model_len,
+            wait_for=wait_for,
+        )
 
 
 KEYS: tuple[str, ...] = tuple(

@@ -34,7 +34,20 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import k8s_helpers as h
+from components.k8s.conventions import (
+    DEFAULT_GPU_TAINT_KEY,
+    app_labels,
+    bad_value,
+    child_options,
+    gpu_placement,
+    kubernetes_provider,
+    object_labels,
+    require_choice,
+    require_dns_label,
+    require_pinned_image,
+    require_taint_keys,
+    wait_timeouts,
+)
 
 TYPE_TOKEN = "llm-uk8s:k8s:GpuDrivers"
 MODES = ("preinstalled", "daemonset", "none")
@@ -57,7 +70,7 @@ class GpuDriversArgs:
     mode: str
     gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
     # Every taint key of the GPU nodes: a pod must tolerate all of them to land there.
-    gpu_taint_keys: Sequence[str] = (h.DEFAULT_GPU_TAINT_KEY,)
+    gpu_taint_keys: Sequence[str] = (DEFAULT_GPU_TAINT_KEY,)
     namespace: str = "kube-system"
     device_plugin_image: str = DEVICE_PLUGIN_IMAGE
     dcgm_exporter_image: str = DCGM_EXPORTER_IMAGE
@@ -66,24 +79,24 @@ class GpuDriversArgs:
     dcgm_exporter: bool = True
 
     def validate(self) -> None:
-        h.require_choice("mode", self.mode, MODES)
+        require_choice("mode", self.mode, MODES)
         if self.mode == "none":
             return
         if not self.gpu_node_selector:
-            raise h.bad_value(
+            raise bad_value(
                 "gpu_node_selector",
                 dict(self.gpu_node_selector),
                 "at least one label that only GPU nodes carry, e.g. {'llm-uk8s/gpu': 'true'}",
             )
-        h.require_taint_keys("gpu_taint_keys", self.gpu_taint_keys)
-        h.require_dns_label("namespace", self.namespace)
+        require_taint_keys("gpu_taint_keys", self.gpu_taint_keys)
+        require_dns_label("namespace", self.namespace)
         images = [("device_plugin_image", self.device_plugin_image)]
         if self.dcgm_exporter:
             images.append(("dcgm_exporter_image", self.dcgm_exporter_image))
         if self.mode == "daemonset":
             images += [("driver_image", self.driver_image), ("toolkit_image", self.toolkit_image)]
         for name, image in images:
-            h.require_pinned_image(name, image)
+            require_pinned_image(name, image)
 
     @property
     def effective_runtime_class(self) -> str | None:
@@ -98,7 +111,7 @@ def gpu_pod_spec(args: GpuDriversArgs, *, gpu_user: bool = False, **spec: Any) -
     `gpu_user`: the pod opens the GPUs, so it needs the NVIDIA runtime where that is not the
     node's default (not the driver and toolkit: they install that runtime)."""
     base: dict[str, Any] = {
-        **h.gpu_placement(args.gpu_node_selector, args.gpu_taint_keys),
+        **gpu_placement(args.gpu_node_selector, args.gpu_taint_keys),
         "priorityClassName": "system-node-critical",
         "automountServiceAccountToken": False,
     }
@@ -297,12 +310,12 @@ def toolkit_spec(args: GpuDriversArgs) -> dict[str, Any]:
 def daemonset_body(
     name: str, namespace: str, component: str, pod_spec: dict[str, Any]
 ) -> dict[str, Any]:
-    selector = h.app_labels("nvidia-gpu", component)
+    selector = app_labels("nvidia-gpu", component)
     return {
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": h.object_labels("nvidia-gpu", component),
+            "labels": object_labels("nvidia-gpu", component),
         },
         "spec": {
             "selector": {"matchLabels": selector},
@@ -335,8 +348,8 @@ class GpuDrivers(pulumi.ComponentResource):
         if args.mode == "none":
             self.register_outputs({"daemonsets": []})
             return
-        provider = h.kubernetes_provider(opts)
-        timeouts = h.wait_timeouts(DAEMONSET_WAIT_S, margin_s=300)
+        provider = kubernetes_provider(opts)
+        timeouts = wait_timeouts(DAEMONSET_WAIT_S, margin_s=300)
 
         def daemonset(
             component: str, spec: dict[str, Any], after: list[pulumi.Resource]
@@ -346,7 +359,7 @@ class GpuDrivers(pulumi.ComponentResource):
                 f"{name}-{component}",
                 metadata=body["metadata"],
                 spec=body["spec"],
-                opts=h.child_options(self, provider, depends_on=after, custom_timeouts=timeouts),
+                opts=child_options(self, provider, depends_on=after, custom_timeouts=timeouts),
             )
             self.daemonsets.append(ds)
             return ds
@@ -362,11 +375,11 @@ class GpuDrivers(pulumi.ComponentResource):
                 f"{name}-runtime-class",
                 metadata={
                     "name": RUNTIME_CLASS,
-                    "labels": h.object_labels("nvidia-gpu", "runtime-class"),
+                    "labels": object_labels("nvidia-gpu", "runtime-class"),
                 },
                 handler=RUNTIME_CLASS,
-                scheduling=h.gpu_placement(args.gpu_node_selector, args.gpu_taint_keys),
-                opts=h.child_options(self, provider),
+                scheduling=gpu_placement(args.gpu_node_selector, args.gpu_taint_keys),
+                opts=child_options(self, provider),
             )
             runtime_ready = [toolkit, runtime_class]
             prereqs = [driver, *runtime_ready]
@@ -379,7 +392,7 @@ class GpuDrivers(pulumi.ComponentResource):
                 metadata={
                     "name": f"{name}-dcgm-exporter",
                     "namespace": args.namespace,
-                    "labels": h.object_labels("nvidia-gpu", "dcgm-exporter"),
+                    "labels": object_labels("nvidia-gpu", "dcgm-exporter"),
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(DCGM_PORT),
@@ -387,10 +400,10 @@ class GpuDrivers(pulumi.ComponentResource):
                 },
                 spec={
                     "type": "ClusterIP",
-                    "selector": h.app_labels("nvidia-gpu", "dcgm-exporter"),
+                    "selector": app_labels("nvidia-gpu", "dcgm-exporter"),
                     "ports": [{"name": "metrics", "port": DCGM_PORT, "targetPort": "metrics"}],
                 },
-                opts=h.child_options(self, provider, depends_on=[exporter]),
+                opts=child_options(self, provider, depends_on=[exporter]),
             )
         self.register_outputs(
             {"daemonsets": [ds.metadata.apply(lambda m: m.name) for ds in self.daemonsets]}

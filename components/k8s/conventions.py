@@ -14,6 +14,8 @@ from typing import Any
 
 import pulumi
 
+from components.errors import ConfigError
+
 PART_OF = "llm-uk8s"
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_TAINT_KEY = GPU_RESOURCE
@@ -22,7 +24,8 @@ DEFAULT_GPU_TAINT_KEY = GPU_RESOURCE
 # model volume belong to it.
 IMAGE_UID = 10001
 
-# One source for these rules: the stack config (components/config.py) checks with the same ones.
+# One source for these rules: the stack config (components/stack/config.py) checks with the same
+# ones.
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A revision is pinned when it cannot move under a running deployment: a commit, or a release tag
@@ -37,10 +40,6 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
 )
 _MODEL_DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class ConfigError(ValueError):
-    """A component argument is invalid; the message names field, value and what is allowed."""
 
 
 def bad_value(field: str, value: object, allowed: str) -> ConfigError:
