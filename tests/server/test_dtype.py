@@ -8,7 +8,7 @@ import torch
 from llmserve import models
 from llmserve.settings import load_settings
 
-from components import capacity
+from components.stack import capacity
 from components.ucloud import vocabulary
 
 

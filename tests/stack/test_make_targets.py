@@ -9,20 +9,30 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_push_builds_tags_pushes_and_says_what_to_set() -> None:
-    done = make("push", "REGISTRY=uhub.service.ucloud.cn/acme", "CONTAINER=echo",
-                "IMAGE=llm-uk8s-server:0.2.0")
+    done = make(
+        "push",
+        "REGISTRY=uhub.service.ucloud.cn/acme",
+        "CONTAINER=echo",
+        "IMAGE=llm-uk8s-server:0.2.0",
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "build -t llm-uk8s-server:0.2.0 image" in lines
     assert "tag llm-uk8s-server:0.2.0 uhub.service.ucloud.cn/acme/llm-uk8s-server:0.2.0" in lines
     assert "push uhub.service.ucloud.cn/acme/llm-uk8s-server:0.2.0" in lines
-    assert lines[-1] == ("now: pulumi config set inferenceImage "
-                         "uhub.service.ucloud.cn/acme/llm-uk8s-server:0.2.0")
+    assert lines[-1] == (
+        "now: pulumi config set inferenceImage uhub.service.ucloud.cn/acme/llm-uk8s-server:0.2.0"
+    )
 
 
 def test_push_without_a_registry_says_so_and_builds_nothing() -> None:

@@ -24,7 +24,8 @@ def stand_ins(tmp_path: Path, outputs: dict[str, object]) -> dict[str, str]:
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     pulumi = bin_dir / "pulumi"
     pulumi.write_text(
-        f'#!/bin/sh\necho "$@" > {tmp_path}/pulumi-args\ncat {tmp_path}/outputs.json\n')
+        f'#!/bin/sh\necho "$@" > {tmp_path}/pulumi-args\ncat {tmp_path}/outputs.json\n'
+    )
     kubectl = bin_dir / "kubectl"
     kubectl.write_text(
         "#!/bin/sh\n"
@@ -38,18 +39,35 @@ def stand_ins(tmp_path: Path, outputs: dict[str, object]) -> dict[str, str]:
 
 
 def run(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tools.tunnel", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.tunnel", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_port_forward_goes_through_the_stacks_kubeconfig(tmp_path: Path) -> None:
     done = run(tmp_path, stand_ins(tmp_path, OUTPUTS), "--stack", "prod", "--port", "18000")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "pulumi-args").read_text().split() == [
-        "stack", "output", "--json", "--show-secrets", "--stack", "prod"]
+        "stack",
+        "output",
+        "--json",
+        "--show-secrets",
+        "--stack",
+        "prod",
+    ]
     args = (tmp_path / "kubectl-args").read_text().split()
     assert args[0] == "--kubeconfig" and args[2:] == [
-        "--namespace", "llm", "port-forward", "service/inference-3c72e224", "18000:7861"]
+        "--namespace",
+        "llm",
+        "port-forward",
+        "service/inference-3c72e224",
+        "18000:7861",
+    ]
     assert (tmp_path / "kubeconfig-seen").read_text() == OUTPUTS["kubeconfig"]
     assert (tmp_path / "kubeconfig-mode").read_text().strip() == "600"
     assert not Path(args[1]).exists()  # the credentials do not outlive the tunnel
@@ -67,6 +85,12 @@ def test_a_stack_without_a_kubeconfig_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_no_pulumi_cli_is_one_clear_line(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": "/nonexistent"}
-    done = subprocess.run([sys.executable, "-m", "tools.tunnel", "--stack", "dev"], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.tunnel", "--stack", "dev"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and "needs the Pulumi CLI" in done.stderr
