@@ -39,7 +39,7 @@ def required_schema(functions: list[tuple[str, dict[str, Any] | None]]) -> str:
 
 def named_call(name: str, text: str) -> ParsedCall:
     """The arguments are the text itself (valid JSON once the engine constrains it)."""
-    return ParsedCall(name, text.strip())
+    return ParsedCall(name, text)
 
 
 def required_call(text: str, tool_names: frozenset[str]) -> ParsedCall | None:
