@@ -1,56 +1,79 @@
-"""The HTTP layer: routes, request checks, SSE streaming, readiness and draining.
+"""The HTTP layer: routes, request checks, readiness and draining.
 
 It talks to the engine only through `llmserve.engine_api.Engine` and to the wire format only
-through `llmserve.protocol`. The model loads in a background thread after the port opens, so /health
-answers at once and /ready turns true when the weights are loaded and warmed."""
+through `llmserve.protocol`; chat.py and completions.py shape the answers, generation.py runs
+them, body.py reads bodies, prompts.py turns them into tokens. The model loads in a background
+thread after the port opens, so /health answers at once and /ready turns true when the weights
+are loaded and warmed."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from hmac import compare_digest
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import jinja2
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ValidationError
 
-from llmserve import protocol
-from llmserve.engine_api import (
-    Delta,
-    Engine,
-    EngineStats,
-    EngineStoppedError,
-    QueueFullError,
-    RequestStream,
-    SamplingParams,
+from llmserve import __version__, chat, completions, protocol
+from llmserve.body import parse
+from llmserve.engine_api import Engine, EngineStats
+from llmserve.errors import APIError, install_error_handlers
+from llmserve.generation import (
+    RETRY_AFTER_SECONDS,
+    RunRegistry,
+    admit,
+    close_all,
+    collect,
+    sse,
 )
-from llmserve.errors import APIError, describe_validation_error, error_type, install_error_handlers
 from llmserve.metrics import ServerMetrics
+from llmserve.params import (
+    per_choice,
+    sampling,
+    structured,
+    token_budget,
+    tool_constraint,
+)
+from llmserve.prompts import (
+    check_chars,
+    check_token_ids,
+    encode_text,
+    in_thread,
+    max_token_chars,
+    render_chat,
+)
 from llmserve.settings import Settings
+from llmserve.tool_parsers import ToolParser
+from llmserve.tool_parsers.hermes import HermesParser
 
 log = logging.getLogger("llmserve.app")
 
 STATIC_DIR = Path(__file__).parent / "static"
-RETRY_AFTER_SECONDS = "1"
-_Body = TypeVar("_Body", bound=BaseModel)
+BODY_TIMEOUT_S = 60.0  # server.py passes LLMSERVE_BODY_TIMEOUT_SECONDS
+MAX_CHOICES = 256  # prompts x n in one completions request
+MODEL_NAME_ECHO = 200  # characters of a wrong model name repeated in the error
 _ROUTES = {
     "/",
     "/health",
     "/ready",
+    "/ping",
+    "/version",
     "/metrics",
     "/v1/models",
     "/v1/chat/completions",
     "/v1/completions",
+    "/tokenize",
+    "/detokenize",
 }
 
 
@@ -62,6 +85,24 @@ class Backend:
     tokenizer: Any
     model_name: str
     vocab_size: int
+    tool_parser: ToolParser = field(default_factory=HermesParser)
+
+    @cached_property
+    def token_chars(self) -> int:
+        return max_token_chars(self.tokenizer)
+
+    @cached_property
+    def token_text(self) -> Callable[[int], str]:
+        tokenizer = self.tokenizer
+
+        @lru_cache(maxsize=65536)
+        def text(token_id: int) -> str:
+            try:
+                return str(tokenizer.decode([token_id], skip_special_tokens=False))
+            except Exception:  # ids beyond the tokenizer (random weights) carry no text
+                return ""
+
+        return text
 
 
 @dataclass
@@ -70,8 +111,16 @@ class ServerState:
     backend: Backend | None = None
     load_error: str | None = None
     draining: bool = False
-    active_requests: int = 0
+    registry: RunRegistry = field(default_factory=RunRegistry)
     created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def active_requests(self) -> int:
+        return len(self.registry)
+
+    def end_streams(self) -> int:
+        """The drain deadline: every open run ends now with an error event / 503."""
+        return self.registry.abort_all()
 
     @property
     def ready(self) -> bool:
@@ -86,6 +135,14 @@ def _empty_stats() -> EngineStats:
     return EngineStats(0, 0, 0, 0)
 
 
+def _route_label(path: str) -> str:
+    if path in _ROUTES:
+        return path
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{id}"
+    return "other"
+
+
 class _MetricsMiddleware:
     """Counts every response by route and status; a plain ASGI middleware, so streaming
     responses and client disconnects pass through untouched."""
@@ -97,7 +154,7 @@ class _MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = scope["path"] if scope["path"] in _ROUTES else "other"
+        route = _route_label(scope["path"])
 
         started = False
 
@@ -121,10 +178,12 @@ def create_app(
     settings: Settings,
     load_backend: Callable[[], Backend],
     on_fatal: Callable[[str], None] | None = None,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     state = ServerState(settings=settings)
     metrics = ServerMetrics(
-        lambda: state.backend.engine.stats() if state.backend else _empty_stats()
+        lambda: state.backend.engine.stats() if state.backend else _empty_stats(),
+        lambda: state.backend.model_name if state.backend else "",
     )
 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,6 +192,7 @@ def create_app(
         def load() -> None:
             try:
                 backend = load_backend()
+                _ = backend.token_chars  # computed once, before the first request
             except Exception as err:
                 log.exception("model load failed")
                 message = f"model load failed: {err}"
@@ -165,8 +225,7 @@ def create_app(
             raise APIError(404, "the chat page is not installed in this image")
         return FileResponse(page)
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
+    def liveness() -> JSONResponse:
         if state.engine_dead and not state.draining:  # liveness fails: Kubernetes restarts us
             return JSONResponse(
                 {
@@ -180,6 +239,19 @@ def create_app(
                 status_code=503,
             )
         return JSONResponse({"status": "ok"})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return liveness()
+
+    @app.api_route("/ping", methods=["GET", "POST"])
+    async def ping() -> JSONResponse:
+        """vLLM's (and SageMaker's) liveness route: the same answer as /health."""
+        return liveness()
+
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        return {"version": __version__}
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
@@ -244,397 +316,193 @@ def create_app(
             )
         return state.backend
 
+    def check_model(name: str | None, backend: Backend) -> None:
+        if name is not None and name != backend.model_name:
+            shown = name if len(name) <= MODEL_NAME_ECHO else name[:MODEL_NAME_ECHO] + "..."
+            raise APIError(
+                404,
+                f"the model {shown!r} does not exist; allowed: {backend.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
+
+    def check_common(body: Any, backend: Backend) -> None:
+        check_model(body.model, backend)
+        problem = body.unsupported()
+        if problem is not None:
+            raise APIError(400, problem[1], param=problem[0], code="unsupported_value")
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         authorize(request)
         backend = backend_or_503()
-        return protocol.model_list(backend.model_name, state.created)
+        return protocol.model_list(backend.model_name, state.created, backend.engine.max_model_len)
 
-    async def generate(
-        request: Request,
-        backend: Backend,
-        body: Any,
-        prompt_ids: list[int],
-        prompt_field: str,
-        id_prefix: str,
-        events: Callable[..., Any],
-        reply: Callable[..., dict[str, Any]],
-    ) -> Response:
-        """What both generation routes share once the prompt is tokens."""
-        params = _sampling(body, len(prompt_ids), backend.engine.max_model_len, prompt_field)
-        stream = _admit(backend.engine, prompt_ids, params)
-        run = _Run(stream, time.perf_counter(), state, metrics)
-        id_ = protocol.new_id(id_prefix)
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _sse(events(run, id_, backend.model_name, include_usage), run)
-        text, finish = await run.collect(request)
-        return JSONResponse(
-            reply(
-                id_, backend.model_name, text, finish, stream.prompt_tokens, run.completion_tokens
-            )
-        )
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> dict[str, Any]:
+        authorize(request)
+        backend = backend_or_503()
+        check_model(model_id, backend)
+        return protocol.model_card(backend.model_name, state.created, backend.engine.max_model_len)
+
+    async def read(request: Request, model_type: type[Any]) -> Any:
+        return await parse(request, model_type, settings.max_body_bytes, body_timeout_s)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         authorize(request)
         backend = backend_or_503()
-        body = await _parse(request, protocol.ChatCompletionRequest, settings.max_body_bytes)
-        _check_common(body, backend)
-        prompt_ids = _render_chat(backend.tokenizer, body.messages)
-        return await generate(
-            request,
-            backend,
+        body = await read(request, protocol.ChatCompletionRequest)
+        check_common(body, backend)
+        engine = backend.engine
+        mode = chat.ToolMode.of(body)
+        constraint = tool_constraint(body) if mode.kind in ("named", "required") else None
+        fmt = structured(body)
+        if constraint is not None and fmt is not None:
+            raise APIError(
+                400,
+                "response_format and a forced tool_choice both constrain the answer; give one",
+                param="response_format",
+                code="unsupported_value",
+            )
+        chars = sum(len(m.text()) for m in body.messages)
+        check_chars(chars, engine.max_model_len, backend.token_chars, "messages")
+        prompt_ids = await in_thread(
+            render_chat,
+            backend.tokenizer,
+            body.messages,
+            body.tools if mode.shows_tools else None,
+            body.chat_template_kwargs,
+        )
+        max_tokens = token_budget(body, len(prompt_ids), engine.max_model_len, "messages")
+        top = (body.top_logprobs or 0) if body.logprobs else None
+        params = sampling(
             body,
-            prompt_ids,
-            "messages",
-            "chatcmpl",
-            _chat_events,
-            protocol.chat_completion,
+            max_tokens=max_tokens,
+            vocab_size=backend.vocab_size,
+            logprobs=top,
+            structured_output=constraint or fmt,
+        )
+        n = body.choices_per_prompt
+        runs = admit(
+            engine, [(prompt_ids, p) for p in per_choice(params, n)], state.registry, metrics
+        )
+        id_ = protocol.new_id("chatcmpl")
+        if body.stream:
+            options = body.stream_options
+            include = bool(options and options.include_usage)
+            continuous = include and bool(options and options.continuous_usage_stats)
+            return sse(
+                chat.events(
+                    runs,
+                    id_,
+                    backend.model_name,
+                    mode,
+                    backend.tool_parser,
+                    top,
+                    backend.token_text,
+                    include,
+                    continuous,
+                ),
+                lambda: close_all(runs),
+            )
+        deltas = await collect(runs, request)
+        return JSONResponse(
+            chat.reply(
+                id_,
+                backend.model_name,
+                deltas,
+                mode,
+                backend.tool_parser,
+                top,
+                backend.token_text,
+                len(prompt_ids),
+            )
         )
 
     @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
+    async def completions_route(request: Request) -> Response:
         authorize(request)
         backend = backend_or_503()
-        body = await _parse(request, protocol.CompletionRequest, settings.max_body_bytes)
-        _check_common(body, backend)
-        prompt_ids = _encode_prompt(backend, body.prompt)
-        return await generate(
-            request,
-            backend,
-            body,
-            prompt_ids,
-            "prompt",
-            "cmpl",
-            _completion_events,
-            protocol.completion,
-        )
-
-    return app
-
-
-# --------------------------------------------------------------------------- request checks
-async def _parse(request: Request, model: type[_Body], limit: int) -> _Body:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(
-            413,
-            f"request body is {declared} bytes; allowed: at most {limit}",
-            code="body_too_large",
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(
-                413,
-                f"request body exceeds {limit} bytes; allowed: at most {limit}",
-                code="body_too_large",
-            )
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise APIError(
-            400,
-            f"request body is not valid UTF-8 (bad byte at offset {err.start}); "
-            "allowed: UTF-8 JSON",
-            code="invalid_utf8",
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise APIError(
-            400,
-            f"request body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}",
-            code="invalid_json",
-        ) from None
-    if not isinstance(data, dict):
-        raise APIError(
-            400,
-            f"request body must be a JSON object, got {type(data).__name__}",
-            code="invalid_json",
-        )
-    try:
-        return model.model_validate_json(text)
-    except ValidationError as err:
-        raise describe_validation_error(err) from None
-
-
-def _check_common(body: Any, backend: Backend) -> None:
-    if body.model is not None and body.model != backend.model_name:
-        raise APIError(
-            404,
-            f"the model {body.model!r} does not exist; allowed: {backend.model_name!r}",
-            param="model",
-            code="model_not_found",
-        )
-    problem = body.unsupported()
-    if problem is not None:
-        raise APIError(400, problem[1], param=problem[0], code="unsupported_value")
-
-
-def _render_chat(tokenizer: Any, messages: list[protocol.ChatMessage]) -> list[int]:
-    turns = [
-        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-        for m in messages
-    ]
-    if getattr(tokenizer, "chat_template", None) is None:
-        text = "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
-        return list(tokenizer.encode(text))
-    try:
-        ids = tokenizer.apply_chat_template(
-            turns, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-    except jinja2.TemplateError as err:
-        raise APIError(
-            400,
-            f"messages: the model's chat template refused them: {err}",
-            param="messages",
-            code="invalid_messages",
-        ) from None
-    return list(ids)
-
-
-def _encode_prompt(backend: Backend, prompt: str | list[str] | list[int]) -> list[int]:
-    if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
-        ids = [int(t) for t in prompt]
-        bad = [t for t in ids if not 0 <= t < backend.vocab_size]
-        if bad:
+        body = await read(request, protocol.CompletionRequest)
+        check_common(body, backend)
+        engine = backend.engine
+        given = body.prompts()
+        n = body.choices_per_prompt
+        if len(given) * n > MAX_CHOICES:
             raise APIError(
                 400,
-                f"prompt: token id {bad[0]} is out of range; allowed: 0..{backend.vocab_size - 1}",
+                f"prompt: {len(given)} prompts x n={n} is {len(given) * n} choices; allowed: "
+                f"at most {MAX_CHOICES}",
                 param="prompt",
                 code="invalid_value",
             )
-        return ids
-    text = prompt if isinstance(prompt, str) else str(prompt[0])
-    ids = list(backend.tokenizer.encode(text))
-    if not ids:
-        raise APIError(
-            400,
-            "prompt is empty; allowed: at least one token",
-            param="prompt",
-            code="invalid_value",
-        )
-    return ids
-
-
-def _sampling(
-    body: Any, prompt_tokens: int, max_model_len: int, prompt_param: str
-) -> SamplingParams:
-    if prompt_tokens >= max_model_len:
-        raise APIError(
-            400,
-            f"{prompt_param}: the prompt is {prompt_tokens} tokens; this model's "
-            f"context is {max_model_len} tokens (prompt plus output), so the prompt "
-            f"must be at most {max_model_len - 1}",
-            param=prompt_param,
-            code="context_length_exceeded",
-        )
-    room = max_model_len - prompt_tokens
-    limit = body.token_limit()
-    if limit is not None and limit > room:
-        name = (
-            "max_completion_tokens"
-            if getattr(body, "max_completion_tokens", None)
-            else "max_tokens"
-        )
-        raise APIError(
-            400,
-            f"{name}={limit} is too large: the prompt uses {prompt_tokens} of "
-            f"the {max_model_len}-token context; allowed: 1..{room}",
-            param=name,
-            code="context_length_exceeded",
-        )
-    max_tokens = room if limit is None else limit
-    if body.min_tokens > max_tokens:
-        raise APIError(
-            400,
-            f"min_tokens={body.min_tokens} exceeds max_tokens={max_tokens}; "
-            f"allowed: 0..{max_tokens}",
-            param="min_tokens",
-            code="invalid_value",
-        )
-    return SamplingParams(
-        max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=tuple(body.stop_list()),
-        ignore_eos=body.ignore_eos,
-        min_tokens=body.min_tokens,
-    )
-
-
-def _admit(engine: Engine, prompt_ids: list[int], params: SamplingParams) -> RequestStream:
-    try:
-        return engine.submit(prompt_ids, params)
-    except QueueFullError as err:
-        raise APIError(
-            429,
-            f"the server is at capacity ({err}); retry later",
-            code="queue_full",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        ) from None
-    except EngineStoppedError as err:
-        raise APIError(
-            503,
-            f"the engine is not running ({err})",
-            code="engine_stopped",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        ) from None
-
-
-# --------------------------------------------------------------------------- generation runs
-class _ClientGone(Exception):
-    pass
-
-
-class _Run:
-    """One admitted request on the HTTP side: its deltas, its timings, its drain accounting."""
-
-    def __init__(
-        self, stream: RequestStream, submitted: float, state: ServerState, metrics: ServerMetrics
-    ) -> None:
-        self.stream, self.submitted, self.state, self.metrics = stream, submitted, state, metrics
-        self.first_token: float | None = None
-        self.completion_tokens = 0
-        self.done = False
-        state.active_requests += 1
-
-    def note(self, delta: Delta) -> None:
-        if self.first_token is None and delta.completion_tokens > 0:
-            self.first_token = time.perf_counter()
-        self.completion_tokens = delta.completion_tokens
-
-    def close(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.state.active_requests -= 1
-        if not self.stream.finished:
-            self.stream.cancel()
-        self.metrics.observe_request(
-            self.stream.prompt_tokens,
-            self.completion_tokens,
-            self.submitted,
-            self.first_token,
-            time.perf_counter(),
+        for item in given:
+            if isinstance(item, str):
+                check_chars(len(item), engine.max_model_len, backend.token_chars, "prompt")
+        prompts = await in_thread(_completion_prompts, backend, given)
+        score_only = bool(body.echo) and body.max_tokens == 0
+        opts = completions.Options(bool(body.echo), body.logprobs, score_only)
+        fmt = structured(body)
+        requests = []
+        for prompt in prompts:
+            budget = token_budget(body, len(prompt.ids), engine.max_model_len, "prompt")
+            params = sampling(
+                body,
+                max_tokens=max(1, budget),
+                vocab_size=backend.vocab_size,
+                logprobs=body.logprobs,
+                prompt_logprobs=body.logprobs if body.echo else None,
+                structured_output=fmt,
+            )
+            requests.extend((prompt.ids, p) for p in per_choice(params, n))
+        runs = admit(engine, requests, state.registry, metrics)
+        id_ = protocol.new_id("cmpl")
+        if body.stream:
+            options = body.stream_options
+            include = bool(options and options.include_usage)
+            continuous = include and bool(options and options.continuous_usage_stats)
+            return sse(
+                completions.events(
+                    runs,
+                    id_,
+                    backend.model_name,
+                    prompts,
+                    n,
+                    opts,
+                    backend.token_text,
+                    include,
+                    continuous,
+                ),
+                lambda: close_all(runs),
+            )
+        deltas = await collect(runs, request)
+        return JSONResponse(
+            completions.reply(id_, backend.model_name, prompts, n, deltas, opts, backend.token_text)
         )
 
-    async def deltas(self) -> AsyncIterator[Delta]:
-        async for delta in self.stream:
-            self.note(delta)
-            yield delta
+    from llmserve.tokenize_routes import add_tokenize_routes
 
-    async def collect(self, request: Request) -> tuple[str, str]:
-        parts: list[str] = []
-        checked = time.monotonic()
-        try:
-            while True:
-                try:
-                    delta = await asyncio.wait_for(self.stream.next_delta(), timeout=0.5)
-                except TimeoutError:
-                    delta = None
-                # Look for a gone client every half second, also while tokens keep coming: a
-                # client that gave up must free its batch slot, not wait for the whole answer.
-                if delta is None or time.monotonic() - checked >= 0.5:
-                    checked = time.monotonic()
-                    if await request.is_disconnected():
-                        raise _ClientGone() from None
-                if delta is None:
-                    continue
-                self.note(delta)
-                parts.append(delta.text)
-                if delta.finish_reason is not None:
-                    return "".join(parts), _final_reason(delta)
-        except _ClientGone:
-            return "", "cancelled"  # nobody reads this response
-        finally:
-            self.close()
+    add_tokenize_routes(app, authorize, backend_or_503, check_model, read)
+    return app
 
 
-def _failure(delta: Delta) -> APIError:
-    """Why a generation ended in "error" or "cancelled"; answered as JSON or as an SSE event."""
-    if delta.finish_reason == "error":
-        return APIError(500, delta.error or "generation failed", code="generation_failed")
-    return APIError(
-        503,
-        "the request was cancelled because the server is shutting down",
-        code="server_draining",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
-
-
-def _final_reason(delta: Delta) -> str:
-    if delta.finish_reason in ("stop", "length"):
-        return delta.finish_reason
-    raise _failure(delta)
-
-
-def _sse(events: AsyncIterator[dict[str, Any]], run: _Run) -> StreamingResponse:
-    async def body() -> AsyncIterator[str]:
-        try:
-            async for event in events:
-                yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
-            yield "data: [DONE]\n\n"
-        finally:
-            run.close()  # also runs when the client disconnects: frees the engine slot
-
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-def _stream_error(delta: Delta) -> dict[str, Any]:
-    err = _failure(delta)
-    return protocol.error_body(err.message, error_type(err.status), err.param, err.code)
-
-
-async def _chat_events(
-    run: _Run, id_: str, model: str, include_usage: bool
-) -> AsyncIterator[dict[str, Any]]:
-    created = int(time.time())
-    yield protocol.chat_chunk(id_, model, created, {"role": "assistant", "content": ""})
-    async for delta in run.deltas():
-        if delta.finish_reason in ("error", "cancelled"):
-            yield _stream_error(delta)
-            return
-        if delta.text:
-            yield protocol.chat_chunk(id_, model, created, {"content": delta.text})
-        if delta.finish_reason is not None:
-            yield protocol.chat_chunk(id_, model, created, {}, delta.finish_reason)
-    if include_usage:
-        yield protocol.chat_chunk(
-            id_,
-            model,
-            created,
-            None,
-            usage_=protocol.usage(run.stream.prompt_tokens, run.completion_tokens),
-        )
-
-
-async def _completion_events(
-    run: _Run, id_: str, model: str, include_usage: bool
-) -> AsyncIterator[dict[str, Any]]:
-    created = int(time.time())
-    async for delta in run.deltas():
-        if delta.finish_reason in ("error", "cancelled"):
-            yield _stream_error(delta)
-            return
-        if delta.text or delta.finish_reason is not None:
-            yield protocol.completion_chunk(id_, model, created, delta.text, delta.finish_reason)
-    if include_usage:
-        yield protocol.completion_chunk(
-            id_,
-            model,
-            created,
-            None,
-            usage_=protocol.usage(run.stream.prompt_tokens, run.completion_tokens),
-        )
+def _completion_prompts(backend: Backend, given: list[str | list[int]]) -> list[completions.Prompt]:
+    """Blocking (runs in a worker thread): each prompt as ids, with its text for echo."""
+    out = []
+    for item in given:
+        if isinstance(item, str):
+            ids = encode_text(backend.tokenizer, item)
+            text = item
+        else:
+            ids = check_token_ids(item, backend.vocab_size, "prompt")
+            text = backend.tokenizer.decode(ids, skip_special_tokens=False)
+        if not ids:
+            raise APIError(
+                400,
+                "prompt is empty; allowed: at least one token",
+                param="prompt",
+                code="invalid_value",
+            )
+        out.append(completions.Prompt(ids, text))
+    return out

@@ -4,12 +4,14 @@ checks, request validation, unknown routes, wrong methods, or a bug (as a 500, l
 from __future__ import annotations
 
 import logging
+import reprlib
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from llmserve.protocol import error_body
 
@@ -21,12 +23,19 @@ _TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    499: "invalid_request_error",
     503: "service_unavailable",
 }
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 80
+_SHORT.maxlist = _SHORT.maxdict = 6
 
 
 class APIError(Exception):
@@ -85,15 +94,13 @@ def describe_validation_error(err: ValidationError | RequestValidationError) -> 
             }
         )
     ]
-    param = ".".join(location) or None
+    param = ".".join(location)[:200] or None
     value = first.get("input")
-    shown = repr(value)
+    shown = _SHORT.repr(value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
     message = first.get("msg", "invalid value")
-    if first.get("type") == "extra_forbidden":
-        message = f"unknown field {param!r}; remove it (this server does not support it)"
-    elif first.get("type") == "missing":
+    if first.get("type") == "missing":
         message = f"{param} is required"
     else:
         message = f"{param or 'body'}: {message} (got {shown})"
@@ -113,6 +120,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
         return error_response(err.status_code, str(err.detail), headers=err.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # Nobody reads this answer; 499 (as nginx logs it) keeps it out of the 5xx counts.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return error_response(499, "the client closed the connection", code="client_closed")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:

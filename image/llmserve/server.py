@@ -4,23 +4,95 @@ Kubernetes sends SIGTERM and, after terminationGracePeriodSeconds, SIGKILL. On t
 we report not-ready (so the Service stops routing here) and refuse new generations with 503,
 let in-flight requests finish for up to `drain_seconds`, then stop uvicorn and exit 0. uvicorn's
 own handler would close the listening socket at once and re-raise the signal (exit status
--15), which is why we replace it."""
+-15), which is why we replace it. At the drain deadline, streams still running end with an error
+event and `[DONE]` (the app pushes a final "cancelled" delta into each) before uvicorn closes
+their connections.
+
+Three settings are read here from the environment until settings.py carries them:
+LLMSERVE_HEADER_TIMEOUT_SECONDS (default 30: a connection whose request line and headers are not
+complete by then is closed, so slow clients cannot hold connections open),
+LLMSERVE_BODY_TIMEOUT_SECONDS (default 60: a body not fully received by then is answered 408),
+and LLMSERVE_TOOL_PARSER (auto | hermes | glm, see llmserve/tool_parsers)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from llmserve.app import Backend, ServerState, create_app
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import load_model, pick_device
 from llmserve.settings import Settings, SettingsError
+from llmserve.tool_parsers import pick_parser
 
 log = logging.getLogger("llmserve.server")
+DRAIN_GRACE_S = 5.0  # after the deadline: time for the final error events to go out
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number; allowed: 0.1..86400") from None
+    if not 0.1 <= value <= 86_400:
+        raise SettingsError(f"{name}={value} is out of range; allowed: 0.1..86400")
+    return value
+
+
+def header_deadline_protocol(timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a deadline on the request line and headers: uvicorn has a
+    keep-alive timeout between requests, but none while a request's head trickles in."""
+
+    class HeaderDeadlineH11(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+        _seen_cycle: Any = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._seen_cycle = self.cycle
+            self._head_timer = self.loop.call_later(timeout_s, self._head_timeout)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self.cycle is self._seen_cycle and not self.transport.is_closing():
+                log.info("closing a connection whose request head took over %.0f s", timeout_s)
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not self._seen_cycle:  # a request's head is complete
+                self._disarm()
+                self._seen_cycle = self.cycle
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadlineH11
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -63,8 +135,13 @@ def build_backend(settings: Settings) -> Backend:
         settings.max_batch,
         settings.max_queue,
     )
+    parser = pick_parser(loaded.tokenizer, os.environ.get("LLMSERVE_TOOL_PARSER", "auto"))
     return Backend(
-        engine=engine, tokenizer=loaded.tokenizer, model_name=loaded.name, vocab_size=vocab
+        engine=engine,
+        tokenizer=loaded.tokenizer,
+        model_name=loaded.name,
+        vocab_size=vocab,
+        tool_parser=parser,
     )
 
 
@@ -76,6 +153,7 @@ class DrainingServer(uvicorn.Server):
         self.exit_code = 0
         self._drain_requested = False
         self._drain_started: float | None = None
+        self._ended_at: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._drain_requested:  # a second signal: stop waiting
@@ -102,11 +180,15 @@ class DrainingServer(uvicorn.Server):
             self.state.draining = True
         busy = self.state.active_requests
         waited = time.monotonic() - self._drain_started
-        if busy == 0 or waited >= self.drain_seconds:
-            if busy:
-                log.warning("drain deadline reached with %d requests in flight", busy)
-            else:
-                log.info("drained after %.1f s", waited)
+        if busy == 0:
+            log.info("drained after %.1f s", waited)
+            self.should_exit = True
+        elif waited >= self.drain_seconds and self._ended_at is None:
+            ended = self.state.end_streams()
+            log.warning("drain deadline reached: ending %d requests with an error", ended)
+            self._ended_at = time.monotonic()
+        elif self._ended_at is not None and time.monotonic() - self._ended_at >= DRAIN_GRACE_S:
+            log.warning("%d requests still open after the drain grace; exiting", busy)
             self.should_exit = True
 
 
@@ -116,7 +198,15 @@ def serve(settings: Settings) -> int:
     def on_fatal(message: str) -> None:
         server_ref[0].fail(message)
 
-    app = create_app(settings, lambda: build_backend(settings), on_fatal=on_fatal)
+    header_timeout = _seconds("LLMSERVE_HEADER_TIMEOUT_SECONDS", 30.0)
+    body_timeout = _seconds("LLMSERVE_BODY_TIMEOUT_SECONDS", 60.0)
+    try:  # a bad parser name stops the server here, not after the model has loaded
+        pick_parser(None, os.environ.get("LLMSERVE_TOOL_PARSER", "auto"))
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
+    app = create_app(
+        settings, lambda: build_backend(settings), on_fatal=on_fatal, body_timeout_s=body_timeout
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -124,6 +214,7 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        http=header_deadline_protocol(header_timeout),
     )
     server = DrainingServer(config, app.state.server, settings.drain_seconds)
     server_ref.append(server)

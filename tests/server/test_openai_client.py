@@ -125,7 +125,7 @@ def test_errors_come_back_as_openai_errors(tiny_server: RunningServer) -> None:
     assert missing.value.code == "model_not_found" and "random-tiny" in missing.value.message
     with pytest.raises(openai.BadRequestError) as unsupported:
         client.chat.completions.create(model="random-tiny", messages=HELLO,  # type: ignore[arg-type]
-                                       n=2)
+                                       n=200)
     assert unsupported.value.param == "n"
 
 
@@ -162,15 +162,19 @@ def test_metrics_count_requests_tokens_and_latency(tiny_server: RunningServer) -
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model="random-tiny", prompt="count me", max_tokens=0)
     samples = tiny_server.metrics()
+    model = '{model_name="random-tiny"}'
     assert samples['llmserve_requests_total{route="/v1/completions",status="200"}'] >= 1
     assert samples['llmserve_requests_total{route="/v1/completions",status="400"}'] >= 1
-    assert samples["llmserve_generation_tokens_total"] >= 5
-    assert samples["llmserve_prompt_tokens_total"] >= 2
-    assert samples["llmserve_time_to_first_token_seconds_count"] >= 1
-    assert samples["llmserve_time_per_output_token_seconds_count"] >= 1
-    for gauge in ("llmserve_queue_depth", "llmserve_running_batch_size",
-                  "llmserve_cache_usage_ratio"):
-        assert gauge in samples
+    assert samples[f"vllm:generation_tokens_total{model}"] >= 5
+    assert samples[f"vllm:prompt_tokens_total{model}"] >= 2
+    assert samples[f"vllm:time_to_first_token_seconds_count{model}"] >= 1
+    assert samples[f"vllm:inter_token_latency_seconds_count{model}"] >= 4
+    assert samples[f"vllm:e2e_request_latency_seconds_count{model}"] >= 1
+    assert samples['vllm:request_success_total{finished_reason="length",model_name="random-tiny"}'
+                   ] >= 1
+    for gauge in ("vllm:num_requests_running", "vllm:num_requests_waiting",
+                  "vllm:kv_cache_usage_perc"):
+        assert f"{gauge}{model}" in samples
 
 
 def test_chat_page_and_its_static_files_are_served(tiny_server: RunningServer) -> None:

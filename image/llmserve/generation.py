@@ -1,0 +1,228 @@
+"""Admitted requests on the HTTP side: one `Run` per engine request (a response with n choices,
+or a batch of prompts, is several), their timings and metrics, interleaving their deltas, and the
+SSE body that always ends with `[DONE]`.
+
+At the drain deadline every open run gets a final "cancelled" delta pushed into its stream, so
+a stream still running then ends with an error event and `[DONE]` instead of being cut."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from llmserve import protocol
+from llmserve.engine_api import (
+    Delta,
+    Engine,
+    EngineStoppedError,
+    QueueFullError,
+    RequestStream,
+    SamplingParams,
+)
+from llmserve.errors import APIError, error_type
+from llmserve.metrics import ServerMetrics
+
+log = logging.getLogger("llmserve.generation")
+RETRY_AFTER_SECONDS = "1"
+DISCONNECT_POLL_S = 0.5
+
+
+class RunRegistry:
+    """The runs in flight, so draining can count them and end them at its deadline."""
+
+    def __init__(self) -> None:
+        self.runs: set[Run] = set()
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def abort_all(self) -> int:
+        runs = list(self.runs)
+        for run in runs:
+            run.abort()
+        return len(runs)
+
+
+class Run:
+    def __init__(
+        self, stream: RequestStream, registry: RunRegistry, metrics: ServerMetrics
+    ) -> None:
+        self.stream, self.registry, self.metrics = stream, registry, metrics
+        self.submitted = time.perf_counter()
+        self.first_token: float | None = None
+        self.last_token: float | None = None
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self.done = False
+        registry.runs.add(self)
+
+    def note(self, delta: Delta) -> None:
+        now = time.perf_counter()
+        new = delta.completion_tokens - self.completion_tokens
+        if new > 0:
+            if self.first_token is None:
+                self.first_token = now
+            elif self.last_token is not None:
+                self.metrics.observe_gaps(now - self.last_token, new)
+            self.last_token = now
+            self.completion_tokens = delta.completion_tokens
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason
+
+    async def next(self) -> Delta:
+        delta = await self.stream.next_delta()
+        self.note(delta)
+        return delta
+
+    def abort(self) -> None:
+        """End this run now with a "cancelled" delta (the drain deadline, a gone client)."""
+        if not self.stream.finished:
+            self.stream.push_on_loop(Delta("", self.completion_tokens, finish_reason="cancelled"))
+            self.stream.cancel()
+
+    def close(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.registry.runs.discard(self)
+        if not self.stream.finished:
+            self.stream.cancel()
+        self.metrics.observe_request(
+            self.stream.prompt_tokens,
+            self.completion_tokens,
+            self.submitted,
+            self.first_token,
+            time.perf_counter(),
+            self.finish_reason or "cancelled",
+        )
+
+
+def admit(
+    engine: Engine,
+    requests: list[tuple[list[int], SamplingParams]],
+    registry: RunRegistry,
+    metrics: ServerMetrics,
+) -> list[Run]:
+    """Submit every request or none: a refusal part way cancels the ones already queued."""
+    runs: list[Run] = []
+    try:
+        for prompt_ids, params in requests:
+            runs.append(Run(engine.submit(prompt_ids, params), registry, metrics))
+    except QueueFullError as err:
+        close_all(runs)
+        raise APIError(
+            429,
+            f"the server is at capacity ({err}); retry later",
+            code="queue_full",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
+    except EngineStoppedError as err:
+        close_all(runs)
+        raise APIError(
+            503,
+            f"the engine is not running ({err})",
+            code="engine_stopped",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
+    return runs
+
+
+def close_all(runs: list[Run]) -> None:
+    for run in runs:
+        run.close()
+
+
+async def interleave(runs: list[Run]) -> AsyncIterator[tuple[int, Delta]]:
+    """(choice index, delta) from all runs as they come; each run's last delta ends it."""
+    if len(runs) == 1:
+        while True:
+            delta = await runs[0].next()
+            yield 0, delta
+            if delta.finish_reason is not None:
+                return
+    pending = {asyncio.ensure_future(run.next()): i for i, run in enumerate(runs)}
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: pending[f]):
+                index = pending.pop(future)
+                delta = future.result()
+                yield index, delta
+                if delta.finish_reason is None:
+                    pending[asyncio.ensure_future(runs[index].next())] = index
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def failure(delta: Delta) -> APIError:
+    """Why a generation ended in "error" or "cancelled"; answered as JSON or as an SSE event."""
+    if delta.finish_reason == "error":
+        return APIError(500, delta.error or "generation failed", code="generation_failed")
+    return APIError(
+        503,
+        "the request was cancelled because the server is shutting down",
+        code="server_draining",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def is_failure(delta: Delta) -> bool:
+    return delta.finish_reason in ("error", "cancelled")
+
+
+def stream_error(delta: Delta) -> dict[str, Any]:
+    err = failure(delta)
+    return protocol.error_body(err.message, error_type(err.status), err.param, err.code)
+
+
+async def collect(runs: list[Run], request: Request) -> list[Delta]:
+    """Each run's whole answer as one merged delta. A client that hangs up is noticed within
+    half a second, also while tokens keep coming, and its runs leave the batch."""
+    merged: list[Delta | None] = [None] * len(runs)
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(DISCONNECT_POLL_S)
+            if await request.is_disconnected():
+                for run in runs:
+                    run.abort()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        async for index, delta in interleave(runs):
+            previous = merged[index]
+            merged[index] = delta if previous is None else previous.merged(delta)
+            if is_failure(delta):
+                raise failure(delta)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        close_all(runs)
+    return [d for d in merged if d is not None]
+
+
+def sse(events: AsyncIterator[dict[str, Any]], on_close: Callable[[], None]) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        try:
+            async for event in events:
+                yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            on_close()  # also when the client disconnects: frees the engine slots
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
