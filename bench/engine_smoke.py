@@ -193,7 +193,7 @@ def served_phase(args: argparse.Namespace) -> None:
         results["metrics_sample"] = [
             line
             for line in metrics.splitlines()
-            if line.startswith(("llmserve_requests_total", "llmserve_generation_tokens_total"))
+            if line.startswith(("llmserve_requests_total", "vllm:generation_tokens_total"))
         ]
     finally:
         server.send_signal(signal.SIGTERM)

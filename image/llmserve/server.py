@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from types import FrameType
 from typing import Any
@@ -34,19 +33,6 @@ from llmserve.tool_parsers import pick_parser
 
 log = logging.getLogger("llmserve.server")
 DRAIN_GRACE_S = 5.0  # after the deadline: time for the final error events to go out
-
-
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number; allowed: 0.1..86400") from None
-    if not 0.1 <= value <= 86_400:
-        raise SettingsError(f"{name}={value} is out of range; allowed: 0.1..86400")
-    return value
 
 
 def header_deadline_protocol(timeout_s: float) -> type[H11Protocol]:
@@ -135,7 +121,7 @@ def build_backend(settings: Settings) -> Backend:
         settings.max_batch,
         settings.max_queue,
     )
-    parser = pick_parser(loaded.tokenizer, os.environ.get("LLMSERVE_TOOL_PARSER", "auto"))
+    parser = pick_parser(loaded.tokenizer, settings.tool_parser)
     return Backend(
         engine=engine,
         tokenizer=loaded.tokenizer,
@@ -198,12 +184,8 @@ def serve(settings: Settings) -> int:
     def on_fatal(message: str) -> None:
         server_ref[0].fail(message)
 
-    header_timeout = _seconds("LLMSERVE_HEADER_TIMEOUT_SECONDS", 30.0)
-    body_timeout = _seconds("LLMSERVE_BODY_TIMEOUT_SECONDS", 60.0)
-    try:  # a bad parser name stops the server here, not after the model has loaded
-        pick_parser(None, os.environ.get("LLMSERVE_TOOL_PARSER", "auto"))
-    except ValueError as err:
-        raise SettingsError(str(err)) from None
+    header_timeout = settings.header_timeout_seconds
+    body_timeout = settings.body_timeout_seconds
     app = create_app(
         settings, lambda: build_backend(settings), on_fatal=on_fatal, body_timeout_s=body_timeout
     )

@@ -40,6 +40,9 @@ class Settings:
     cuda_graphs: str = "auto"  # auto = on when the model runs on CUDA
     graph_max_batch: int = 256  # most rows a graphed step covers (also capped by memory)
     compile: str = "auto"  # torch.compile one-row graphed steps: auto (= with CUDA graphs)|on|off
+    header_timeout_seconds: float = 30.0  # request line + headers, else the connection closes
+    body_timeout_seconds: float = 60.0  # the whole body, else 408
+    tool_parser: str = "auto"  # auto (from the chat template) | hermes | glm
 
 
 def _number_in(convert: Callable[[str], _Number], noun: str, nouns: str, low: _Number,
@@ -117,6 +120,13 @@ _FIELDS = [
      "torch.compile the one-row decode step before its CUDA graph is captured (fuses small "
      "kernels: a faster single stream for one compilation at start-up): auto|on|off "
      "(default auto: whenever CUDA graphs are on)"),
+    ("--header-timeout-seconds", "LLMSERVE_HEADER_TIMEOUT_SECONDS", "header_timeout_seconds",
+     _float_in(0.1, 86_400),
+     "a connection whose request line and headers take longer is closed (default 30)"),
+    ("--body-timeout-seconds", "LLMSERVE_BODY_TIMEOUT_SECONDS", "body_timeout_seconds",
+     _float_in(0.1, 86_400), "a request body not fully received by then gets 408 (default 60)"),
+    ("--tool-parser", "LLMSERVE_TOOL_PARSER", "tool_parser", _choice(("auto", "hermes", "glm")),
+     "how tool calls are read from the model's text: auto (from the chat template)|hermes|glm"),
     ("--log-level", "LLMSERVE_LOG_LEVEL", "log_level",
      _choice(("critical", "error", "warning", "info", "debug")),
      "uvicorn log level (default info)"),
