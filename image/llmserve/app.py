@@ -36,6 +36,7 @@ from llmserve.generation import (
     collect,
     sse,
 )
+from llmserve.logs import AccessLogMiddleware
 from llmserve.metrics import ServerMetrics
 from llmserve.params import (
     per_choice,
@@ -213,6 +214,7 @@ def create_app(
     )
     app.state.server = state
     app.add_middleware(_MetricsMiddleware, metrics=lambda: metrics)
+    app.add_middleware(AccessLogMiddleware, route_of=_route_label)
     install_error_handlers(app)
 
     if STATIC_DIR.is_dir():

@@ -4,11 +4,10 @@ when asked for, so serving never pays for (or breaks on) their dependencies."""
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
-from llmserve import cliargs
+from llmserve import cliargs, logs
 from llmserve.settings import SettingsError, add_serve_arguments, load_settings
 
 _LAZY_COMMANDS = {"fetch": "llmserve.fetch", "bench": "llmserve.loadgen"}
@@ -35,9 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         print(f"llmserve: configuration error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     from llmserve.server import serve  # torch and transformers load only for `serve`
 
     return serve(settings)

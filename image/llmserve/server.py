@@ -194,6 +194,10 @@ def serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Our own access log (llmserve.logs) instead of uvicorn's, and uvicorn's other loggers
+        # propagate to the root handler cli.py set up, in the format LLMSERVE_LOG_FORMAT chose.
+        access_log=False,
+        log_config=None,
         timeout_graceful_shutdown=5,
         lifespan="on",
         http=header_deadline_protocol(header_timeout),

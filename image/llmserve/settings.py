@@ -43,6 +43,7 @@ class Settings:
     header_timeout_seconds: float = 30.0  # request line + headers, else the connection closes
     body_timeout_seconds: float = 60.0  # the whole body, else 408
     tool_parser: str = "auto"  # auto (from the chat template) | hermes | glm
+    log_format: str = "text"  # text | json (one object per line)
 
 
 def _number_in(convert: Callable[[str], _Number], noun: str, nouns: str, low: _Number,
@@ -127,6 +128,9 @@ _FIELDS = [
      _float_in(0.1, 86_400), "a request body not fully received by then gets 408 (default 60)"),
     ("--tool-parser", "LLMSERVE_TOOL_PARSER", "tool_parser", _choice(("auto", "hermes", "glm")),
      "how tool calls are read from the model's text: auto (from the chat template)|hermes|glm"),
+    ("--log-format", "LLMSERVE_LOG_FORMAT", "log_format", _choice(("text", "json")),
+     "text lines, or one JSON object per line with request id, route, status and latency on "
+     "access records (default text)"),
     ("--log-level", "LLMSERVE_LOG_LEVEL", "log_level",
      _choice(("critical", "error", "warning", "info", "debug")),
      "uvicorn log level (default info)"),
