@@ -1,0 +1,211 @@
+"""Logit processors for a batch whose rows each have their own settings, vectorized across the
+rows that use each one and skipped when no row does:
+
+- logit_bias: added to the named tokens' logits (ids outside the vocabulary are ignored);
+- repetition_penalty (HF's and vLLM's): a token already in the prompt or the output has its
+  logit divided by the penalty when positive, multiplied when negative;
+- presence_penalty and frequency_penalty (OpenAI's): logit -= frequency * count + presence *
+  (count > 0), counting the tokens generated so far;
+- min_tokens: EOS and the row's stop_token_ids are masked until that many tokens exist;
+- structured outputs: tokens the row's grammar forbids are masked (structured.py), and within
+  the last CLOSING_MARGIN tokens of its budget the row is steered to close its JSON value.
+
+Order as vLLM's sampler: bias, penalties, masks; temperature comes after (sampling.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from llmserve.structured import (
+    Grammar,
+    GrammarCompiler,
+    apply_bitmask,
+    fill_bitmasks,
+    new_bitmask,
+)
+
+if TYPE_CHECKING:
+    from llmserve.sampling import Row
+
+# A constrained row this close to its token budget (max_tokens or the context) is steered to
+# finish its JSON value. Why: a model that keeps writing (a random one inside a string, above
+# all) would otherwise be cut off mid-value, and the client would get invalid JSON.
+CLOSING_MARGIN = 32
+# Far larger than any logit gap, so the steered token always wins the row's draw.
+_STEER = 1.0e4
+
+
+@dataclass
+class GrammarMasks:
+    """The step's grammar masks: batch rows `rows` got bitmask rows 0, 1, ... (host int32)."""
+
+    rows: list[int]
+    bitmask: torch.Tensor
+
+
+class LogitsContext:
+    """What the processors need beyond the rows: the model's EOS ids, and the grammar compiler
+    (its thread pool for masks, and the token bytes the closing steer reads)."""
+
+    def __init__(
+        self, eos_token_ids: Sequence[int] = (), compiler: GrammarCompiler | None = None
+    ) -> None:
+        self.eos_token_ids = list(eos_token_ids)
+        self.compiler = compiler
+
+    def steer_to_close(
+        self, logits: torch.Tensor, rows: Sequence[Row], masks: GrammarMasks | None
+    ) -> None:
+        """A row with a grammar and at most CLOSING_MARGIN tokens left gets, among the tokens
+        its grammar allows now, the one that leaves its JSON value closest to closed (fewest
+        open strings and containers, then no new comma or colon, then the shortest), or EOS
+        once the grammar accepts. Where the grammar allows none of those (a key name, an enum
+        value, a pattern), the model's own choice among the allowed tokens stands."""
+        if masks is None or self.compiler is None:
+            return
+        for k, i in enumerate(masks.rows):
+            grammar = rows[i].grammar
+            if grammar is None or rows[i].remaining > CLOSING_MARGIN:
+                continue
+            token = self._closest_to_closed(grammar, masks.bitmask[k])
+            if token is not None:
+                logits[i, token] += _STEER
+
+    def _closest_to_closed(self, grammar: Grammar, bitmask: torch.Tensor) -> int | None:
+        assert self.compiler is not None
+        words = bitmask.tolist()
+
+        def allowed(token: int) -> bool:
+            return token >> 5 < len(words) and (words[token >> 5] >> (token & 31)) & 1 == 1
+
+        for eos in self.eos_token_ids:
+            if allowed(eos):
+                return eos
+        best: tuple[int, int, int] | None = None
+        best_token: int | None = None
+        for token, raw in zip(*self.compiler.structural_tokens(), strict=True):
+            if not allowed(token):
+                continue
+            shape = grammar.shape.copy()
+            more = shape.feed(raw)
+            key = (shape.depth, more, len(raw))
+            if best is None or key < best:
+                best, best_token = key, token
+        return best_token
+
+
+def process_logits(
+    logits: torch.Tensor, rows: Sequence[Row], ctx: LogitsContext
+) -> GrammarMasks | None:
+    """Apply every row's processors to logits [rows, vocab] (float32) in place; returns the
+    grammar masks it applied, if any row has a grammar."""
+    biased = [i for i, r in enumerate(rows) if r.params.logit_bias]
+    if biased:
+        _logit_bias(logits, rows, biased)
+    repeated = [i for i, r in enumerate(rows) if r.params.repetition_penalty != 1.0]
+    if repeated:
+        _repetition_penalty(logits, rows, repeated)
+    penalized = [
+        i
+        for i, r in enumerate(rows)
+        if (r.params.presence_penalty or r.params.frequency_penalty) and r.output_ids
+    ]
+    if penalized:
+        _presence_frequency(logits, rows, penalized)
+    blocked = [
+        i
+        for i, r in enumerate(rows)
+        if len(r.output_ids) < r.params.min_tokens
+        and (ctx.eos_token_ids or r.params.stop_token_ids)
+    ]
+    if blocked:
+        _block_stops(logits, rows, blocked, ctx.eos_token_ids)
+    constrained = [i for i, r in enumerate(rows) if r.grammar is not None]
+    if constrained and ctx.compiler is not None:
+        bitmask = new_bitmask(len(constrained), logits.shape[-1])
+        fill_bitmasks(ctx.compiler, [rows[i].grammar for i in constrained], bitmask)  # type: ignore[misc]
+        apply_bitmask(logits, torch.tensor(constrained, device=logits.device), bitmask)
+        return GrammarMasks(constrained, bitmask)
+    return None
+
+
+def _pairs(logits: torch.Tensor, pairs: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    vocab = logits.shape[-1]
+    kept = [(r, t) for r, t in pairs if 0 <= t < vocab]
+    device = logits.device
+    if not kept:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty
+    rows, tokens = zip(*kept, strict=True)
+    return (
+        torch.tensor(rows, dtype=torch.long, device=device),
+        torch.tensor(tokens, dtype=torch.long, device=device),
+    )
+
+
+def _logit_bias(logits: torch.Tensor, rows: Sequence[Row], biased: list[int]) -> None:
+    vocab = logits.shape[-1]
+    entries = [(i, t, b) for i in biased for t, b in rows[i].params.logit_bias if 0 <= t < vocab]
+    if not entries:
+        return
+    device = logits.device
+    index_rows = torch.tensor([e[0] for e in entries], dtype=torch.long, device=device)
+    index_tokens = torch.tensor([e[1] for e in entries], dtype=torch.long, device=device)
+    values = torch.tensor([e[2] for e in entries], dtype=logits.dtype, device=device)
+    logits.index_put_((index_rows, index_tokens), values, accumulate=True)
+
+
+def _token_matrix(
+    logits: torch.Tensor, token_lists: list[list[int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counts [len(token_lists), vocab] of each list's tokens (ids outside the vocabulary
+    dropped), and the same as a bool 'present' matrix."""
+    vocab = logits.shape[-1]
+    longest = max((len(t) for t in token_lists), default=0)
+    ids = torch.full((len(token_lists), max(longest, 1)), vocab, dtype=torch.long)
+    for k, tokens in enumerate(token_lists):
+        if tokens:
+            ids[k, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    ids = ids.clamp(max=vocab).to(logits.device)
+    ids = torch.where(ids < 0, torch.full_like(ids, vocab), ids)
+    counts = torch.zeros((len(token_lists), vocab + 1), dtype=logits.dtype, device=logits.device)
+    counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=logits.dtype))
+    counts = counts[:, :vocab]
+    return counts, counts > 0
+
+
+def _repetition_penalty(logits: torch.Tensor, rows: Sequence[Row], repeated: list[int]) -> None:
+    _, seen = _token_matrix(logits, [rows[i].prompt_ids + rows[i].output_ids for i in repeated])
+    index = torch.tensor(repeated, device=logits.device)
+    penalty = torch.tensor(
+        [rows[i].params.repetition_penalty for i in repeated], device=logits.device
+    ).unsqueeze(1)
+    sub = logits[index]
+    penalized = torch.where(sub > 0, sub / penalty, sub * penalty)
+    logits[index] = torch.where(seen, penalized, sub)
+
+
+def _presence_frequency(logits: torch.Tensor, rows: Sequence[Row], penalized: list[int]) -> None:
+    counts, present = _token_matrix(logits, [rows[i].output_ids for i in penalized])
+    device = logits.device
+    index = torch.tensor(penalized, device=device)
+    frequency = torch.tensor(
+        [rows[i].params.frequency_penalty for i in penalized], device=device
+    ).unsqueeze(1)
+    presence = torch.tensor(
+        [rows[i].params.presence_penalty for i in penalized], device=device
+    ).unsqueeze(1)
+    logits[index] -= frequency * counts + presence * present.to(logits.dtype)
+
+
+def _block_stops(
+    logits: torch.Tensor, rows: Sequence[Row], blocked: list[int], eos_token_ids: list[int]
+) -> None:
+    pairs = [(i, t) for i in blocked for t in {*eos_token_ids, *rows[i].params.stop_token_ids}]
+    index_rows, index_tokens = _pairs(logits, pairs)
+    if index_rows.numel():
+        logits[index_rows, index_tokens] = float("-inf")
