@@ -228,11 +228,12 @@ def _ll_tokenizer(tokenizer: Any, vocab_size: int, eos: list[int]) -> Any:
         return llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=eos_token)
     sentencepiece = getattr(tokenizer, "_sp", None)
     if sentencepiece is not None:
-        return llguidance.LLTokenizer(
-            llguidance.TokenizerWrapper(_PieceTokenizer(tokenizer, vocab_size, eos)),
-            n_vocab=vocab_size,
-            eos_token=eos_token,
+        pieces = _PieceTokenizer(tokenizer, vocab_size, eos)
+        converted = llguidance.LLTokenizer(
+            llguidance.TokenizerWrapper(pieces), n_vocab=vocab_size, eos_token=eos_token
         )
+        pieces.greedy = converted.greedy_tokenize
+        return converted
     raise StructuredOutputError(
         f"structured outputs need a fast (Rust) tokenizer or a SentencePiece one; this model's "
         f"tokenizer is {type(tokenizer).__name__}"
@@ -276,7 +277,7 @@ class _PieceTokenizer:
 
     def __call__(self, text: bytes | str) -> list[int]:
         if self.greedy is None:
-            return []
+            raise RuntimeError("the greedy tokenizer is set after the conversion")
         raw = text if isinstance(text, str) else text.decode("utf-8", errors="replace")
         return list(self.greedy(raw))
 
