@@ -14,6 +14,7 @@ Order as vLLM's sampler: bias, penalties, masks; temperature comes after (sampli
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -103,28 +104,32 @@ def process_logits(
 ) -> GrammarMasks | None:
     """Apply every row's processors to logits [rows, vocab] (float32) in place; returns the
     grammar masks it applied, if any row has a grammar."""
-    biased = [i for i, r in enumerate(rows) if r.params.logit_bias]
+    biased: list[int] = []
+    repeated: list[int] = []
+    penalized: list[int] = []
+    blocked: list[int] = []
+    constrained: list[int] = []
+    eos = ctx.eos_token_ids
+    for i, r in enumerate(rows):  # one pass: a plain row costs a few attribute reads
+        p = r.params
+        if p.logit_bias:
+            biased.append(i)
+        if p.repetition_penalty != 1.0:
+            repeated.append(i)
+        if (p.presence_penalty or p.frequency_penalty) and r.output_ids:
+            penalized.append(i)
+        if p.min_tokens and len(r.output_ids) < p.min_tokens and (eos or p.stop_token_ids):
+            blocked.append(i)
+        if r.grammar is not None:
+            constrained.append(i)
     if biased:
         _logit_bias(logits, rows, biased)
-    repeated = [i for i, r in enumerate(rows) if r.params.repetition_penalty != 1.0]
     if repeated:
         _repetition_penalty(logits, rows, repeated)
-    penalized = [
-        i
-        for i, r in enumerate(rows)
-        if (r.params.presence_penalty or r.params.frequency_penalty) and r.output_ids
-    ]
     if penalized:
         _presence_frequency(logits, rows, penalized)
-    blocked = [
-        i
-        for i, r in enumerate(rows)
-        if len(r.output_ids) < r.params.min_tokens
-        and (ctx.eos_token_ids or r.params.stop_token_ids)
-    ]
     if blocked:
-        _block_stops(logits, rows, blocked, ctx.eos_token_ids)
-    constrained = [i for i, r in enumerate(rows) if r.grammar is not None]
+        _block_stops(logits, rows, blocked, eos)
     if constrained and ctx.compiler is not None:
         bitmask = new_bitmask(len(constrained), logits.shape[-1])
         fill_bitmasks(ctx.compiler, [rows[i].grammar for i in constrained], bitmask)  # type: ignore[misc]
@@ -163,17 +168,19 @@ def _token_matrix(
     logits: torch.Tensor, token_lists: list[list[int]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Counts [len(token_lists), vocab] of each list's tokens (ids outside the vocabulary
-    dropped), and the same as a bool 'present' matrix."""
+    dropped), and the same as a bool 'present' matrix. One host-to-device copy of all the
+    lists together, however many rows."""
     vocab = logits.shape[-1]
-    longest = max((len(t) for t in token_lists), default=0)
-    ids = torch.full((len(token_lists), max(longest, 1)), vocab, dtype=torch.long)
-    for k, tokens in enumerate(token_lists):
-        if tokens:
-            ids[k, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-    ids = ids.clamp(max=vocab).to(logits.device)
-    ids = torch.where(ids < 0, torch.full_like(ids, vocab), ids)
-    counts = torch.zeros((len(token_lists), vocab + 1), dtype=logits.dtype, device=logits.device)
-    counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=logits.dtype))
+    device = logits.device
+    lengths = torch.tensor([len(t) for t in token_lists], device=device)
+    flat = torch.tensor(list(itertools.chain.from_iterable(token_lists)), dtype=torch.long)
+    flat = flat.to(device)
+    rows = torch.repeat_interleave(torch.arange(len(token_lists), device=device), lengths)
+    # ids outside the vocabulary land in one extra column, cut off after (no device sync)
+    flat = torch.where((flat >= 0) & (flat < vocab), flat, vocab)
+    counts = torch.zeros((len(token_lists), vocab + 1), dtype=logits.dtype, device=device)
+    ones = torch.ones((), dtype=logits.dtype, device=device).expand(flat.shape[0])
+    counts.index_put_((rows, flat), ones, accumulate=True)
     counts = counts[:, :vocab]
     return counts, counts > 0
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -51,8 +51,7 @@ class PlainRow:
     remaining: int = 1 << 30
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):  # a tuple: hundreds are made every step
     token: int
     logprob: TokenLogprob | None = None
 
@@ -67,7 +66,8 @@ def pick_next_tokens(
     params = [r.params for r in rows]
     masks = process_logits(logits, rows, ctx)
     logprobs = _Logprobs.of(logits, params)
-    ctx.steer_to_close(logits, rows, masks)
+    if masks is not None:
+        ctx.steer_to_close(logits, rows, masks)
     choice = logits.argmax(dim=-1)
     # Below MIN_TEMPERATURE the division overflows float32 into inf/NaN; that close to 0 the
     # distribution is the argmax anyway, so such rows are greedy.
