@@ -164,49 +164,46 @@ def _logit_bias(logits: torch.Tensor, rows: Sequence[Row], biased: list[int]) ->
     logits.index_put_((index_rows, index_tokens), values, accumulate=True)
 
 
-def _token_matrix(
+def _distinct_tokens(
     logits: torch.Tensor, token_lists: list[list[int]]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Counts [len(token_lists), vocab] of each list's tokens (ids outside the vocabulary
-    dropped), and the same as a bool 'present' matrix. One host-to-device copy of all the
-    lists together, however many rows."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each list's distinct tokens as (list index, token id, count) tensors, ids outside the
+    vocabulary dropped. Work in the number of tokens, not rows x vocabulary: one host-to-device
+    copy of all the lists together, one sort."""
     vocab = logits.shape[-1]
     device = logits.device
     lengths = torch.tensor([len(t) for t in token_lists], device=device)
     flat = torch.tensor(list(itertools.chain.from_iterable(token_lists)), dtype=torch.long)
     flat = flat.to(device)
-    rows = torch.repeat_interleave(torch.arange(len(token_lists), device=device), lengths)
-    # ids outside the vocabulary land in one extra column, cut off after (no device sync)
-    flat = torch.where((flat >= 0) & (flat < vocab), flat, vocab)
-    counts = torch.zeros((len(token_lists), vocab + 1), dtype=logits.dtype, device=device)
-    ones = torch.ones((), dtype=logits.dtype, device=device).expand(flat.shape[0])
-    counts.index_put_((rows, flat), ones, accumulate=True)
-    counts = counts[:, :vocab]
-    return counts, counts > 0
+    owner = torch.repeat_interleave(torch.arange(len(token_lists), device=device), lengths)
+    # ids outside the vocabulary get a key past every real one, and are cut below
+    keys = torch.where((flat >= 0) & (flat < vocab), owner * vocab + flat, len(token_lists) * vocab)
+    distinct, counts = torch.unique(keys, return_counts=True)
+    real = distinct < len(token_lists) * vocab
+    distinct, counts = distinct[real], counts[real]
+    return distinct // vocab, distinct % vocab, counts
 
 
 def _repetition_penalty(logits: torch.Tensor, rows: Sequence[Row], repeated: list[int]) -> None:
-    _, seen = _token_matrix(logits, [rows[i].prompt_ids + rows[i].output_ids for i in repeated])
-    index = torch.tensor(repeated, device=logits.device)
-    penalty = torch.tensor(
-        [rows[i].params.repetition_penalty for i in repeated], device=logits.device
-    ).unsqueeze(1)
-    sub = logits[index]
-    penalized = torch.where(sub > 0, sub / penalty, sub * penalty)
-    logits[index] = torch.where(seen, penalized, sub)
+    which, tokens, _ = _distinct_tokens(
+        logits, [rows[i].prompt_ids + rows[i].output_ids for i in repeated]
+    )
+    device = logits.device
+    batch_rows = torch.tensor(repeated, device=device)[which]
+    penalty = torch.tensor([rows[i].params.repetition_penalty for i in repeated], device=device)
+    penalty = penalty[which]
+    values = logits[batch_rows, tokens]
+    logits[batch_rows, tokens] = torch.where(values > 0, values / penalty, values * penalty)
 
 
 def _presence_frequency(logits: torch.Tensor, rows: Sequence[Row], penalized: list[int]) -> None:
-    counts, present = _token_matrix(logits, [rows[i].output_ids for i in penalized])
+    which, tokens, counts = _distinct_tokens(logits, [rows[i].output_ids for i in penalized])
     device = logits.device
-    index = torch.tensor(penalized, device=device)
-    frequency = torch.tensor(
-        [rows[i].params.frequency_penalty for i in penalized], device=device
-    ).unsqueeze(1)
-    presence = torch.tensor(
-        [rows[i].params.presence_penalty for i in penalized], device=device
-    ).unsqueeze(1)
-    logits[index] -= frequency * counts + presence * present.to(logits.dtype)
+    batch_rows = torch.tensor(penalized, device=device)[which]
+    frequency = torch.tensor([rows[i].params.frequency_penalty for i in penalized], device=device)
+    presence = torch.tensor([rows[i].params.presence_penalty for i in penalized], device=device)
+    amount = frequency[which] * counts.to(logits.dtype) + presence[which]
+    logits.index_put_((batch_rows, tokens), -amount, accumulate=True)
 
 
 def _block_stops(
