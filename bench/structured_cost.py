@@ -55,6 +55,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--baseline-image", default=None)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (with CUDA graphs)")
     parser.add_argument("--tokenizer", default=None, help="as LLMSERVE_TOKENIZER")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: steadier figures on a shared machine)",
+    )
     parser.add_argument("--dtype", default="float32")
     parser.add_argument(
         "--prompt-tokens",
@@ -105,6 +111,7 @@ def main() -> int:
     from llmserve.engine_api import SamplingParams
     from llmserve.models import load_model
 
+    torch.set_num_threads(args.threads)
     loaded = load_model(args.model, args.device, args.dtype, tokenizer_source=args.tokenizer)
     cuda = args.device == "cuda"
     engine = ContinuousBatchingEngine(
@@ -232,13 +239,17 @@ def _sync(tensor: Any) -> None:
         torch.cuda.synchronize(tensor.device)
 
 
-def baseline_micro(loaded: Any, batch: int, image: str, steps: int = 200) -> dict[str, float]:
-    """The older tree's pick_next_tokens(logits, params, generators, block_eos, eos) on the
-    same plain rows as sampling_micro, for a before/after of the plain path."""
+def baseline_micro(loaded: Any, batch: int, image: str, rounds: int = 7) -> dict[str, Any]:
+    """The older tree's pick_next_tokens(logits, params, generators, block_eos, eos) against
+    today's on the same plain rows, in interleaved rounds (median microseconds per call): the
+    before/after of the plain path."""
     import importlib.util
 
     import torch
+
     from llmserve.engine_api import SamplingParams
+    from llmserve.logits import LogitsContext
+    from llmserve.sampling import PlainRow, pick_next_tokens
 
     spec = importlib.util.spec_from_file_location(
         "baseline_sampling", f"{image}/llmserve/sampling.py"
@@ -248,24 +259,38 @@ def baseline_micro(loaded: Any, batch: int, image: str, steps: int = 200) -> dic
     spec.loader.exec_module(module)
     vocab = int(loaded.model.get_output_embeddings().weight.shape[0])
     logits = torch.randn(batch, vocab, device=loaded.device)
-    out = {}
-    for name, params in (
-        ("greedy", SamplingParams(max_tokens=10**6, temperature=0.0)),
-        ("top_p", SamplingParams(max_tokens=10**6, temperature=0.8, top_p=0.9)),
+    ctx = LogitsContext(loaded.eos_token_ids)
+    eos = loaded.eos_token_ids
+    out: dict[str, Any] = {}
+    for name, params, steps in (
+        ("greedy", SamplingParams(max_tokens=10**6, temperature=0.0), 40),
+        ("top_p", SamplingParams(max_tokens=10**6, temperature=0.8, top_p=0.9), 5),
     ):
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
+        rows = [PlainRow(params) for _ in range(batch)]
+
+        def before(rows: list[PlainRow] = rows) -> None:  # as the old engine called it
             module.pick_next_tokens(
                 logits.clone(),
-                [params] * batch,
-                [None] * batch,
-                [False] * batch,
-                loaded.eos_token_ids,
+                [r.params for r in rows],
+                [r.generator for r in rows],
+                [len(r.output_ids) < r.params.min_tokens for r in rows],
+                eos,
             )
-            _sync(logits)
-            times.append(time.perf_counter() - start)
-        out[name] = statistics.median(times) * 1e6
+
+        def after(rows: list[PlainRow] = rows) -> None:
+            pick_next_tokens(logits.clone(), rows, ctx)
+
+        medians: dict[str, list[float]] = {"before": [], "after": []}
+        for _ in range(rounds):
+            for label, call in (("before", before), ("after", after)):
+                times = []
+                for _ in range(steps):
+                    start = time.perf_counter()
+                    call()
+                    _sync(logits)
+                    times.append(time.perf_counter() - start)
+                medians[label].append(statistics.median(times) * 1e6)
+        out[name] = {k: statistics.median(v) for k, v in medians.items()}
     return out
 
 
