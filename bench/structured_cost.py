@@ -246,7 +246,6 @@ def baseline_micro(loaded: Any, batch: int, image: str, rounds: int = 7) -> dict
     import importlib.util
 
     import torch
-
     from llmserve.engine_api import SamplingParams
     from llmserve.logits import LogitsContext
     from llmserve.sampling import PlainRow, pick_next_tokens
