@@ -1,11 +1,16 @@
 """The engine: continuous batching on a plain transformers model, in one background thread.
 
 Every step the thread asks the scheduler (scheduler.py) which requests leave (cancelled) and
-which join the batch, has the model runner (model_runner.py) prefill the joiners in one
-left-padded forward and decode one token for every running request, and lets the output stage
-(output.py) apply the stop rules and deliver the text; finished requests leave the batch before
-their last delta goes out. So requests join and leave at every step, and a cancelled request
-frees its slot before the next forward. This file only composes the three and owns the thread.
+which join the batch within the step's token budget, has the model runner (model_runner.py)
+prefill the joiners in one left-padded forward (and the next chunk of a long prompt) and decode
+one token for every running request, and lets the output stage (output.py) apply the stop rules
+and deliver the text; finished requests leave the batch before their last delta goes out. So
+requests join and leave at every step, a long prompt is prefilled a chunk per step while the
+others keep decoding, and a cancelled request frees its slot before the next forward. This file
+only composes the three and owns the thread.
+
+Every SamplingParams field is honoured per row inside the batch (sampling.py, logits.py);
+structured outputs are compiled in `submit` (structured.py) and masked in the batched step.
 
 We own this loop instead of using transformers' ContinuousBatchingManager because, in 5.24, the
 manager has one sampling mode and one seed for the whole batch and no stop strings or
@@ -37,8 +42,9 @@ from llmserve.engine_api import (
 )
 from llmserve.model_runner import ModelRunner, device_is_broken
 from llmserve.output import OutputStage
-from llmserve.scheduler import Scheduler
+from llmserve.scheduler import Plan, Scheduler
 from llmserve.sequence import Sequence
+from llmserve.structured import GrammarCompiler
 
 log = logging.getLogger("llmserve.engine")
 
@@ -59,10 +65,15 @@ class ContinuousBatchingEngine:
         cuda_graphs: bool = False,
         compile_step: bool = False,
         compile_backend: str = "inductor",
+        max_step_tokens: int | None = None,
     ) -> None:
         self.max_model_len = max_model_len
         self.max_batch = max_batch
         pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.grammars = GrammarCompiler(
+            tokenizer, vocab_size=vocab_size, eos_token_ids=list(eos_token_ids)
+        )
         self.runner = ModelRunner(
             model,
             max_model_len=max_model_len,
@@ -72,11 +83,13 @@ class ContinuousBatchingEngine:
             cuda_graphs=cuda_graphs,
             compile_step=compile_step,
             compile_backend=compile_backend,
+            grammar_compiler=self.grammars,
+            max_step_tokens=max_step_tokens,
         )
         self.scheduler = Scheduler(
             max_batch=max_batch,
             max_queue=max_queue,
-            max_prefill_tokens=self.runner.max_prefill_tokens,
+            max_step_tokens=self.runner.max_step_tokens,
         )
         self.output = OutputStage(
             tokenizer, eos_token_ids=eos_token_ids, max_model_len=max_model_len
@@ -92,6 +105,9 @@ class ContinuousBatchingEngine:
         self._thread.start()
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestStream:
+        """Also raises StructuredOutputError (a ValueError) for a structured output that cannot
+        be compiled. The first structured request converts the tokenizer for the grammar
+        library (about a second for a 49k vocabulary), later ones only compile their schema."""
         stream = RequestStream(
             prompt_tokens=len(prompt_ids), _cancel=self.cancel, _loop=asyncio.get_running_loop()
         )
@@ -111,13 +127,14 @@ class ContinuousBatchingEngine:
     def stats(self) -> EngineStats:
         return EngineStats(
             queue_depth=len(self.scheduler.waiting),
-            running=len(self.scheduler.running),
+            running=len(self.scheduler.running) + (self.scheduler.prefilling is not None),
             cache_tokens=self.scheduler.cache_tokens,
             cache_capacity_tokens=self.max_batch * self.max_model_len,
         )
 
     def in_flight(self) -> int:
-        return len(self.scheduler.waiting) + len(self.scheduler.running)
+        scheduler = self.scheduler
+        return len(scheduler.waiting) + len(scheduler.running) + (scheduler.prefilling is not None)
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -139,6 +156,7 @@ class ContinuousBatchingEngine:
         stream: RequestStream | None = None,
         sink: Callable[[Delta], None] | None = None,
     ) -> Sequence:
+        grammar = self.grammars.compile(params.structured) if params.structured else None
         return Sequence(
             request_id=request_id,
             prompt_ids=list(prompt_ids),
@@ -147,6 +165,8 @@ class ContinuousBatchingEngine:
             stream=stream,
             sink=sink,
             generator=self.runner.generator(params),
+            grammar=grammar,
+            limit=max(0, min(params.max_tokens, self.max_model_len - len(prompt_ids))),
         )
 
     def _warm_up(self) -> None:
@@ -163,10 +183,13 @@ class ContinuousBatchingEngine:
         with torch.inference_mode():
             self._prefill(seqs)
             self.runner.precapture()
+            self._prefill_chunk(
+                self._new_sequence("warmup-chunk", [pad] * 2, params, sink=sink.append), 2
+            )
             while self.scheduler.running:
                 self._decode()
         finished = [d.finish_reason for d in sink if d.finish_reason is not None]
-        if finished != ["length", "length"]:
+        if finished != ["length"] * 3:
             raise RuntimeError(f"warm-up generation did not finish as expected: {sink!r}")
 
     def _run(self) -> None:
@@ -178,19 +201,20 @@ class ContinuousBatchingEngine:
                             self._wake.wait()
                         if self._stopping:
                             break
-                        admitted, cancelled = self.scheduler.schedule()
-                    if cancelled:
-                        for seq in cancelled:
+                        plan = self.scheduler.schedule()
+                    if plan.cancelled:
+                        for seq in plan.cancelled:
                             self.output.finish(seq, "cancelled")
                         self._retire_finished()
                     try:
-                        if admitted:
-                            self._prefill(admitted)
-                        if self.scheduler.running:
-                            self._decode()
+                        self._step(plan)
                     except Exception as err:  # one bad step must not kill the server
                         log.exception("generation step failed; failing the running batch")
-                        stranded = [s for s in admitted if s not in self.scheduler.running]
+                        stranded = [
+                            s
+                            for s in [*plan.admitted, *([plan.chunk] if plan.chunk else [])]
+                            if s not in self.scheduler.running
+                        ]
                         self._fail_running(
                             f"generation failed: {type(err).__name__}: {err}", stranded
                         )
@@ -208,16 +232,33 @@ class ContinuousBatchingEngine:
                 self.output.finish(seq, "cancelled")
             self.output.flush()
 
+    def _step(self, plan: Plan) -> None:
+        if plan.admitted:
+            self._prefill(plan.admitted)
+        if plan.chunk is not None:
+            self._prefill_chunk(plan.chunk, plan.chunk_tokens)
+        if self.scheduler.running:
+            self._decode()
+
     def _prefill(self, seqs: list[Sequence]) -> None:
-        tokens = self.runner.prefill(seqs)
+        choices = self.runner.prefill(seqs)
         self.scheduler.start(seqs)
-        self.output.accept(seqs, tokens)
+        self.output.accept(seqs, choices)
+        self._retire_finished()
+
+    def _prefill_chunk(self, seq: Sequence, tokens: int) -> None:
+        choice = self.runner.prefill_chunk(seq, tokens)
+        if choice is None:
+            self.scheduler.recount()
+            return
+        self.scheduler.start([seq])
+        self.output.accept([seq], [choice])
         self._retire_finished()
 
     def _decode(self) -> None:
         seqs = self.scheduler.running
-        tokens = self.runner.decode(seqs)
-        self.output.accept(seqs, tokens)
+        choices = self.runner.decode(seqs)
+        self.output.accept(seqs, choices)
         self._retire_finished()
 
     def _retire_finished(self) -> None:

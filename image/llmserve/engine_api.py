@@ -100,6 +100,13 @@ class EngineStoppedError(RuntimeError):
     """The engine no longer admits requests (shutting down or crashed)."""
 
 
+class StructuredOutputError(ValueError):
+    """`submit` refuses a request whose SamplingParams.structured cannot be compiled into a
+    grammar (an unknown kind, a schema that is not JSON, a JSON Schema the grammar library cannot
+    build, a tokenizer it cannot read). The message says why; the HTTP layer answers 400 with it
+    (param "response_format")."""
+
+
 _ids = itertools.count()
 
 

@@ -26,6 +26,7 @@ from llmserve.engine_api import (
     QueueFullError,
     RequestStream,
     SamplingParams,
+    StructuredOutputError,
 )
 from llmserve.errors import APIError, error_type
 from llmserve.metrics import ServerMetrics
@@ -124,6 +125,9 @@ def admit(
             code="queue_full",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ) from None
+    except StructuredOutputError as err:
+        close_all(runs)
+        raise APIError(400, str(err), param="response_format", code="invalid_schema") from None
     except EngineStoppedError as err:
         close_all(runs)
         raise APIError(

@@ -1,8 +1,10 @@
-"""Runs the model for the scheduler's batch: the prefill of newly admitted requests, one decode
-step for every running request, and the choice of each row's next token.
+"""Runs the model for the scheduler's batch: the prefill of newly admitted requests (whole
+prompts in one left-padded forward, or one chunk of a long prompt), one decode step for every
+running request, and the choice of each row's next token (sampling.py).
 
 It owns the running batch's key/value cache (kvcache.BatchCache), whose rows are the
 scheduler's running requests in order: prefill appends rows, keep_rows drops the finished ones.
+A prompt prefilled in chunks keeps its own cache until its last chunk, then joins the batch.
 Decode steps run from graphs.py's fixed buffers (replayed as CUDA graphs on a GPU, the one-row
 step optionally torch.compile'd) while the batch fits them, and eagerly otherwise. It knows
 nothing of queues, stop rules or clients."""
@@ -14,11 +16,20 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from llmserve.engine_api import SamplingParams
+from llmserve.engine_api import SamplingParams, TokenLogprob
 from llmserve.graphs import GraphedDecoder
 from llmserve.kvcache import BatchCache
-from llmserve.sampling import pick_next_tokens
+from llmserve.logits import LogitsContext
+from llmserve.sampling import Choice, pick_next_tokens
 from llmserve.sequence import Sequence
+from llmserve.structured import GrammarCompiler
+
+# A step's token budget (decode rows + prefill tokens). vLLM's default for chunked prefill is
+# 2048-8192 by GPU; 4096 keeps a 6B model's step under ~0.1 s on an H200 while a long prompt
+# is prefilled, and still admits 32 prompts of 128 tokens in one step. On a CPU steps are slower,
+# so chunks are smaller.
+DEFAULT_STEP_TOKENS_CUDA = 4096
+DEFAULT_STEP_TOKENS_CPU = 512
 
 # Longest cache a graphed step covers; longer batches decode eagerly. Bounds the fixed buffers
 # (ChatGLM2-6B: 112 MiB per row at 4096 tokens).
@@ -37,13 +48,19 @@ class ModelRunner:
         cuda_graphs: bool = False,
         compile_step: bool = False,
         compile_backend: str = "inductor",
+        grammar_compiler: GrammarCompiler | None = None,
+        max_step_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.pad_token_id = pad_token_id
         self.eos_token_ids = list(eos_token_ids)  # masked out until a row has min_tokens
         self.device = next(model.parameters()).device
-        # Most (padded) prompt tokens one prefill forward takes: the scheduler's admission bound.
-        self.max_prefill_tokens = 16384 if self.device.type == "cuda" else 2048
+        # Tokens one step computes (decode rows + prefill tokens, padding included): the
+        # scheduler's budget. Longer prompts are prefilled in chunks across steps.
+        self.max_step_tokens = max_step_tokens or (
+            DEFAULT_STEP_TOKENS_CUDA if self.device.type == "cuda" else DEFAULT_STEP_TOKENS_CPU
+        )
+        self.logits_context = LogitsContext(self.eos_token_ids, grammar_compiler)
         self.batch = BatchCache()
         # Batches of up to graph_max_batch rows decode from fixed buffers (and CUDA graphs on a
         # GPU); 0 turns that off.
@@ -68,9 +85,9 @@ class ModelRunner:
             return None
         return torch.Generator(device=self.device).manual_seed(params.seed)
 
-    def prefill(self, seqs: list[Sequence]) -> list[int]:
-        """One left-padded forward over the prompts; appends their rows to the batch's cache and
-        returns each one's first token."""
+    def prefill(self, seqs: list[Sequence]) -> list[Choice]:
+        """One left-padded forward over whole prompts; appends their rows to the batch's cache
+        and returns each one's first token."""
         longest = max(len(s.prompt_ids) for s in seqs)
         ids = torch.full((len(seqs), longest), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), longest), dtype=torch.long)
@@ -88,13 +105,71 @@ class ModelRunner:
             use_cache=True,
             logits_to_keep=1,
         )
-        tokens = self._pick(seqs, out.logits[:, -1, :])
+        choices = self._pick(seqs, out.logits[:, -1, :])
         self.batch.append(cache, mask)
         for seq in seqs:
             seq.position = len(seq.prompt_ids)
-        return tokens
+            seq.prefilled = len(seq.prompt_ids)
+        return choices
 
-    def decode(self, seqs: list[Sequence]) -> list[int]:
+    def prefill_chunk(self, seq: Sequence, tokens: int) -> Choice | None:
+        """The next `tokens` prompt tokens of `seq` into its own cache. After the last chunk its
+        cache joins the batch (as the last row) and its first token is returned; before, None.
+        Prompt logprobs, when asked for, are taken from every chunk's logits."""
+        start = seq.prefilled
+        end = min(len(seq.prompt_ids), start + tokens)
+        if seq.chunk_cache is None:
+            seq.chunk_cache = DynamicCache(config=self.model.config)
+        want_prompt = seq.params.prompt_logprobs is not None
+        out = self.model(
+            input_ids=torch.tensor([seq.prompt_ids[start:end]], device=self.device),
+            attention_mask=torch.ones((1, end), dtype=torch.long, device=self.device),
+            position_ids=torch.arange(start, end, device=self.device).unsqueeze(0),
+            cache=seq.chunk_cache,
+            use_cache=True,
+            logits_to_keep=0 if want_prompt else 1,
+        )
+        if want_prompt:
+            self._prompt_logprobs(seq, out.logits[0], start, end)
+        seq.prefilled = end
+        if end < len(seq.prompt_ids):
+            return None
+        choice = self._pick([seq], out.logits[:, -1, :])[0]
+        self.batch.append(
+            seq.chunk_cache, torch.ones((1, end), dtype=torch.long, device=self.device)
+        )
+        seq.chunk_cache = None
+        seq.position = end
+        return choice
+
+    def _prompt_logprobs(self, seq: Sequence, logits: torch.Tensor, start: int, end: int) -> None:
+        """Logits at prompt positions start..end-1 predict tokens start+1..end: their logprobs
+        (after the request's temperature, as for generated tokens) and the top k."""
+        if seq.prompt_logprobs is None:
+            seq.prompt_logprobs = [None]
+        targets = seq.prompt_ids[start + 1 : end + 1]
+        if not targets:
+            return
+        params = seq.params
+        scaled = logits[: len(targets)].float()
+        if params.temperature >= 1e-5 and params.temperature != 1.0:
+            scaled = scaled / params.temperature
+        logprobs = torch.log_softmax(scaled, dim=-1)
+        target = torch.tensor(targets, device=logprobs.device).unsqueeze(1)
+        chosen = logprobs.gather(1, target.clamp(max=logprobs.shape[-1] - 1)).squeeze(1).tolist()
+        k = min(params.prompt_logprobs or 0, logprobs.shape[-1])
+        top_ids: list[list[int]] = [[] for _ in targets]
+        top_values: list[list[float]] = [[] for _ in targets]
+        if k:
+            top = logprobs.topk(k, dim=-1)
+            top_ids, top_values = top.indices.tolist(), top.values.tolist()
+        for n, token in enumerate(targets):
+            value = chosen[n] if token < logprobs.shape[-1] else float("-inf")
+            seq.prompt_logprobs.append(
+                TokenLogprob(token, value, tuple(zip(top_ids[n], top_values[n], strict=True)))
+            )
+
+    def decode(self, seqs: list[Sequence]) -> list[Choice]:
         """One step for every row of the batch (`seqs` are its rows in order); returns each
         row's next token."""
         if self.graphed is not None and self.graphed.fits(len(seqs), self.batch.length + 1):
@@ -132,14 +207,8 @@ class ModelRunner:
         if self.graphed is not None and self.graphed.use_cuda_graphs:
             self.graphed.precapture(self.batch)
 
-    def _pick(self, seqs: list[Sequence], logits: torch.Tensor) -> list[int]:
-        return pick_next_tokens(
-            logits,
-            [s.params for s in seqs],
-            [s.generator for s in seqs],
-            [s.generated < s.params.min_tokens for s in seqs],
-            self.eos_token_ids,
-        )
+    def _pick(self, seqs: list[Sequence], logits: torch.Tensor) -> list[Choice]:
+        return pick_next_tokens(logits, seqs, self.logits_context)
 
 
 def device_is_broken(err: Exception) -> bool:

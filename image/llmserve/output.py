@@ -1,10 +1,12 @@
 """What a step's tokens become for the client: stop rules, text, and delivery to its stream.
 
-Each token is checked against the request's rules (EOS unless ignore_eos, its stop strings via
-the incremental detokenizer, max_tokens, the context length) and turned into a `Delta` of new
-text. Deltas wait in an outbox until the engine has retired the step's finished requests, so a
-client that sees its last delta also sees its slot free; then they go out with one event-loop
-callback per loop for the whole step, not one per request."""
+Each token is checked against the request's rules (EOS unless ignore_eos, its stop_token_ids,
+its stop strings via the incremental detokenizer, its grammar being complete, max_tokens, the
+context length) and turned into a `Delta` of new text, with the token's id and, when asked for,
+its logprobs (the first delta also carries the prompt's). Deltas wait in an outbox until the
+engine has retired the step's finished requests, so a client that sees its last delta also sees
+its slot free; then they go out with one event-loop callback per loop for the whole step, not
+one per request."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 
 from llmserve.detokenize import IncrementalDetokenizer
 from llmserve.engine_api import Delta, RequestStream
+from llmserve.sampling import Choice
 from llmserve.sequence import Sequence
 
 
@@ -27,10 +30,10 @@ class OutputStage:
     def detokenizer(self, stop: tuple[str, ...]) -> IncrementalDetokenizer:
         return IncrementalDetokenizer(self.tokenizer, stop)
 
-    def accept(self, seqs: list[Sequence], tokens: list[int]) -> None:
+    def accept(self, seqs: list[Sequence], choices: list[Choice]) -> None:
         """Record each sequence's new token; marks the ones that are done `finished`."""
-        for seq, token in zip(seqs, tokens, strict=True):
-            self._accept(seq, token)
+        for seq, choice in zip(seqs, choices, strict=True):
+            self._accept(seq, choice)
 
     def finish(self, seq: Sequence, reason: str, error: str | None = None) -> None:
         """End a request that stops for a reason other than its tokens ("cancelled", "error")."""
@@ -54,20 +57,44 @@ class OutputStage:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
                 loop.call_soon_threadsafe(_deliver, items)
 
-    def _accept(self, seq: Sequence, token: int) -> None:
-        seq.generated += 1
-        seq.last_token = token
-        is_eos = token in self.eos_token_ids and not seq.params.ignore_eos
-        if not is_eos:
+    def _accept(self, seq: Sequence, choice: Choice) -> None:
+        token = choice.token
+        seq.output_ids.append(token)
+        params = seq.params
+        is_eos = token in self.eos_token_ids and not params.ignore_eos
+        is_stop_token = token in params.stop_token_ids
+        if not (is_eos or is_stop_token):
             seq.detok.add(token)
         finish: str | None = None
-        if is_eos or seq.detok.stopped:
+        error: str | None = None
+        grammar_done = False
+        if seq.grammar is not None:
+            if not seq.grammar.accept(token):  # drawn under its mask: should never happen
+                finish, error = "error", f"structured output broke: {seq.grammar.error()}"
+            grammar_done = seq.grammar.done()
+        if finish is None and (is_eos or is_stop_token or seq.detok.stopped or grammar_done):
             finish = "stop"
-        elif seq.generated >= seq.params.max_tokens or seq.tokens >= self.max_model_len:
+        elif finish is None and (seq.generated >= seq.limit or seq.tokens >= self.max_model_len):
             finish = "length"
         text = seq.detok.take_new_text(final=finish is not None)
         seq.finished = finish is not None
-        self._outbox.append((seq, Delta(text, seq.generated, finish_reason=finish)))
+        prompt_logprobs = None
+        if seq.generated == 1 and params.prompt_logprobs is not None:
+            prompt_logprobs = tuple(seq.prompt_logprobs or [None])
+        self._outbox.append(
+            (
+                seq,
+                Delta(
+                    text,
+                    seq.generated,
+                    finish_reason=finish,
+                    error=error,
+                    token_ids=(token,),
+                    logprobs=(choice.logprob,) if choice.logprob is not None else (),
+                    prompt_logprobs=prompt_logprobs,
+                ),
+            )
+        )
 
 
 def _deliver(items: list[tuple[RequestStream, Delta]]) -> None:

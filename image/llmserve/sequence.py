@@ -1,18 +1,21 @@
 """One request's state inside the engine, shared by the engine's three stages.
 
-The scheduler moves a sequence from the queue into the batch and out again, the model runner
-reads its last token and position, and the output stage counts what it generated, decides when it
-is finished and hands its text to whoever waits for it."""
+The scheduler moves a sequence from the queue into the batch and out again (through a chunked
+prefill when its prompt is longer than a step's token budget), the model runner reads its tokens
+and position and keeps its grammar and penalties in force, and the output stage counts what it
+generated, decides when it is finished and hands its text to whoever waits for it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from llmserve.detokenize import IncrementalDetokenizer
-from llmserve.engine_api import Delta, RequestStream, SamplingParams
+from llmserve.engine_api import Delta, RequestStream, SamplingParams, TokenLogprob
+from llmserve.structured import Grammar
 
 
 @dataclass(eq=False)  # identity: two requests are never 'equal'
@@ -26,12 +29,31 @@ class Sequence:
     stream: RequestStream | None = None
     sink: Callable[[Delta], None] | None = None
     generator: torch.Generator | None = None  # its own, when it is seeded and sampled
-    generated: int = 0
-    last_token: int = 0
+    grammar: Grammar | None = None  # its structured output's state, when it has one
+    limit: int = 1 << 30  # most tokens it may generate (max_tokens, and what the context leaves)
+    output_ids: list[int] = field(default_factory=list)
     position: int = 0  # of its last token, for the next decode step
     finished: bool = False
+    # Chunked prefill: prompt tokens already in its own cache, and that cache until it joins.
+    prefilled: int = 0
+    chunk_cache: Any = None
+    # The prompt's logprobs, when asked for: None for the first token, then one per token.
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+
+    @property
+    def generated(self) -> int:
+        return len(self.output_ids)
+
+    @property
+    def last_token(self) -> int:
+        return self.output_ids[-1] if self.output_ids else 0
+
+    @property
+    def remaining(self) -> int:
+        """Tokens it may still generate."""
+        return self.limit - len(self.output_ids)
 
     @property
     def tokens(self) -> int:
         """Prompt and generated tokens: what it holds in the cache."""
-        return len(self.prompt_ids) + self.generated
+        return len(self.prompt_ids) + len(self.output_ids)

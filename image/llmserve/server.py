@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from types import FrameType
 from typing import Any
@@ -111,6 +112,12 @@ def build_backend(settings: Settings) -> Backend:
         compile_step=graphs and settings.compile != "off",
     )
     engine.start()
+    # The grammar library's view of the tokenizer takes about a second to build: build it in the
+    # background now, not in the first structured request on the event loop (which waits for
+    # it if it comes sooner), and without delaying readiness.
+    threading.Thread(
+        target=engine.grammars.token_bytes, name="llmserve-grammar", daemon=True
+    ).start()
     vocab = int(loaded.model.get_input_embeddings().num_embeddings)
     log.info(
         "serving %s on %s (%s), context %d tokens, batch %d, queue %d",

@@ -10,8 +10,9 @@ import torch
 from llmserve.detokenize import IncrementalDetokenizer
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.engine_api import Delta, SamplingParams
+from llmserve.logits import LogitsContext
 from llmserve.models import LoadedModel
-from llmserve.sampling import pick_next_tokens
+from llmserve.sampling import PlainRow, pick_next_tokens
 
 from tests.server.conftest import EngineFactory
 
@@ -109,26 +110,29 @@ def test_stop_text_is_held_back_until_it_can_be_ruled_out(tiny: LoadedModel) -> 
     assert "".join(pieces) + detok.take_new_text(final=True) == "one two EN three "
 
 
-def test_top_p_keeps_only_the_nucleus_and_block_eos_masks() -> None:
+def tokens(logits: torch.Tensor, rows: list[PlainRow], eos: list[int] | None = None) -> list[int]:
+    return [c.token for c in pick_next_tokens(logits.clone(), rows, LogitsContext(eos or []))]
+
+
+def test_top_p_keeps_only_the_nucleus_and_min_tokens_masks_eos() -> None:
     logits = torch.tensor([[0.0, 5.0, 4.9, -3.0], [9.0, 1.0, 0.0, 0.0]])
-    params = [SamplingParams(max_tokens=1, temperature=1.0, top_p=0.3, seed=3),
-              SamplingParams(max_tokens=1, temperature=0.0)]
-    gens = [torch.Generator().manual_seed(3), None]
+    top_p = PlainRow(SamplingParams(max_tokens=1, temperature=1.0, top_p=0.3, seed=3),
+                     torch.Generator().manual_seed(3))
     for _ in range(20):  # top_p=0.3 leaves one token: sampling is forced
-        assert pick_next_tokens(logits, params, gens, [False, False], [0]) == [1, 0]
-    assert pick_next_tokens(logits, params, gens, [False, True], [0]) == [1, 1]
+        assert tokens(logits, [top_p, PlainRow(GREEDY)], [0]) == [1, 0]
+    blocked = PlainRow(SamplingParams(max_tokens=4, temperature=0.0, min_tokens=1))
+    assert tokens(logits, [top_p, blocked], [0]) == [1, 1]
 
 
 def test_seeded_sampling_does_not_depend_on_the_batch() -> None:
     torch.manual_seed(0)
     row = torch.randn(1, 50)
     params = SamplingParams(max_tokens=1, temperature=1.0, seed=99)
-    alone = [pick_next_tokens(row, [params], [g], [False], [])[0]
-             for g in [torch.Generator().manual_seed(99)]]
+    alone = tokens(row, [PlainRow(params, torch.Generator().manual_seed(99))])
     others = torch.randn(3, 50)
-    batched = pick_next_tokens(torch.cat([others, row]), [GREEDY, GREEDY, GREEDY, params],
-                               [None, None, None, torch.Generator().manual_seed(99)],
-                               [False] * 4, [])
+    batched = tokens(torch.cat([others, row]),
+                     [PlainRow(GREEDY), PlainRow(GREEDY), PlainRow(GREEDY),
+                      PlainRow(params, torch.Generator().manual_seed(99))])
     assert batched[3] == alone[0]
 
 
@@ -149,9 +153,9 @@ def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_recovers(
 def test_a_vanishing_temperature_is_greedy_not_a_crash() -> None:
     # 1e-40 passes the protocol's range; dividing float32 logits by it gives inf and NaN.
     logits = torch.tensor([[0.5, 2.0, -1.0], [3.0, 0.0, 1.0]])
-    params = [SamplingParams(max_tokens=4, temperature=1e-40),
-              SamplingParams(max_tokens=4, temperature=1e-6)]
-    assert pick_next_tokens(logits, params, [None, None], [False, False], []) == [1, 0]
+    rows = [PlainRow(SamplingParams(max_tokens=4, temperature=1e-40)),
+            PlainRow(SamplingParams(max_tokens=4, temperature=1e-6))]
+    assert tokens(logits, rows) == [1, 0]
 
 
 class _BrokenGpu:
