@@ -20,7 +20,7 @@ PACKAGES=(
   transformers tokenizers safetensors huggingface-hub hf-xet httpx2 httpcore2 truststore
   fastapi starlette pydantic pydantic-core annotated-types annotated-doc typing-inspection
   typing-extensions anyio h11 uvicorn gguf prometheus-client typer opentelemetry-api idna click
-  regex
+  regex llguidance python-json-logger
 )
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
            manylinux_2_24_x86_64 manylinux_2_31_x86_64 manylinux_2_34_x86_64 manylinux1_x86_64)

@@ -82,12 +82,27 @@ def test_stop_token_ids_end_with_stop(tiny_server: RunningServer) -> None:
 
 
 def test_penalties_change_greedy_output(tiny_server: RunningServer) -> None:
-    base = post(tiny_server, "/v1/completions", prompt="a a a a", max_tokens=24, temperature=0)
-    for field, value in (("repetition_penalty", 2.0), ("presence_penalty", 2.0),
-                         ("frequency_penalty", 2.0)):
-        changed = post(tiny_server, "/v1/completions", prompt="a a a a", max_tokens=24,
-                       temperature=0, **{field: value})
-        assert changed["choices"][0]["text"] != base["choices"][0]["text"], field
+    # Random weights never repeat a token in 24 greedy steps, so there is nothing to penalize:
+    # bias the first token just enough that greedy output repeats it, then each penalty must
+    # break that repetition.
+    prompt = {"prompt": "a a a a", "max_tokens": 24, "temperature": 0}
+    first = post(tiny_server, "/v1/completions", **prompt)["choices"][0]["text"]
+    with tiny_server.http() as http:
+        token = http.post("/tokenize", json={"prompt": first, "add_special_tokens": False}
+                          ).json()["tokens"][0]
+    for bias in range(1, 40):
+        biased = post(tiny_server, "/v1/completions", **prompt, logprobs=0,
+                      logit_bias={str(token): bias})
+        ids = biased["choices"][0]["logprobs"]["tokens"]
+        if len(ids) != len(set(ids)):
+            break
+    else:
+        raise AssertionError("no bias up to 39 made greedy output repeat a token")
+    base = biased["choices"][0]["text"]
+    for field in ("repetition_penalty", "presence_penalty", "frequency_penalty"):
+        changed = post(tiny_server, "/v1/completions", **prompt,
+                       logit_bias={str(token): bias}, **{field: 2.0})
+        assert changed["choices"][0]["text"] != base, field
 
 
 def test_top_k_one_is_greedy(tiny_server: RunningServer) -> None:

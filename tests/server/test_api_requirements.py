@@ -11,7 +11,8 @@ from importlib.metadata import packages_distributions
 
 from tests.llm_server import IMAGE_DIR
 
-INSTALLED_SEPARATELY = {"torch"}  # Dockerfile base image / Makefile's CPU wheel
+# torch: the base image or the Makefile's CPU wheel; triton comes with torch's CUDA builds
+INSTALLED_SEPARATELY = {"torch", "triton"}
 
 
 def _imported_top_level_modules() -> dict[str, str]:
