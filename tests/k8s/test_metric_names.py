@@ -67,9 +67,19 @@ def metric_names(query: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server that has answered one request: labelled counters (request_success_total by
+    finished_reason) list a series only once something has been counted, as in production."""
     running = start_server(tmp_path_factory.mktemp("metrics"), "random:tiny")
-    yield running
-    running.stop()
+    try:
+        with running.http() as http:
+            model = http.get("/v1/models").json()["data"][0]["id"]
+            answer = http.post(
+                "/v1/completions", json={"model": model, "prompt": "hello", "max_tokens": 2}
+            )
+            assert answer.status_code == 200, answer.text
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
