@@ -3,6 +3,7 @@ old UK8S device plugin, per stack."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -211,3 +212,19 @@ def test_switching_the_patch_off_deletes_only_the_patch(tmp_path: Path) -> None:
 def test_the_patch_needs_a_ucloud_stack_with_gpu_daemonsets() -> None:
     with pytest.raises(ConfigError, match="disableUk8sDevicePlugin = true"):
         parse(raw_values("local", disableUk8sDevicePlugin=True), "local")
+
+
+def test_the_policy_pack_covers_the_new_objects(prod: Plan) -> None:
+    """prod passes (test_kubernetes_graph); the same check fails an unbounded autoscaler and a
+    PodMonitor that scrapes the API path."""
+    from tests.policy.harness import all_violations
+
+    broken = copy.deepcopy(prod.manifests())
+    for manifest in broken:
+        if manifest["kind"] == "ScaledObject":
+            manifest["spec"]["maxReplicaCount"] = 100
+        if manifest["kind"] == "PodMonitor":
+            manifest["spec"]["podMetricsEndpoints"][0]["path"] = "/v1/models"
+    found = all_violations(broken)
+    assert any(v.startswith("scaledobject-replicas-bounded") for v in found)
+    assert any(v.startswith("scrapers-reach-the-metrics-port-only") for v in found)
