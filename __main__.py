@@ -12,9 +12,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.errors import ConfigError
+from components.k8s.autoscaling import QueueAutoscaler
 from components.k8s.gpu_drivers import GpuDrivers
 from components.k8s.inference import InferenceService
+from components.k8s.keda import Keda
 from components.k8s.model_fetch import ModelFetch
+from components.k8s.monitoring import Monitoring
 from components.stack import config
 from components.ucloud.cluster import GpuCluster, local_provider
 from components.ucloud.model_volume import ModelVolume
@@ -51,7 +54,14 @@ else:
 on_cluster = pulumi.ResourceOptions(provider=provider)
 namespace = k8s.core.v1.Namespace(
     "namespace",
-    metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "llm-uk8s"}},
+    metadata={
+        "name": cfg.namespace,
+        "labels": {
+            "app.kubernetes.io/part-of": "llm-uk8s",
+            "app.kubernetes.io/instance": cfg.instance,
+            "app.kubernetes.io/version": cfg.app_version,
+        },
+    },
     opts=on_cluster,
 )
 namespace_name = namespace.metadata["name"]
@@ -79,6 +89,20 @@ inference = InferenceService(
     ),
     opts=on_cluster,
 )
+
+keda_args = cfg.keda_args()
+keda = Keda("keda", keda_args, opts=on_cluster) if keda_args else None
+autoscaler_args = cfg.autoscaler_args(
+    namespace=namespace_name,
+    deployment_name=inference.deployment_name,
+    wait_for=[inference.deployment, *(keda.ready if keda else [])],
+)
+if autoscaler_args:
+    QueueAutoscaler("inference-autoscaler", autoscaler_args, opts=on_cluster)
+
+monitoring_args = cfg.monitoring_args(namespace=namespace_name, pod_selector=inference.selector)
+if monitoring_args:
+    Monitoring("monitoring", monitoring_args, opts=on_cluster)
 
 pulumi.export("endpoint", inference.endpoint)
 pulumi.export("clusterEndpoint", inference.cluster_endpoint)

@@ -40,6 +40,7 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
 )
 _MODEL_DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
 def bad_value(field: str, value: object, allowed: str) -> ConfigError:
@@ -164,12 +165,48 @@ def app_labels(app: str, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": app, "app.kubernetes.io/component": component}
 
 
-def object_labels(app: str, component: str) -> dict[str, str]:
+def workload_labels(app: str, component: str) -> dict[str, str]:
+    """The labels a pod template has carried since the first release: selector labels plus
+    part-of and managed-by. Templates keep exactly these where a template change would replace
+    the object (a Job's template is immutable: pulumi-kubernetes replaces the Job)."""
     return {
         **app_labels(app, component),
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": "pulumi",
     }
+
+
+def object_labels(app: str, component: str, *, instance: str, version: str) -> dict[str, str]:
+    """Every object's labels: the recommended app.kubernetes.io set (name, component, part-of,
+    managed-by, instance, version). `instance` names the installation (the stack),
+    `version` the version of what the object runs (an image tag, a chart version)."""
+    return {
+        **workload_labels(app, component),
+        "app.kubernetes.io/instance": require_label_value("instance", instance),
+        "app.kubernetes.io/version": require_label_value("version", version),
+    }
+
+
+def require_label_value(field: str, value: str) -> str:
+    """A Kubernetes label value: at most 63 characters, alphanumerics with '-', '_' or '.'
+    inside (apimachinery validation.IsValidLabelValue)."""
+    if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+        raise bad_value(
+            field,
+            value,
+            "a label value: up to 63 letters, digits, '-', '_', '.' (ends alphanumeric)",
+        )
+    return value
+
+
+def image_version(image: str) -> str:
+    """The version label of what an image runs: its tag, or the first 12 hex digits of its
+    digest ("sha256-0123456789ab"), cut to a valid label value."""
+    if "@sha256:" in image:
+        return "sha256-" + image.rsplit("@sha256:", 1)[1][:12]
+    last = image.rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last else "untagged"
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", tag[:63]) or "untagged"
 
 
 def gpu_tolerations(taint_keys: Sequence[str]) -> list[dict[str, Any]]:

@@ -8,17 +8,19 @@ Modes:
   GPU Operator runs, without the operator.
 - `none` — the local stack: nothing.
 
-Replacing UK8S's old device plugin (1.0.0-beta4): UK8S installs it itself under a name we do not
-control, and two plugins registering `nvidia.com/gpu` on one kubelet take the socket from each
-other. Ours therefore has its own name (`<name>-device-plugin`, never UK8S's) so Pulumi never
-fights UK8S over one object, and the user removes the old one once, after `pulumi up`:
-
-    kubectl -n kube-system get daemonsets | grep -i nvidia      # find UK8S's plugin
-    kubectl -n kube-system delete daemonset <that name>
-
-(`pulumi import` of the old object is no alternative: its selector labels are immutable and
-differ from ours.) The kubelet keeps the most recent registration, so GPUs stay schedulable
-throughout; UK8S's addon manager may re-create its plugin after a cluster upgrade — repeat then.
+Replacing UK8S's old device plugin (1.0.0-beta4): UK8S installs it itself as the DaemonSet
+`nvidia-device-plugin-daemonset` in `kube-system` (UK8S docs administercluster/gpu-node.md,
+"插件升级": `kubectl set image daemonset nvidia-device-plugin-daemonset -n kube-system ...`, image
+`uhub.service.ucloud.cn/uk8s/nvidia-k8s-device-plugin:1.0.0-beta4`), and two plugins registering
+`nvidia.com/gpu` on one kubelet take the socket from each other. Ours has its own name
+(`<name>-device-plugin`), and with `disable_uk8s_device_plugin` the stack neutralises UK8S's
+with a server-side-apply patch (`DaemonSetPatch`): it adds one nodeSelector key that no node
+carries, so the DaemonSet keeps existing (UK8S's addon manager finds its object) but runs no
+pod. Only that key is ours (nodeSelector is a map: server-side apply tracks each key's owner),
+so nothing UK8S set is overwritten. Undo: set the switch false and `pulumi up` — deleting a
+patch gives its fields up, the key disappears and UK8S's plugin runs again. The patch is applied
+after our plugin is ready, so GPUs stay schedulable throughout. (`pulumi import` of the old
+object is no alternative: its selector labels are immutable and differ from ours.)
 
 Images are pinned to the set shipped together by NVIDIA's GPU Operator v26.7 (device plugin
 v0.20.1, DCGM exporter 4.6.1-4.8.4, container toolkit v1.20.1) and driver 580.126.20 for Ubuntu
@@ -36,14 +38,17 @@ import pulumi_kubernetes as k8s
 
 from components.k8s.conventions import (
     DEFAULT_GPU_TAINT_KEY,
+    PART_OF,
     app_labels,
     bad_value,
     child_options,
     gpu_placement,
+    image_version,
     kubernetes_provider,
     object_labels,
     require_choice,
     require_dns_label,
+    require_label_value,
     require_pinned_image,
     require_taint_keys,
     wait_timeouts,
@@ -63,6 +68,11 @@ DRIVER_ROOT = "/run/nvidia/driver"
 # Compiling the kernel module on first start takes minutes; waiting on a DaemonSet's rollout is
 # what makes the inference Deployment start only once GPUs are schedulable.
 DAEMONSET_WAIT_S = 1800
+# UK8S's preinstalled plugin (UK8S docs administercluster/gpu-node.md, 插件升级 section).
+UK8S_DEVICE_PLUGIN = "nvidia-device-plugin-daemonset"
+UK8S_DEVICE_PLUGIN_NAMESPACE = "kube-system"
+# A node label no node carries: a DaemonSet selecting it runs nowhere.
+NO_NODE_SELECTOR = {"llm-uk8s/uk8s-device-plugin": "disabled"}
 
 
 @dataclass
@@ -77,10 +87,19 @@ class GpuDriversArgs:
     driver_image: str = DRIVER_IMAGE
     toolkit_image: str = TOOLKIT_IMAGE
     dcgm_exporter: bool = True
+    # The app.kubernetes.io/instance label of every object (the stack's installation name).
+    instance: str = PART_OF
+    # Patch UK8S's own device plugin to run nowhere (see the module docstring).
+    disable_uk8s_device_plugin: bool = False
 
     def validate(self) -> None:
         require_choice("mode", self.mode, MODES)
+        require_label_value("instance", self.instance)
         if self.mode == "none":
+            if self.disable_uk8s_device_plugin:
+                raise bad_value(
+                    "disable_uk8s_device_plugin", True, "False when mode is 'none' (no plugin)"
+                )
             return
         if not self.gpu_node_selector:
             raise bad_value(
@@ -308,14 +327,22 @@ def toolkit_spec(args: GpuDriversArgs) -> dict[str, Any]:
 
 
 def daemonset_body(
-    name: str, namespace: str, component: str, pod_spec: dict[str, Any]
+    name: str,
+    namespace: str,
+    component: str,
+    pod_spec: dict[str, Any],
+    *,
+    instance: str = PART_OF,
 ) -> dict[str, Any]:
     selector = app_labels("nvidia-gpu", component)
+    image = pod_spec["containers"][0]["image"]
     return {
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": object_labels("nvidia-gpu", component),
+            "labels": object_labels(
+                "nvidia-gpu", component, instance=instance, version=image_version(image)
+            ),
         },
         "spec": {
             "selector": {"matchLabels": selector},
@@ -354,7 +381,9 @@ class GpuDrivers(pulumi.ComponentResource):
         def daemonset(
             component: str, spec: dict[str, Any], after: list[pulumi.Resource]
         ) -> k8s.apps.v1.DaemonSet:
-            body = daemonset_body(f"{name}-{component}", args.namespace, component, spec)
+            body = daemonset_body(
+                f"{name}-{component}", args.namespace, component, spec, instance=args.instance
+            )
             ds = k8s.apps.v1.DaemonSet(
                 f"{name}-{component}",
                 metadata=body["metadata"],
@@ -375,7 +404,12 @@ class GpuDrivers(pulumi.ComponentResource):
                 f"{name}-runtime-class",
                 metadata={
                     "name": RUNTIME_CLASS,
-                    "labels": object_labels("nvidia-gpu", "runtime-class"),
+                    "labels": object_labels(
+                        "nvidia-gpu",
+                        "runtime-class",
+                        instance=args.instance,
+                        version=image_version(args.toolkit_image),
+                    ),
                 },
                 handler=RUNTIME_CLASS,
                 scheduling=gpu_placement(args.gpu_node_selector, args.gpu_taint_keys),
@@ -392,7 +426,12 @@ class GpuDrivers(pulumi.ComponentResource):
                 metadata={
                     "name": f"{name}-dcgm-exporter",
                     "namespace": args.namespace,
-                    "labels": object_labels("nvidia-gpu", "dcgm-exporter"),
+                    "labels": object_labels(
+                        "nvidia-gpu",
+                        "dcgm-exporter",
+                        instance=args.instance,
+                        version=image_version(args.dcgm_exporter_image),
+                    ),
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(DCGM_PORT),
@@ -405,6 +444,20 @@ class GpuDrivers(pulumi.ComponentResource):
                 },
                 opts=child_options(self, provider, depends_on=[exporter]),
             )
+        self.uk8s_plugin_patch: k8s.apps.v1.DaemonSetPatch | None = None
+        if args.disable_uk8s_device_plugin:
+            self.uk8s_plugin_patch = k8s.apps.v1.DaemonSetPatch(
+                f"{name}-uk8s-device-plugin-off",
+                metadata={"name": UK8S_DEVICE_PLUGIN, "namespace": UK8S_DEVICE_PLUGIN_NAMESPACE},
+                spec=uk8s_plugin_patch_spec(),
+                # Only once ours serves: GPUs never stop being schedulable.
+                opts=child_options(self, provider, depends_on=[device_plugin]),
+            )
         self.register_outputs(
             {"daemonsets": [ds.metadata.apply(lambda m: m.name) for ds in self.daemonsets]}
         )
+
+
+def uk8s_plugin_patch_spec() -> dict[str, Any]:
+    """The only field the patch owns: a nodeSelector key no node carries."""
+    return {"template": {"spec": {"nodeSelector": dict(NO_NODE_SELECTOR)}}}

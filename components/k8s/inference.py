@@ -13,6 +13,14 @@ Choices worth knowing:
   so a Service created alongside would time out on the first `pulumi up`.
 - The API key is generated at deploy time (RandomPassword, a secret in state), stored in a
   Kubernetes Secret and read by the server from a mounted file: never a plain env value.
+- Placement: replicas spread over zones (`topology.kubernetes.io/zone`, which UK8S's kubelet
+  sets on every node: UK8S docs administercluster/k8splugin_restore.md, its `--node-labels`),
+  as a preference (ScheduleAnyway): a zone without a free GPU must never stop a replica from
+  starting elsewhere. A PriorityClass of our own ranks them above ordinary pods.
+- Scraping: the pods carry the prometheus.io/* annotations; the server serves /metrics on its
+  API port (7861), so "the metrics port" is that port.
+- Autoscaled (`autoscaled=True`): the Deployment leaves `replicas` to the HPA that KEDA creates,
+  so `pulumi up` never resets what the autoscaler chose.
 """
 
 from __future__ import annotations
@@ -29,15 +37,18 @@ import pulumi_random as random
 from components.k8s.conventions import (
     DEFAULT_GPU_TAINT_KEY,
     GPU_RESOURCE,
+    PART_OF,
     app_labels,
     bad_value,
     child_options,
     gpu_placement,
+    image_version,
     kubernetes_provider,
     object_labels,
     require_choice,
     require_cidrs,
     require_dns_label,
+    require_label_value,
     require_pinned_image,
     require_positive_int,
     require_quantity,
@@ -61,6 +72,13 @@ STARTUP_PERIOD_S = 10
 # reachable only inside the VPC (inner).
 UCLOUD_LB_TYPE_ANNOTATION = "service.beta.kubernetes.io/ucloud-load-balancer-type"
 UCLOUD_LB_TYPES = ("inner", "outer")
+METRICS_PATH = "/metrics"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+# Above every ordinary pod (priority 0) and far below the system classes (2000000000+), so
+# inference pods are scheduled first and never preempted by ordinary workloads.
+PRIORITY_VALUE = 1000000
+# The label Kubernetes puts on every namespace (NamespaceDefaultLabelName, 1.21+).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 @dataclass
@@ -80,6 +98,10 @@ class InferenceServiceArgs:
     memory_limit: str = "48Gi"
     shm_size: str = "8Gi"
     tmp_size: str = "4Gi"
+    # Node disk the pod may use: /tmp (the compile cache, up to tmp_size) plus logs and the
+    # writable layer; the kubelet evicts a pod above the limit instead of filling the node.
+    ephemeral_storage_request: str = "4Gi"
+    ephemeral_storage_limit: str = "6Gi"
     gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
     # Every taint key of the GPU nodes: the pod must tolerate all of them.
     gpu_taint_keys: Sequence[str] = (DEFAULT_GPU_TAINT_KEY,)
@@ -99,6 +121,13 @@ class InferenceServiceArgs:
     startup_timeout_s: int = 1800
     # Resources the Deployment must wait for: the model fetch Job, the GPU DaemonSets.
     wait_for: Sequence[pulumi.Resource] = field(default_factory=list)
+    # The app.kubernetes.io/instance label of every object (the stack's installation name).
+    instance: str = PART_OF
+    # A HorizontalPodAutoscaler (KEDA's) owns `replicas`: the Deployment does not set it.
+    autoscaled: bool = False
+    # With the NetworkPolicy: the namespace whose pods (Prometheus) may scrape the metrics
+    # port; None admits no other namespace.
+    metrics_scraper_namespace: str | None = None
 
     def validate(self) -> None:
         require_pinned_image("image", self.image)
@@ -117,6 +146,8 @@ class InferenceServiceArgs:
             "memory_limit",
             "shm_size",
             "tmp_size",
+            "ephemeral_storage_request",
+            "ephemeral_storage_limit",
         ):
             require_quantity(name, getattr(self, name))
         if self.gpus_per_replica > 0 and not self.gpu_node_selector:
@@ -138,6 +169,9 @@ class InferenceServiceArgs:
         require_choice("dtype", self.dtype, DTYPES)
         require_positive_int("drain_seconds", self.drain_seconds, minimum=0, maximum=3600)
         require_positive_int("startup_timeout_s", self.startup_timeout_s, minimum=60)
+        require_label_value("instance", self.instance)
+        if self.metrics_scraper_namespace is not None:
+            require_dns_label("metrics_scraper_namespace", self.metrics_scraper_namespace)
 
     @property
     def uses_gpu(self) -> bool:
@@ -165,8 +199,16 @@ def progress_deadline_s(startup_timeout_s: int) -> int:
 
 
 def resources(args: InferenceServiceArgs) -> dict[str, dict[str, str]]:
-    requests = {"cpu": args.cpu_request, "memory": args.memory_request}
-    limits = {"cpu": args.cpu_limit, "memory": args.memory_limit}
+    requests = {
+        "cpu": args.cpu_request,
+        "memory": args.memory_request,
+        "ephemeral-storage": args.ephemeral_storage_request,
+    }
+    limits = {
+        "cpu": args.cpu_limit,
+        "memory": args.memory_limit,
+        "ephemeral-storage": args.ephemeral_storage_limit,
+    }
     if args.uses_gpu:
         # Extended resources: request == limit; the limit alone is what the scheduler counts.
         limits[GPU_RESOURCE] = str(args.gpus_per_replica)
@@ -223,7 +265,40 @@ def probes(startup_timeout_s: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> dict[str, Any]:
+def scrape_annotations() -> dict[str, str]:
+    """What annotation-based Prometheus scrape configs read (prometheus.io/scrape, port, path)."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(PORT),
+        "prometheus.io/path": METRICS_PATH,
+    }
+
+
+def zone_spread(selector: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Replicas over zones, preferred not required: never block a replica for lack of a GPU in
+    the emptiest zone."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": ZONE_LABEL,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": dict(selector)},
+        }
+    ]
+
+
+def priority_class_name(instance: str) -> str:
+    """Cluster-wide, so named after the installation: two stacks on one cluster keep theirs."""
+    return f"{instance}-inference"
+
+
+def pod_spec(
+    args: InferenceServiceArgs,
+    api_key_secret: pulumi.Input[str],
+    *,
+    selector: Mapping[str, str] | None = None,
+    priority_class: pulumi.Input[str] | None = None,
+) -> dict[str, Any]:
     container_probes = probes(args.startup_timeout_s)
     container: dict[str, Any] = {
         "name": "server",
@@ -246,6 +321,7 @@ def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> d
         "enableServiceLinks": False,
         "securityContext": restricted_pod_security(),
         "terminationGracePeriodSeconds": termination_grace_s(args.drain_seconds),
+        "topologySpreadConstraints": zone_spread(selector or {}),
         "containers": [container],
         "volumes": [
             {
@@ -257,6 +333,8 @@ def pod_spec(args: InferenceServiceArgs, api_key_secret: pulumi.Input[str]) -> d
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": args.shm_size}},
         ],
     }
+    if priority_class is not None:
+        spec["priorityClassName"] = priority_class
     if args.uses_gpu:
         spec.update(gpu_placement(args.gpu_node_selector, args.gpu_taint_keys))
         if args.runtime_class_name:
@@ -284,16 +362,22 @@ def service_spec(args: InferenceServiceArgs, selector: Mapping[str, str]) -> dic
 
 
 def network_policy_spec(args: InferenceServiceArgs, selector: Mapping[str, str]) -> dict[str, Any]:
-    """Only the server port, only from this namespace's pods and the allowed CIDRs (nothing
-    else: no other namespace, in-cluster monitoring included)."""
+    """Only the server port, only from this namespace's pods and the allowed CIDRs, and, with
+    `metrics_scraper_namespace`, that namespace's pods to the metrics port (the same port:
+    the server serves /metrics beside the API, whose routes still need the key)."""
     sources: list[dict[str, Any]] = [{"podSelector": {}}]
     sources += [
         {"ipBlock": {"cidr": c}} for c in require_cidrs("allowed_cidrs", args.allowed_cidrs)
     ]
+    port = [{"port": PORT, "protocol": "TCP"}]
+    ingress: list[dict[str, Any]] = [{"from": sources, "ports": port}]
+    if args.metrics_scraper_namespace is not None:
+        scrapers = {"matchLabels": {NAMESPACE_NAME_LABEL: args.metrics_scraper_namespace}}
+        ingress.append({"from": [{"namespaceSelector": scrapers}], "ports": port})
     return {
         "podSelector": {"matchLabels": dict(selector)},
         "policyTypes": ["Ingress"],
-        "ingress": [{"from": sources, "ports": [{"port": PORT, "protocol": "TCP"}]}],
+        "ingress": ingress,
     }
 
 
@@ -323,6 +407,7 @@ class InferenceService(pulumi.ComponentResource):
     api_key: pulumi.Output[str]
     service_name: pulumi.Output[str]
     deployment: k8s.apps.v1.Deployment
+    deployment_name: pulumi.Output[str]
     service: k8s.core.v1.Service
 
     def __init__(
@@ -332,7 +417,18 @@ class InferenceService(pulumi.ComponentResource):
         provider = kubernetes_provider(opts)
         super().__init__(TYPE_TOKEN, name, None, opts)
         selector = app_labels("llmserve", name)
-        labels = object_labels("llmserve", name)
+        labels = object_labels(
+            "llmserve", name, instance=args.instance, version=image_version(args.image)
+        )
+        self.priority_class = k8s.scheduling.v1.PriorityClass(
+            f"{name}-priority",
+            metadata={"name": priority_class_name(args.instance), "labels": labels},
+            value=PRIORITY_VALUE,
+            global_default=False,
+            preemption_policy="PreemptLowerPriority",
+            description=f"llm-uk8s inference pods of {args.instance}",
+            opts=child_options(self, provider),
+        )
 
         password = random.RandomPassword(
             f"{name}-api-key",
@@ -350,21 +446,30 @@ class InferenceService(pulumi.ComponentResource):
         )
         secret_name = secret.metadata.apply(lambda m: m.name)
 
-        template_annotations = {"llm-uk8s/served-model": args.served_model_name}
+        template_annotations = {
+            "llm-uk8s/served-model": args.served_model_name,
+            **scrape_annotations(),
+        }
         if args.model_revision:
             template_annotations["llm-uk8s/model-revision"] = args.model_revision
+        replicas = {} if args.autoscaled else {"replicas": args.replicas}
         self.deployment = k8s.apps.v1.Deployment(
             name,
             metadata={"namespace": args.namespace, "labels": labels},
             spec={
-                "replicas": args.replicas,
+                **replicas,
                 "selector": {"matchLabels": selector},
                 "strategy": rollout_strategy(args.uses_gpu),
                 "progressDeadlineSeconds": progress_deadline_s(args.startup_timeout_s),
                 "revisionHistoryLimit": 5,
                 "template": {
                     "metadata": {"labels": labels, "annotations": template_annotations},
-                    "spec": pod_spec(args, secret_name),
+                    "spec": pod_spec(
+                        args,
+                        secret_name,
+                        selector=selector,
+                        priority_class=self.priority_class.metadata.apply(lambda m: m.name),
+                    ),
                 },
             },
             opts=child_options(
@@ -374,6 +479,9 @@ class InferenceService(pulumi.ComponentResource):
                 custom_timeouts=wait_timeouts(args.startup_timeout_s),
             ),
         )
+
+        self.deployment_name = self.deployment.metadata.apply(lambda m: m.name)
+        self.selector = selector
 
         after_ready: list[pulumi.Resource] = [self.deployment]
         service_meta: dict[str, Any] = {"namespace": args.namespace, "labels": labels}

@@ -39,6 +39,7 @@ import pulumi_kubernetes as k8s
 from components.errors import ConfigError
 from components.k8s.conventions import (
     IMAGE_UID,
+    PART_OF,
     bad_value,
     child_options,
     is_commit_sha,
@@ -46,6 +47,7 @@ from components.k8s.conventions import (
     kubernetes_provider,
     object_labels,
     require_choice,
+    require_label_value,
     require_model_dir_name,
     require_pinned_image,
     require_positive_int,
@@ -54,6 +56,7 @@ from components.k8s.conventions import (
     restricted_pod_security,
     strip_nfs_export,
     wait_timeouts,
+    workload_labels,
 )
 from components.k8s.inference import MODEL_MOUNT
 
@@ -95,10 +98,13 @@ class ModelFetchArgs:
     job_timeout_s: int = 3600
     fetch_cpu: str = "2"
     fetch_memory: str = "4Gi"
+    # The app.kubernetes.io/instance label of every object (the stack's installation name).
+    instance: str = PART_OF
 
     def validate(self) -> None:
         """Fail at `pulumi preview` time, naming the field, rather than on the cluster."""
         require_model_dir_name("model_name", self.model_name)
+        require_label_value("instance", self.instance)
         require_choice("source", self.source, SOURCES)
         if (self.nfs_server is None) == (self.host_path is None):
             raise ConfigError(
@@ -215,7 +221,10 @@ class ModelFetch(pulumi.ComponentResource):
         args.validate()
         provider = kubernetes_provider(opts)
         super().__init__(TYPE_TOKEN, name, None, opts)
-        labels = object_labels("model-store", name)
+        # The version of what these objects hold: the model revision (or the bundled model).
+        labels = object_labels(
+            "model-store", name, instance=args.instance, version=args.revision or "bundled"
+        )
         claim_resource_name = f"{name}-models"
 
         self.volume = k8s.core.v1.PersistentVolume(
@@ -321,7 +330,14 @@ class ModelFetch(pulumi.ComponentResource):
                 "backoffLimit": 3,
                 "activeDeadlineSeconds": args.job_timeout_s,
                 "template": {
-                    "metadata": {"labels": {**labels, "llm-uk8s/role": "model-fetch"}},
+                    # The labels it always had: a Job's template is immutable, a change replaces
+                    # the Job (and re-runs the fetch).
+                    "metadata": {
+                        "labels": {
+                            **workload_labels("model-store", name),
+                            "llm-uk8s/role": "model-fetch",
+                        }
+                    },
                     "spec": {
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": False,

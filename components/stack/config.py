@@ -31,17 +31,21 @@ from pydantic import (
 )
 
 from components.errors import ConfigError
-from components.k8s import gpu_drivers, inference, model_fetch
+from components.k8s import gpu_drivers, inference, keda, model_fetch
+from components.k8s.autoscaling import QueueAutoscalerArgs
 from components.k8s.conventions import (
     DEFAULT_GPU_TAINT_KEY,
     DNS_LABEL,
     QUANTITY,
+    image_version,
     is_pinned_revision,
     pinned_image_problem,
 )
 from components.k8s.gpu_drivers import GpuDriversArgs
-from components.k8s.inference import InferenceServiceArgs
+from components.k8s.inference import InferenceServiceArgs, termination_grace_s
+from components.k8s.keda import KedaArgs
 from components.k8s.model_fetch import ModelFetchArgs
+from components.k8s.monitoring import MonitoringArgs
 from components.stack import capacity
 from components.ucloud import vocabulary
 from components.ucloud.cluster import GpuClusterArgs, GpuNodePoolArgs, nodes_per_zone
@@ -84,7 +88,13 @@ RANGES: dict[str, vocabulary.Range] = {
     # The NAT EIP is billed by bandwidth (EipArgs.charge_mode default "Bandwidth").
     "nat_bandwidth_mbps": vocabulary.EIP_BANDWIDTH_MBPS["Bandwidth"],
     "replicas": REPLICAS,
+    "min_replicas": REPLICAS,
+    "max_replicas": REPLICAS,
 }
+# Pulumi.yaml's default inferenceImage: a name no one may have pushed (README, Deploy step 5).
+DEFAULT_INFERENCE_IMAGE = "uhub.service.ucloud.cn/llm-uk8s/llm-uk8s-server:0.1.0"
+# The drain the server does on SIGTERM (InferenceServiceArgs.drain_seconds default).
+DRAIN_SECONDS = InferenceServiceArgs.drain_seconds
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
 
@@ -168,6 +178,17 @@ class StackConfig(BaseModel):
     allowed_cidrs: list[str] = Field(alias="allowedCidrs")
     network_policy: bool = Field(alias="networkPolicy")
     kube_context: str = Field(alias="kubeContext")
+    autoscaling: bool
+    min_replicas: int = Field(alias="minReplicas")
+    max_replicas: int = Field(alias="maxReplicas")
+    autoscaling_waiting_target: int = Field(alias="autoscalingWaitingTarget", ge=1, le=10000)
+    install_keda: bool = Field(alias="installKeda")
+    prometheus_url: str = Field(alias="prometheusUrl", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    monitoring: bool
+    prometheus_operator: bool = Field(alias="prometheusOperator")
+    monitoring_namespace: str = Field(alias="monitoringNamespace", pattern=DNS_LABEL.pattern)
+    dashboard_namespace: str = Field(alias="dashboardNamespace", pattern=DNS_LABEL.pattern + "|^$")
+    disable_uk8s_device_plugin: bool = Field(alias="disableUk8sDevicePlugin")
 
     # ---- single-field checks -------------------------------------------------------------
 
@@ -353,6 +374,30 @@ class StackConfig(BaseModel):
             "max_batch",
         ):
             out += self._gpu_fit_problems()
+        if ok("min_replicas", "max_replicas") and self.max_replicas < self.min_replicas:
+            out.append(
+                f"{PROJECT}:maxReplicas = {self.max_replicas}: less than minReplicas "
+                f"{self.min_replicas}; allowed: {self.min_replicas} or more"
+            )
+        if (
+            ok("prometheus_operator", "monitoring")
+            and self.prometheus_operator
+            and not self.monitoring
+        ):
+            out.append(
+                f"{PROJECT}:prometheusOperator = true: the PodMonitor is part of monitoring; "
+                "set monitoring true as well (or prometheusOperator false)"
+            )
+        if (
+            ok("disable_uk8s_device_plugin", "platform", "gpu_driver_mode")
+            and self.disable_uk8s_device_plugin
+            and (not self.uses_ucloud or self.gpu_driver_mode == "none")
+        ):
+            out.append(
+                f"{PROJECT}:disableUk8sDevicePlugin = true: only a ucloud stack with GPU "
+                "DaemonSets (gpuDriverMode preinstalled or daemonset) replaces UK8S's plugin; "
+                "use false"
+            )
         if ok("service_type", "allowed_cidrs", "load_balancer_type", "network_policy"):
             out += self._load_balancer_problems()
             if self.allowed_cidrs and self.service_type == "ClusterIP" and not self.network_policy:
@@ -364,9 +409,24 @@ class StackConfig(BaseModel):
 
     def warnings(self) -> list[str]:
         """Settings no source can confirm or refute: accepted, but said out loud."""
-        if not self.uses_ucloud or not self.gpu_node_count:
-            return []
         out: list[str] = []
+        if self.uses_ucloud and self.inference_image == DEFAULT_INFERENCE_IMAGE:
+            out.append(
+                f"{PROJECT}:inferenceImage = {self.inference_image!r} is the default, an image "
+                "that may not exist: build and push yours (`make image`, `make push "
+                "REGISTRY=...`), then `pulumi config set inferenceImage <it>`"
+            )
+        minor = int(self.kubernetes_version.split(".")[1])
+        if self.autoscaling and self.install_keda and minor not in keda.SUPPORTED_K8S_MINORS:
+            supported = keda.SUPPORTED_K8S_MINORS
+            out.append(
+                f"{PROJECT}:kubernetesVersion = {self.kubernetes_version!r}: KEDA "
+                f"{keda.CHART_VERSION} supports Kubernetes 1.{supported.start} to "
+                f"1.{supported.stop - 1} (keda.sh/docs/2.16/operate/cluster); autoscaling may "
+                "not work"
+            )
+        if not self.uses_ucloud or not self.gpu_node_count:
+            return out
         if vocabulary.gpu_zones(self.gpu_type) is None:
             zones = ", ".join(nodes_per_zone(self.zones, self.gpu_node_count))
             out.append(
@@ -430,7 +490,7 @@ class StackConfig(BaseModel):
                 f"{', '.join(sold_in)} (GPU-doc type.md); put those zones first, or pick a "
                 "gpuType sold there"
             )
-        if ok("gpus_per_replica", "replicas"):
+        if ok("gpus_per_replica", "replicas", "max_replicas"):
             out += self._capacity_problems()
         if ok("inference_cpu", "inference_memory", "gpu_node_cpu", "gpu_node_memory_mb"):
             out += self._pod_fit_problems()
@@ -455,6 +515,14 @@ class StackConfig(BaseModel):
                     f"{PROJECT}:replicas = {self.replicas}: {self.gpu_node_count} node(s) "
                     f"x {self.gpus_per_node} GPU(s) fit at most {capacity_} replica(s) of "
                     f"{self.gpus_per_replica} GPU(s)"
+                )
+            if self.max_replicas > capacity_:
+                # A replica the pool cannot place stays Pending forever: refuse it here.
+                out.append(
+                    f"{PROJECT}:maxReplicas = {self.max_replicas}: the node pool gives at most "
+                    f"gpuNodeCount {self.gpu_node_count} x (gpusPerNode {self.gpus_per_node} "
+                    f"// gpusPerReplica {self.gpus_per_replica}) = {capacity_} replica(s); "
+                    f"allowed: maxReplicas <= {capacity_}, or more GPU nodes"
                 )
         elif self.gpu_node_taints:
             out.append(
@@ -639,11 +707,68 @@ class StackConfig(BaseModel):
             retain=self.retain_model_data,
         )
 
+    @property
+    def instance(self) -> str:
+        """app.kubernetes.io/instance of every object: this installation (project-stack)."""
+        return f"{PROJECT}-{self.stack}"
+
+    @property
+    def app_version(self) -> str:
+        """app.kubernetes.io/version of the server's objects: the image's tag."""
+        return image_version(self.inference_image)
+
     def gpu_drivers_args(self) -> GpuDriversArgs:
         return GpuDriversArgs(
             mode=self.gpu_driver_mode,
             gpu_node_selector=self.node_labels,
             gpu_taint_keys=self.gpu_taint_keys,
+            instance=self.instance,
+            disable_uk8s_device_plugin=self.disable_uk8s_device_plugin,
+        )
+
+    def keda_args(self) -> KedaArgs | None:
+        """KEDA, when autoscaling needs it and the cluster does not have it already."""
+        if not (self.autoscaling and self.install_keda):
+            return None
+        return KedaArgs(instance=self.instance)
+
+    def autoscaler_args(
+        self,
+        *,
+        namespace: pulumi.Input[str],
+        deployment_name: pulumi.Input[str],
+        wait_for: Sequence[pulumi.Resource],
+    ) -> QueueAutoscalerArgs | None:
+        """The ScaledObject on queue depth; `wait_for` is KEDA (Keda.ready) and the Deployment."""
+        if not self.autoscaling:
+            return None
+        return QueueAutoscalerArgs(
+            namespace=namespace,
+            deployment_name=deployment_name,
+            served_model_name=self.model_name,
+            prometheus_url=self.prometheus_url,
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            waiting_target=self.autoscaling_waiting_target,
+            drain_grace_s=termination_grace_s(DRAIN_SECONDS),
+            instance=self.instance,
+            version=self.app_version,
+            wait_for=wait_for,
+        )
+
+    def monitoring_args(
+        self, *, namespace: pulumi.Input[str], pod_selector: Mapping[str, str]
+    ) -> MonitoringArgs | None:
+        """Dashboard ConfigMap (+ PodMonitor with the Prometheus Operator)."""
+        if not self.monitoring:
+            return None
+        return MonitoringArgs(
+            namespace=namespace,
+            pod_selector=pod_selector,
+            dashboard_namespace=self.dashboard_namespace or namespace,
+            pod_monitor=self.prometheus_operator,
+            instance=self.instance,
+            version=self.app_version,
         )
 
     def model_fetch_args(
@@ -669,6 +794,7 @@ class StackConfig(BaseModel):
             hub_token=hub_token,
             fetch_image=self.inference_image,
             job_timeout_s=self.model_fetch_timeout_seconds,
+            instance=self.instance,
         )
 
     def inference_args(
@@ -713,6 +839,9 @@ class StackConfig(BaseModel):
             max_batch=self.max_batch,
             max_model_len=self.max_model_len,
             wait_for=wait_for,
+            instance=self.instance,
+            autoscaled=self.autoscaling,
+            metrics_scraper_namespace=self.monitoring_namespace if self.monitoring else None,
         )
 
 

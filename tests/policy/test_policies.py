@@ -308,3 +308,79 @@ def test_pods_and_cronjobs_are_found_behind_a_service(
     assert stack(service("NodePort"), wrap(deployment())) == []
     violations = stack(service("NodePort"), wrap(deployment(env=[], volumeMounts=[])))
     assert len(violations) == 1 and "takes no API key" in violations[0][0]
+
+
+# --- autoscalers and scrapers -----------------------------------------------------------------
+
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+BOUNDED = "scaledobject-replicas-bounded"
+SCRAPERS = "scrapers-reach-the-metrics-port-only"
+
+
+def scaled_object(**spec: Any) -> dict[str, Any]:
+    base = {
+        "scaleTargetRef": {"kind": "Deployment", "name": "inference"},
+        "minReplicaCount": 1,
+        "maxReplicaCount": 2,
+    }
+    return {"spec": {**base, **spec}}
+
+
+def test_a_bounded_scaled_object_passes() -> None:
+    assert check(BOUNDED, scaled_object(), SCALED_OBJECT) == []
+    assert check(BOUNDED, scaled_object(maxReplicaCount=2.0), SCALED_OBJECT) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"maxReplicaCount": None}, "sets no maxReplicaCount"),
+        ({"maxReplicaCount": 65}, "above 64"),
+        ({"minReplicaCount": 0}, "minReplicaCount must be 1 or more"),
+        ({"minReplicaCount": 3}, "above maxReplicaCount 2"),
+        ({"scaleTargetRef": {"kind": "StatefulSet", "name": "x"}}, "must scale a Deployment"),
+    ],
+)
+def test_an_unbounded_scaled_object_fails(spec: dict[str, Any], expected: str) -> None:
+    props = scaled_object(**spec)
+    if spec.get("maxReplicaCount", 0) is None:
+        del props["spec"]["maxReplicaCount"]
+    assert any(expected in v for v in check(BOUNDED, props, SCALED_OBJECT))
+
+
+def test_the_replica_ceiling_comes_from_config() -> None:
+    assert check(BOUNDED, scaled_object(), SCALED_OBJECT, maxReplicas=1) != []
+
+
+def pod_monitor(**endpoint: Any) -> dict[str, Any]:
+    return {"spec": {"podMetricsEndpoints": [{"port": "http", "path": "/metrics", **endpoint}]}}
+
+
+def test_a_pod_monitor_on_the_metrics_port_passes() -> None:
+    assert check(SCRAPERS, pod_monitor(), POD_MONITOR) == []
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ({"port": None, "targetPort": 7861}, "named port"),
+        ({"path": "/v1/models"}, "only /metrics"),
+        ({"relabelings": [{"targetLabel": "__address__", "replacement": "x:22"}]}, "__address__"),
+    ],
+)
+def test_a_pod_monitor_off_the_metrics_port_fails(endpoint: dict[str, Any], expected: str) -> None:
+    props = pod_monitor(**endpoint)
+    props["spec"]["podMetricsEndpoints"][0] = {
+        k: v for k, v in props["spec"]["podMetricsEndpoints"][0].items() if v is not None
+    }
+    assert any(expected in v for v in check(SCRAPERS, props, POD_MONITOR))
+
+
+def test_a_network_policy_admitting_a_namespace_must_name_ports() -> None:
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    scoped = {"spec": {"ingress": [{"from": [peer], "ports": [{"port": 7861}]}]}}
+    assert check(SCRAPERS, scoped, NETWORK_POLICY) == []
+    everything = {"spec": {"ingress": [{"from": [peer]}]}}
+    assert any("every port" in v for v in check(SCRAPERS, everything, NETWORK_POLICY))

@@ -328,4 +328,13 @@ def test_field_and_cross_field_problems_come_in_one_message() -> None:
 def test_undocumented_gpu_zones_are_a_warning() -> None:
     prod = parse(raw_values("prod"), "prod")
     assert any("A800" in w and "unconfirmed" in w for w in prod.warnings())
-    assert parse(raw_values("dev"), "dev").warnings() == []
+    dev = parse(raw_values("dev", inferenceImage="registry.example/llm:1.0"), "dev")
+    assert dev.warnings() == []
+
+
+def test_the_default_image_is_a_warning_until_changed() -> None:
+    """Pulumi.yaml's inferenceImage may not exist: preview says so while it is the default."""
+    default = parse(raw_values("dev"), "dev").warnings()
+    assert [w for w in default if "inferenceImage" in w and "make push" in w]
+    mine = parse(raw_values("dev", inferenceImage="registry.example/llm:1.0"), "dev")
+    assert not [w for w in mine.warnings() if "inferenceImage" in w]

@@ -6,7 +6,7 @@ import json
 
 from components.stack.config import parse
 from tests.k8s.stacks import create_timeout_s, service_named
-from tests.k8s.validate import assert_valid_manifests
+from tests.k8s.validate import assert_valid_plan
 from tests.policy.harness import all_violations
 from tests.stack.stack_values import UCLOUD, fed_by, raw_values
 from tools.mock_runtime import Plan
@@ -18,7 +18,7 @@ GPU_DAEMONSETS = "kubernetes:apps/v1:DaemonSet"
 def test_every_object_is_valid_for_the_stacks_kubernetes_version(stack_plan) -> None:
     stack, plan = stack_plan
     version = parse(raw_values(stack), stack).kubernetes_version
-    assert_valid_manifests(plan.manifests(), version)
+    assert_valid_plan(plan, version)
 
 
 def test_policy_pack_passes_every_stack(stack_plan) -> None:
