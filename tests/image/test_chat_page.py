@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.llm_server import REPO_ROOT, RunningServer
 
@@ -133,9 +133,9 @@ def test_stop_button_ends_a_long_reply(page: Page, llm_server: RunningServer) ->
     page.evaluate("key => sessionStorage.setItem('llmserve.apiKey', key)", llm_server.api_key)
     set_max_tokens(page, 1500)
     ask(page, "Tell me a very long story.")
-    page.wait_for_function(
-        "() => { const b = document.querySelector('.msg.assistant'); "
-        "return b && b.textContent.length > 0; }", timeout=30_000)
+    # Playwright's own polling (its isolated world), not wait_for_function: the page's CSP
+    # forbids the eval that a string predicate needs once it has to poll.
+    expect(page.locator(".msg.assistant").first).to_have_text(re.compile(r"\S"), timeout=30_000)
     page.click("#stop")
     page.wait_for_selector(".msg.assistant .note", timeout=10_000)
     assert "(stopped)" in page.inner_text(".msg.assistant .note")
@@ -365,7 +365,7 @@ def test_readiness_is_noticed_without_reload(page: Page, llm_server: RunningServ
     phase["now"] = "ready"
     page.wait_for_selector('#status[data-state="ready"]', timeout=30_000)
     assert status.inner_text() == "ready"
-    page.wait_for_function("document.querySelector('#model').options.length > 0")
+    page.wait_for_selector("#model option", state="attached")
     assert seen[:1] == ["unreachable"] and "loading" in seen and seen[-1] == "ready"
 
 
@@ -509,7 +509,7 @@ def test_no_console_errors_on_load_and_forget_key_only_with_a_key(
     use_key(page, llm_server.api_key)
     page.goto(llm_server.url + "/")
     page.wait_for_selector('#status[data-state="ready"]')
-    page.wait_for_function("document.querySelector('#model').options.length > 0")
+    page.wait_for_selector("#model option", state="attached")
     page.wait_for_load_state("networkidle")
     assert problems == []
     icon = page.request.get(llm_server.url + "/static/favicon.svg")
@@ -530,5 +530,5 @@ def test_forget_key_is_hidden_until_a_key_is_given(page: Page, llm_server: Runni
     page.press("#api-key", "Enter")
     page.wait_for_selector("#forget-key", state="visible")
     page.wait_for_selector('#status[data-state="ready"]')
-    page.wait_for_function("document.querySelector('#model').options.length > 0")
+    page.wait_for_selector("#model option", state="attached")
     assert page.inner_text("#status") == "ready"
