@@ -29,8 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "image"))
 
 from llmserve.weight_loading import load_safetensors, prefetch
 
-SHAPES = [(27392, 4096), (4096, 13696), (4096, 4096), (256, 4096), (256, 4096), (4096, 4096),
-          (4096,), (256,)]  # one GLM layer: gate_up, down, q, k, v, o, norm, k bias
+SHAPES = [
+    (27392, 4096),
+    (4096, 13696),
+    (4096, 4096),
+    (256, 4096),
+    (256, 4096),
+    (4096, 4096),
+    (4096,),
+    (256,),
+]  # one GLM layer: gate_up, down, q, k, v, o, norm, k bias
 
 
 def cached_gb() -> float:
@@ -60,7 +68,8 @@ def write_shards(directory: Path, total_gb: float, shards: int = 6) -> list[Path
         for layer in range(shard * layers // shards, (shard + 1) * layers // shards):
             for j, shape in enumerate(SHAPES):
                 tensors[f"model.layers.{layer}.t{j}"] = torch.randn(
-                    shape, device="cuda", dtype=torch.bfloat16).cpu()
+                    shape, device="cuda", dtype=torch.bfloat16
+                ).cpu()
         path = directory / f"model-{shard + 1:05d}-of-{shards:05d}.safetensors"
         save_file(tensors, str(path))
         paths.append(path)
@@ -87,12 +96,18 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--gb", type=float, default=12.0)
-    parser.add_argument("--configs", default="8:64,16:32",
-                        help="threads:chunk_MiB settings of our loader to time cold")
+    parser.add_argument(
+        "--configs",
+        default="8:64,16:32",
+        help="threads:chunk_MiB settings of our loader to time cold",
+    )
     args = parser.parse_args()
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                               "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0),
-                               "cpus": os.cpu_count()}
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0),
+        "cpus": os.cpu_count(),
+    }
 
     def save() -> None:
         args.out.write_text(json.dumps(results, indent=1))
@@ -114,16 +129,25 @@ def main() -> None:
         save()
         return value
 
-    run("plain_parallel_read_cold", lambda: prefetch(paths, threads=16, chunk_bytes=32 << 20),
-        cold=True)
+    run(
+        "plain_parallel_read_cold",
+        lambda: prefetch(paths, threads=16, chunk_bytes=32 << 20),
+        cold=True,
+    )
     reference = run("safetensors_load_file_cold", lambda: safetensors_default(paths), cold=True)
     for config in args.configs.split(","):
         threads, chunk = (int(v) for v in config.split(":"))
         label = f"llmserve_t{threads}_c{chunk}MiB_cold"
-        ours = run(label, lambda t=threads, c=chunk: load_safetensors(
-            paths, "cuda:0", threads=t, chunk_bytes=c << 20), cold=True)
-        results[label + "_equal"] = (set(ours) == set(reference)
-                                     and all(torch.equal(ours[k], reference[k]) for k in ours))
+        ours = run(
+            label,
+            lambda t=threads, c=chunk: load_safetensors(
+                paths, "cuda:0", threads=t, chunk_bytes=c << 20
+            ),
+            cold=True,
+        )
+        results[label + "_equal"] = set(ours) == set(reference) and all(
+            torch.equal(ours[k], reference[k]) for k in ours
+        )
         del ours
         torch.cuda.empty_cache()
         save()

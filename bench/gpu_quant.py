@@ -38,8 +38,12 @@ from llmserve import quantization as q
 
 PROMPT, GENERATE = 128, 256
 MODES = ("none", "int8", "fp8")
-LAYER_SHAPES = {"qkv_q": (4096, 4096), "gate_up": (27392, 4096), "down": (4096, 13696),
-                "lm_head": (65024, 4096)}
+LAYER_SHAPES = {
+    "qkv_q": (4096, 4096),
+    "gate_up": (27392, 4096),
+    "down": (4096, 13696),
+    "lm_head": (65024, 4096),
+}
 
 
 def median_ms(fn: Callable[[], object], steps: int = 50, warmup: int = 5) -> float:
@@ -94,14 +98,20 @@ def probe(results: dict[str, Any]) -> None:
         xs = x.abs().amax(1, keepdim=True).float() / q.FP8_MAX
         if rowwise:
             xq = (x.float() / xs).to(q.FP8_DTYPE)
-            y = torch._scaled_mm(xq, wq.t(), scale_a=xs, scale_b=s[None, :].contiguous(),
-                                 out_dtype=torch.bfloat16)
+            y = torch._scaled_mm(
+                xq, wq.t(), scale_a=xs, scale_b=s[None, :].contiguous(), out_dtype=torch.bfloat16
+            )
         else:
             st = w.abs().max().float() / q.FP8_MAX
             wt = (w.float() / st).to(q.FP8_DTYPE)
             xt = xs.max()
-            y = torch._scaled_mm((x.float() / xt).to(q.FP8_DTYPE), wt.t(), scale_a=xt,
-                                 scale_b=st, out_dtype=torch.bfloat16)
+            y = torch._scaled_mm(
+                (x.float() / xt).to(q.FP8_DTYPE),
+                wt.t(),
+                scale_a=xt,
+                scale_b=st,
+                out_dtype=torch.bfloat16,
+            )
         return rel(y)
 
     guarded(results, "weight_int8pack_mm_cuda_rel_err", int8pack)
@@ -132,7 +142,8 @@ def layer_bench(results: dict[str, Any]) -> None:
             ao = copy.deepcopy(linear)
             tq.quantize_(ao, tq.Int8WeightOnlyConfig())
             variants["torchao_int8wo_compiled"] = torch.compile(
-                ao, dynamic=True, options={"coordinate_descent_tuning": True})
+                ao, dynamic=True, options={"coordinate_descent_tuning": True}
+            )
         except Exception as err:
             out["torchao_error"] = f"{type(err).__name__}: {str(err)[:200]}"
         for rows in (1, 64):
@@ -199,7 +210,8 @@ def graph_layer_bench(results: dict[str, Any]) -> None:
             ao = copy.deepcopy(linear)
             tq.quantize_(ao, tq.Int8WeightOnlyConfig())
             variants["torchao_int8wo_cdt"] = torch.compile(
-                ao, dynamic=False, options={"coordinate_descent_tuning": True})
+                ao, dynamic=False, options={"coordinate_descent_tuning": True}
+            )
         except Exception as err:
             out["torchao_error"] = f"{type(err).__name__}: {str(err)[:200]}"
         for rows in (1, 64):
@@ -213,8 +225,9 @@ def graph_layer_bench(results: dict[str, Any]) -> None:
                     out[key + "_weight_GBps"] = round(bytes_w / (ms * 1e-3) / 1e9, 1)
         del linear, int8, fp8, variants
         torch.cuda.empty_cache()
-        print("graph layers", name, {k: v for k, v in out.items() if k.startswith(name)},
-              flush=True)
+        print(
+            "graph layers", name, {k: v for k, v in out.items() if k.startswith(name)}, flush=True
+        )
         yield_results(results)
 
 
@@ -227,14 +240,18 @@ def compiled_step(results: dict[str, Any], mode: str) -> None:
     dev = torch.device("cuda")
     model = build_random_model("chatglm2-6b", dev, torch.bfloat16)
     q.quantize_model(model, mode)
-    prompt = torch.randint(10, 60000, (1, PROMPT),
-                           generator=torch.Generator().manual_seed(1)).to(dev)
-    res: dict[str, Any] = {"options": q.compile_options(mode),
-                           "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR")}
+    prompt = torch.randint(10, 60000, (1, PROMPT), generator=torch.Generator().manual_seed(1)).to(
+        dev
+    )
+    res: dict[str, Any] = {
+        "options": q.compile_options(mode),
+        "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+    }
     results[f"compiled_{mode}"] = res
     with torch.inference_mode(), inductor_config.patch(q.compile_options(mode)):
-        decoder = GraphedDecoder(model, max_rows=1, max_len=1024, pad_token_id=0,
-                                 use_cuda_graphs=True, compile_step=True)
+        decoder = GraphedDecoder(
+            model, max_rows=1, max_len=1024, pad_token_id=0, use_cuda_graphs=True, compile_step=True
+        )
         res.update(step_timing(model, decoder, prompt))
         res["still_compiled"] = decoder.compiled()
     print(f"compiled {mode}", json.dumps(res), flush=True)
@@ -246,8 +263,7 @@ def _prefill(model: Any, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
 
     mask = torch.ones_like(ids)
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True,
-                logits_to_keep=1)
+    out = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1)
     batch = BatchCache()
     batch.append(cache, mask)
     return batch, out.logits[0, -1]
@@ -307,46 +323,54 @@ def model_bench(results: dict[str, Any], compiled: bool, modes: tuple[str, ...])
                 res["quantize_s"] = round(time.perf_counter() - t0, 1)
             res["weight_GB"] = round(q.weight_bytes(model) / 1e9, 2)
             with torch.inference_mode():
-                decoder = GraphedDecoder(model, max_rows=1, max_len=1024, pad_token_id=0,
-                                         use_cuda_graphs=True)
+                decoder = GraphedDecoder(
+                    model, max_rows=1, max_len=1024, pad_token_id=0, use_cuda_graphs=True
+                )
                 tokens = greedy(model, decoder, prompt, GENERATE)
                 res["graphed"] = step_timing(model, decoder, prompt)
-                full = torch.cat([prompt, torch.tensor([reference.get("tokens", tokens)],
-                                                       device=dev)], dim=1)
-                logits = model(input_ids=full).logits[0, PROMPT - 1:-1].float()
+                full = torch.cat(
+                    [prompt, torch.tensor([reference.get("tokens", tokens)], device=dev)], dim=1
+                )
+                logits = model(input_ids=full).logits[0, PROMPT - 1 : -1].float()
                 teacher = logits.argmax(-1).tolist()
                 if mode == "none":
                     reference.update(tokens=tokens, logits=logits)
                     exact = copy.deepcopy(model).float()
-                    reference["fp32"] = exact(input_ids=full).logits[0, PROMPT - 1:-1].float()
+                    reference["fp32"] = exact(input_ids=full).logits[0, PROMPT - 1 : -1].float()
                     del exact
                     torch.cuda.empty_cache()
                     # bf16's own prefill kernels against its graphed decode: the noise floor
                     fp32 = reference["fp32"]
                     res["logit_rel_l2_err_vs_fp32"] = round(
-                        float((logits - fp32).norm() / fp32.norm()), 5)
+                        float((logits - fp32).norm() / fp32.norm()), 5
+                    )
                     res["teacher_forced_top1_agree_vs_fp32"] = round(
-                        float((logits.argmax(-1) == fp32.argmax(-1)).float().mean()), 4)
+                        float((logits.argmax(-1) == fp32.argmax(-1)).float().mean()), 4
+                    )
                     res["prefill_vs_decode_top1"] = round(
-                        sum(a == b for a, b in zip(teacher, tokens, strict=True)) / GENERATE, 4)
+                        sum(a == b for a, b in zip(teacher, tokens, strict=True)) / GENERATE, 4
+                    )
                 else:
                     ref_logits, ref_tokens = reference["logits"], reference["tokens"]
                     res["logit_rel_l2_err"] = round(
-                        float((logits - ref_logits).norm() / ref_logits.norm()), 5)
+                        float((logits - ref_logits).norm() / ref_logits.norm()), 5
+                    )
                     res["logit_max_abs_err"] = round(float((logits - ref_logits).abs().max()), 4)
                     res["logit_ref_std"] = round(float(ref_logits.std()), 4)
                     fp32 = reference["fp32"]
                     res["logit_rel_l2_err_vs_fp32"] = round(
-                        float((logits - fp32).norm() / fp32.norm()), 5)
+                        float((logits - fp32).norm() / fp32.norm()), 5
+                    )
                     res["teacher_forced_top1_agree_vs_fp32"] = round(
-                        float((logits.argmax(-1) == fp32.argmax(-1)).float().mean()), 4)
+                        float((logits.argmax(-1) == fp32.argmax(-1)).float().mean()), 4
+                    )
                     res["teacher_forced_top1_agree"] = round(
-                        sum(a == b for a, b in zip(teacher, ref_tokens, strict=True)) / GENERATE, 4)
+                        sum(a == b for a, b in zip(teacher, ref_tokens, strict=True)) / GENERATE, 4
+                    )
                     same = sum(a == b for a, b in zip(tokens, ref_tokens, strict=True))
                     res["greedy_agree"] = round(same / GENERATE, 4)
                     pairs = enumerate(zip(tokens, ref_tokens, strict=True))
-                    res["greedy_first_diff"] = next((i for i, (a, b) in pairs if a != b),
-                                                    GENERATE)
+                    res["greedy_first_diff"] = next((i for i, (a, b) in pairs if a != b), GENERATE)
                 del decoder
                 torch.cuda.empty_cache()
                 if compiled:
@@ -354,8 +378,14 @@ def model_bench(results: dict[str, Any], compiled: bool, modes: tuple[str, ...])
                     import torch._inductor.config as inductor_config
 
                     with inductor_config.patch(opts):
-                        cdec = GraphedDecoder(model, max_rows=1, max_len=1024, pad_token_id=0,
-                                              use_cuda_graphs=True, compile_step=True)
+                        cdec = GraphedDecoder(
+                            model,
+                            max_rows=1,
+                            max_len=1024,
+                            pad_token_id=0,
+                            use_cuda_graphs=True,
+                            compile_step=True,
+                        )
                         res["compiled"] = step_timing(model, cdec, prompt)
                         res["compiled"]["still_compiled"] = cdec.compiled()
                     del cdec
@@ -385,8 +415,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--phases", default="probe,layers,model")
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--compiled", action="store_true",
-                        help="also time the torch.compile'd step (a compilation per mode)")
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time the torch.compile'd step (a compilation per mode)",
+    )
     args = parser.parse_args()
     _OUT = args.out
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -404,12 +437,16 @@ def main() -> None:
     for phase in phases:
         if phase.startswith("compiled:"):
             mode = phase.split(":", 1)[1]
-            guarded(results, f"compiled_{mode}_done", lambda m=mode: compiled_step(results, m)
-                    or True)
+            guarded(
+                results, f"compiled_{mode}_done", lambda m=mode: compiled_step(results, m) or True
+            )
             yield_results(results)
     if "model" in phases:
-        guarded(results, "model_done",
-                lambda: model_bench(results, args.compiled, tuple(args.modes.split(","))) or True)
+        guarded(
+            results,
+            "model_done",
+            lambda: model_bench(results, args.compiled, tuple(args.modes.split(","))) or True,
+        )
         yield_results(results)
     summary = {k: v for k, v in results.items() if k not in ("layers", "graph_layers")}
     print(json.dumps(summary, indent=1))

@@ -38,8 +38,12 @@ import torch
 log = logging.getLogger("llmserve.compile_cache")
 
 ARTIFACT_NAME = "torch-compile-artifacts.bin"
-ENV_VARS = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
-            "TORCHINDUCTOR_AUTOGRAD_CACHE")
+ENV_VARS = (
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+    "TORCHINDUCTOR_FX_GRAPH_CACHE",
+    "TORCHINDUCTOR_AUTOGRAD_CACHE",
+)
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,11 @@ class CacheKey:
 
     def directory_name(self) -> str:
         """Readable prefix (slugged model and GPU) plus a hash of every field."""
-        digest = hashlib.sha256("\0".join(
-            (self.model, self.torch_version, self.triton_version, self.gpu, self.extra)
-        ).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(
+            "\0".join(
+                (self.model, self.torch_version, self.triton_version, self.gpu, self.extra)
+            ).encode()
+        ).hexdigest()[:16]
         slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{Path(self.model).name}-{self.gpu}").strip("-")
         return f"{slug[:60]}-{digest}"
 
@@ -86,8 +92,9 @@ def model_identity(source: str) -> str:
 
 
 def cache_key(source: str, device: torch.device, extra: str = "") -> CacheKey:
-    return CacheKey(model_identity(source), torch.__version__, _triton_version(),
-                    gpu_identity(device), extra)
+    return CacheKey(
+        model_identity(source), torch.__version__, _triton_version(), gpu_identity(device), extra
+    )
 
 
 def configure(volume_root: Path | None, key: CacheKey, local_root: Path) -> Path:

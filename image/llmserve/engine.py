@@ -249,7 +249,6 @@ class ContinuousBatchingEngine:
     def _prefill_chunk(self, seq: Sequence, tokens: int) -> None:
         choice = self.runner.prefill_chunk(seq, tokens)
         if choice is None:
-            self.scheduler.recount()
             return
         self.scheduler.start([seq])
         self.output.accept([seq], [choice])

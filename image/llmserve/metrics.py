@@ -11,6 +11,7 @@ ProcessCollector; the `_created` series are turned off (they double every counte
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import prometheus_client
 from prometheus_client import (
@@ -94,6 +95,7 @@ class ServerMetrics:
             buckets=ITL_BUCKETS,
             registry=r,
         )
+        self._itl_children: dict[str, Any] = {}
         self.time_per_output_token = Histogram(
             "vllm:request_time_per_output_token_seconds",
             "Mean gap between generated tokens after the first, per request",
@@ -138,7 +140,12 @@ class ServerMetrics:
         """`tokens` new tokens arrived `gap` seconds after the previous ones: that many gaps."""
         if tokens <= 0:
             return
-        histogram = self.inter_token_latency.labels(self._model_name())
+        # One labelled child per model, looked up once: labels() takes a lock and builds a key,
+        # and this runs for every chunk of every stream on the event loop.
+        model = self._model_name()
+        histogram = self._itl_children.get(model)
+        if histogram is None:
+            histogram = self._itl_children[model] = self.inter_token_latency.labels(model)
         for _ in range(min(tokens, 64)):  # a merged backlog: cap the work, not the meaning
             histogram.observe(gap / tokens)
 

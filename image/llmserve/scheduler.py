@@ -52,7 +52,6 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # in the order of the batch cache's rows
         self.prefilling: Sequence | None = None  # a prompt part-way through its chunks
-        self.cache_tokens = 0  # prompt + generated tokens of the running batch
         self._cancelled: set[str] = set()
 
     # ------------------------------------------------------------------ with the engine's lock
@@ -107,7 +106,6 @@ class Scheduler:
             if seq is self.prefilling:
                 self.prefilling = None
         self.running.extend(seqs)
-        self.recount()
 
     def retire_finished(self) -> list[int] | None:
         """Take finished requests out of the batch. Returns the rows the batch keeps, or None
@@ -119,22 +117,23 @@ class Scheduler:
             rows = keep
         if self.prefilling is not None and self.prefilling.finished:
             self.prefilling = None
-        self.recount()
         return rows
 
     def clear_running(self) -> None:
         self.running = []
         self.prefilling = None
-        self.cache_tokens = 0
 
     # ------------------------------------------------------------------ internals
     def _slots_taken(self) -> int:
         return len(self.running) + (1 if self.prefilling is not None else 0)
 
-    def recount(self) -> None:
-        """cache_tokens again, after a chunk was prefilled."""
-        chunked = self.prefilling.prefilled if self.prefilling is not None else 0
-        self.cache_tokens = sum(s.tokens for s in self.running) + chunked
+    @property
+    def cache_tokens(self) -> int:
+        """Prompt and generated tokens the batch holds in the cache, counted when asked (for
+        /metrics) rather than after every step: summing 256 rows each step cost ~0.5 ms."""
+        running, prefilling = tuple(self.running), self.prefilling
+        chunked = prefilling.prefilled if prefilling is not None else 0
+        return sum(s.tokens for s in running) + chunked
 
     def _plan_prefill(self, plan: Plan) -> None:
         budget = max(self.max_step_tokens - len(self.running), MIN_PREFILL_TOKENS)

@@ -26,10 +26,18 @@ from pathlib import Path
 import torch
 
 DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
 }
 DEFAULT_THREADS = 8
 DEFAULT_CHUNK_BYTES = 64 << 20
@@ -78,16 +86,20 @@ def read_layout(path: Path) -> FileLayout:
             continue
         dtype = DTYPES.get(info.get("dtype"))
         if dtype is None:
-            raise WeightFileError(f"{path}: tensor {name!r} has dtype {info.get('dtype')!r}; "
-                                  f"allowed: {', '.join(DTYPES)}")
+            raise WeightFileError(
+                f"{path}: tensor {name!r} has dtype {info.get('dtype')!r}; "
+                f"allowed: {', '.join(DTYPES)}"
+            )
         shape = tuple(int(d) for d in info["shape"])
         start, end = (int(o) for o in info["data_offsets"])
         numel = 1
         for d in shape:
             numel *= d
         if end - start != numel * dtype.itemsize or start < 0 or data_offset + end > size:
-            raise WeightFileError(f"{path}: tensor {name!r} offsets {start}..{end} do not match "
-                                  f"shape {shape} of {info['dtype']} inside the file")
+            raise WeightFileError(
+                f"{path}: tensor {name!r} offsets {start}..{end} do not match "
+                f"shape {shape} of {info['dtype']} inside the file"
+            )
         entries.append(TensorEntry(name, dtype, shape, start, end))
     return FileLayout(path, data_offset, size - data_offset, tuple(entries))
 
@@ -112,8 +124,9 @@ class _Staging:
 
     def __init__(self, device: torch.device, chunk_bytes: int) -> None:
         self.stream = torch.cuda.Stream(device=device)
-        self.buffers = [torch.empty(chunk_bytes, dtype=torch.uint8, pin_memory=True)
-                        for _ in range(2)]
+        self.buffers = [
+            torch.empty(chunk_bytes, dtype=torch.uint8, pin_memory=True) for _ in range(2)
+        ]
         self.events: list[torch.cuda.Event | None] = [None, None]
         self.turn = 0
 
@@ -121,16 +134,20 @@ class _Staging:
 def _views(layout: FileLayout, data: torch.Tensor) -> dict[str, torch.Tensor]:
     out = {}
     for entry in layout.tensors:
-        raw = data[entry.start:entry.end]
+        raw = data[entry.start : entry.end]
         if entry.start % entry.dtype.itemsize:  # unaligned: a view of another dtype is refused
             raw = raw.clone()
         out[entry.name] = raw.view(entry.dtype).view(entry.shape)
     return out
 
 
-def load_safetensors(paths: Iterable[Path | str], device: torch.device | str = "cpu", *,
-                     threads: int = DEFAULT_THREADS,
-                     chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, torch.Tensor]:
+def load_safetensors(
+    paths: Iterable[Path | str],
+    device: torch.device | str = "cpu",
+    *,
+    threads: int = DEFAULT_THREADS,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> dict[str, torch.Tensor]:
     """Every tensor of `paths` on `device`, as safetensors.torch.load_file would give them."""
     device = torch.device(device)
     layouts = [read_layout(Path(p)) for p in paths]
@@ -138,13 +155,18 @@ def load_safetensors(paths: Iterable[Path | str], device: torch.device | str = "
     for layout in layouts:
         for entry in layout.tensors:
             if entry.name in seen:
-                raise WeightFileError(f"tensor {entry.name!r} is in both {seen[entry.name]} "
-                                      f"and {layout.path}")
+                raise WeightFileError(
+                    f"tensor {entry.name!r} is in both {seen[entry.name]} and {layout.path}"
+                )
             seen[entry.name] = layout.path
-    targets = [torch.empty(layout.data_bytes, dtype=torch.uint8, device=device)
-               for layout in layouts]
-    jobs = [(i, start, end) for i, layout in enumerate(layouts)
-            for start, end in _chunks(layout.data_bytes, chunk_bytes)]
+    targets = [
+        torch.empty(layout.data_bytes, dtype=torch.uint8, device=device) for layout in layouts
+    ]
+    jobs = [
+        (i, start, end)
+        for i, layout in enumerate(layouts)
+        for start, end in _chunks(layout.data_bytes, chunk_bytes)
+    ]
     fds = [os.open(layout.path, os.O_RDONLY) for layout in layouts]
     local = threading.local()
     used: list[_Staging] = []
@@ -177,8 +199,7 @@ def load_safetensors(paths: Iterable[Path | str], device: torch.device | str = "
         staging.events[slot] = event
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, threads),
-                                thread_name_prefix="weights") as pool:
+        with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="weights") as pool:
             for _ in pool.map(read, jobs):
                 pass
         if cuda:
@@ -193,8 +214,12 @@ def load_safetensors(paths: Iterable[Path | str], device: torch.device | str = "
     return out
 
 
-def prefetch(paths: Iterable[Path | str], *, threads: int = DEFAULT_THREADS,
-             chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+def prefetch(
+    paths: Iterable[Path | str],
+    *,
+    threads: int = DEFAULT_THREADS,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> int:
     """Read whole files in parallel into the page cache (and throw the bytes away), so a loader
     that maps them (transformers' from_pretrained) takes no slow page faults; returns bytes."""
     files = [Path(p) for p in paths]

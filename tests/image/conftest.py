@@ -15,7 +15,11 @@ from tests.llm_server import RunningServer, start_server
 
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("server"), "random:tiny",
-                          api_key="-" + secrets.token_urlsafe(16), max_batch="16")
+    server = start_server(
+        tmp_path_factory.mktemp("server"),
+        "random:tiny",
+        api_key="-" + secrets.token_urlsafe(16),
+        max_batch="16",
+    )
     yield server
     server.stop()

@@ -48,8 +48,10 @@ class FakeRepo:
         entry: dict = {"type": "file", "path": path, "size": len(data)}
         if self.is_lfs(path):
             sha256 = hashlib.sha256(data).hexdigest()
-            pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\n" \
-                      f"size {len(data)}\n".encode()
+            pointer = (
+                f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\n"
+                f"size {len(data)}\n".encode()
+            )
             entry["oid"] = git_blob_sha1(pointer)
             entry["lfs"] = {"oid": sha256, "size": len(data), "pointerSize": len(pointer)}
         else:
@@ -119,8 +121,11 @@ class FakeHub:
                             hub.requests.append(("API-" + kind, repo_id))
                         self.api(repo, commit, kind)
                 elif resolve:
-                    repo_id, rev, file = resolve.group(1), unquote(resolve.group(2)), unquote(
-                        resolve.group(3))
+                    repo_id, rev, file = (
+                        resolve.group(1),
+                        unquote(resolve.group(2)),
+                        unquote(resolve.group(3)),
+                    )
                     repo, commit = self.authorize(repo_id, rev)
                     if repo and commit:
                         self.serve_file(repo, commit, file, head)
@@ -130,8 +135,11 @@ class FakeHub:
             def authorize(self, repo_id: str, rev: str) -> tuple[FakeRepo | None, str | None]:
                 repo = hub.repos.get(repo_id)
                 if repo is None:
-                    self.error(401 if not self.headers.get("authorization") else 404,
-                               "RepoNotFound", "Repository not found")
+                    self.error(
+                        401 if not self.headers.get("authorization") else 404,
+                        "RepoNotFound",
+                        "Repository not found",
+                    )
                     return None, None
                 if repo.token is not None:
                     sent = self.headers.get("authorization")
@@ -148,12 +156,16 @@ class FakeHub:
 
             def api(self, repo: FakeRepo, commit: str, kind: str) -> None:
                 if kind == "revision":
-                    body = {"id": repo.repo_id, "sha": commit,
-                            "siblings": [{"rfilename": p} for p in repo.files]}
+                    body = {
+                        "id": repo.repo_id,
+                        "sha": commit,
+                        "siblings": [{"rfilename": p} for p in repo.files],
+                    }
                 else:
                     dirs = sorted({p.rsplit("/", 1)[0] for p in repo.files if "/" in p})
-                    body = [{"type": "directory", "path": d, "oid": "0" * 40, "size": 0}
-                            for d in dirs] + [repo.tree_entry(p) for p in sorted(repo.files)]
+                    body = [
+                        {"type": "directory", "path": d, "oid": "0" * 40, "size": 0} for d in dirs
+                    ] + [repo.tree_entry(p) for p in sorted(repo.files)]
                 self.send_json(200, body)
 
             def serve_file(self, repo: FakeRepo, commit: str, file: str, head: bool) -> None:

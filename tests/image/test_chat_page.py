@@ -17,8 +17,14 @@ from tests.llm_server import REPO_ROOT, RunningServer
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-default-apps", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
     "--disable-extensions",
 ]
 # Proof of streaming by events, not by timing: the page renders an answer's markdown into its
@@ -87,7 +93,8 @@ def wait_reply_done(page: Page) -> None:
 
 
 def test_question_gets_a_streamed_answer_and_conversation_is_kept(
-        page: Page, llm_server: RunningServer) -> None:
+    page: Page, llm_server: RunningServer
+) -> None:
     page.goto(llm_server.url + "/")
     assert page.title() == "llm-uk8s chat"
     set_max_tokens(page, 40)
@@ -111,8 +118,9 @@ def test_question_gets_a_streamed_answer_and_conversation_is_kept(
     # renders of distinct lengths, from one chunk to the whole answer, and no more renders than
     # chunks.
     steps = [n for n in growth if n > 0]
-    assert len(steps) >= 3 and len(set(steps)) >= 3 and steps[0] < steps[-1], \
+    assert len(steps) >= 3 and len(set(steps)) >= 3 and steps[0] < steps[-1], (
         f"bubble did not grow in steps: {growth}"
+    )
     assert len(steps) <= events, f"{len(steps)} renders from {events} SSE chunks"
     assert page.evaluate("sessionStorage.getItem('llmserve.apiKey')") == llm_server.api_key
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -151,11 +159,14 @@ def delta(text: str) -> dict:
 
 
 def test_model_output_is_text_not_html(page: Page, llm_server: RunningServer) -> None:
-    evil = "<img src=x onerror=\"window.__xss=1\"><b>bold</b>"
+    evil = '<img src=x onerror="window.__xss=1"><b>bold</b>'
 
     def fake_reply(route: Route) -> None:
-        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"},
-                      body=sse(delta(evil[:10]), delta(evil[10:])))
+        route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=sse(delta(evil[:10]), delta(evil[10:])),
+        )
 
     page.route("**/v1/chat/completions", fake_reply)
     page.goto(llm_server.url + "/")
@@ -173,13 +184,26 @@ def test_busy_server_says_retry(page: Page, llm_server: RunningServer) -> None:
     def busy_then_ok(route: Route) -> None:
         calls.append(1)
         if len(calls) == 1:
-            route.fulfill(status=429,
-                          headers={"Retry-After": "3", "Content-Type": "application/json"},
-                          body=json.dumps({"error": {"message": "queue full", "type": "rate_limit",
-                                                     "param": None, "code": "queue_full"}}))
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": "3", "Content-Type": "application/json"},
+                body=json.dumps(
+                    {
+                        "error": {
+                            "message": "queue full",
+                            "type": "rate_limit",
+                            "param": None,
+                            "code": "queue_full",
+                        }
+                    }
+                ),
+            )
         else:
-            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"},
-                          body=sse(delta("fine now")))
+            route.fulfill(
+                status=200,
+                headers={"Content-Type": "text/event-stream"},
+                body=sse(delta("fine now")),
+            )
 
     page.route("**/v1/chat/completions", busy_then_ok)
     page.goto(llm_server.url + "/")
@@ -195,16 +219,30 @@ def test_busy_server_says_retry(page: Page, llm_server: RunningServer) -> None:
 
 
 def test_phone_layout_fits_the_screen(browser: Browser, llm_server: RunningServer) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                                  has_touch=True, device_scale_factor=2)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     page = context.new_page()
-    page.route("**/v1/chat/completions", lambda route: route.fulfill(
-        status=200, headers={"Content-Type": "text/event-stream"},
-        body=sse(delta("A reply that is long enough to wrap over several lines on a phone "
-                       "screen, so the layout must **not** overflow sideways:\n\n"
-                       "1. even with a list\n2. and a code block with a long line\n\n"
-                       "```sh\nkubectl -n llm logs deploy/llmserve --since=10m --timestamps "
-                       "--all-containers=true | grep -i error\n```\n"), usage(42))))
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=sse(
+                delta(
+                    "A reply that is long enough to wrap over several lines on a phone "
+                    "screen, so the layout must **not** overflow sideways:\n\n"
+                    "1. even with a list\n2. and a code block with a long line\n\n"
+                    "```sh\nkubectl -n llm logs deploy/llmserve --since=10m --timestamps "
+                    "--all-containers=true | grep -i error\n```\n"
+                ),
+                usage(42),
+            ),
+        ),
+    )
     page.goto(llm_server.url + "/")
     ask(page, "Does it fit?")
     wait_reply_done(page)
@@ -227,14 +265,21 @@ def test_phone_layout_fits_the_screen(browser: Browser, llm_server: RunningServe
 
 # ---------------------------------------------------------------- markdown, history, readiness
 
+
 def use_key(page: Page, key: str | None) -> None:
     """The API key in sessionStorage before the page's own script runs, on every load."""
     page.add_init_script(f"sessionStorage.setItem('llmserve.apiKey', {json.dumps(key)})")
 
 
 def usage(completion_tokens: int) -> dict:
-    return {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": completion_tokens,
-                                     "total_tokens": 5 + completion_tokens}}
+    return {
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 5,
+            "completion_tokens": completion_tokens,
+            "total_tokens": 5 + completion_tokens,
+        },
+    }
 
 
 class FakeChat:
@@ -248,8 +293,11 @@ class FakeChat:
         self.bodies.append(json.loads(route.request.post_data or "{}"))
         text = self.replies[min(len(self.bodies), len(self.replies)) - 1]
         half = len(text) // 2
-        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"},
-                      body=sse(delta(text[:half]), delta(text[half:]), usage(7)))
+        route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=sse(delta(text[:half]), delta(text[half:]), usage(7)),
+        )
 
 
 MARKDOWN_REPLY = """Here is **bold** and a list:
@@ -293,7 +341,8 @@ def test_markdown_is_rendered_and_sanitized(page: Page, llm_server: RunningServe
         el => [...el.attributes].map(a => a.name)).filter(n => n.startsWith('on'))""")
     assert handlers == []
     hrefs = page.evaluate(
-        "[...document.querySelectorAll('#messages a')].map(a => a.getAttribute('href'))")
+        "[...document.querySelectorAll('#messages a')].map(a => a.getAttribute('href'))"
+    )
     assert hrefs and all(h is None or h.startswith("https://") for h in hrefs), hrefs
     assert "https://example.com/docs" in hrefs
     docs = md.locator("a", has_text="docs")
@@ -320,7 +369,7 @@ def test_page_works_behind_a_path_prefix(page: Page, llm_server: RunningServer) 
     outside: list[str] = []
 
     def strip_prefix(route: Route) -> None:
-        response = route.fetch(url=llm_server.url + "/" + route.request.url[len(prefix):])
+        response = route.fetch(url=llm_server.url + "/" + route.request.url[len(prefix) :])
         route.fulfill(response=response)
 
     page.on("request", lambda r: None if r.url.startswith(prefix) else outside.append(r.url))
@@ -347,10 +396,21 @@ def test_readiness_is_noticed_without_reload(page: Page, llm_server: RunningServ
         if phase["now"] == "unreachable":
             route.abort("connectionrefused")
         elif phase["now"] == "loading":
-            route.fulfill(status=503, headers={"Content-Type": "application/json"},
-                          body=json.dumps({"status": "loading", "error": {
-                              "message": "not ready: loading", "type": "service_unavailable",
-                              "param": None, "code": "loading"}}))
+            route.fulfill(
+                status=503,
+                headers={"Content-Type": "application/json"},
+                body=json.dumps(
+                    {
+                        "status": "loading",
+                        "error": {
+                            "message": "not ready: loading",
+                            "type": "service_unavailable",
+                            "param": None,
+                            "code": "loading",
+                        },
+                    }
+                ),
+            )
         else:
             route.continue_()  # the real server, which is ready
 
@@ -374,7 +434,8 @@ def conversation_titles(page: Page) -> list[str]:
 
 
 def test_history_survives_reload_and_conversations_switch_and_delete(
-        page: Page, llm_server: RunningServer) -> None:
+    page: Page, llm_server: RunningServer
+) -> None:
     page.route("**/v1/chat/completions", FakeChat("Answer **one**", "Answer **two**"))
     page.goto(llm_server.url + "/")
     assert conversation_titles(page) == [] and page.is_visible("#no-conversations")
@@ -411,7 +472,8 @@ def test_history_survives_reload_and_conversations_switch_and_delete(
 
 
 def test_regenerate_resends_the_same_history_and_copy_copies(
-        page: Page, llm_server: RunningServer) -> None:
+    page: Page, llm_server: RunningServer
+) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=llm_server.url)
     fake = FakeChat("first try", "second *try*")
     page.route("**/v1/chat/completions", fake)
@@ -423,8 +485,11 @@ def test_regenerate_resends_the_same_history_and_copy_copies(
     page.wait_for_selector(".msg.assistant:not(.streaming) em")
     wait_reply_done(page)
     assert len(fake.bodies) == 2
-    assert fake.bodies[1]["messages"] == fake.bodies[0]["messages"] == [
-        {"role": "user", "content": "Say something"}]
+    assert (
+        fake.bodies[1]["messages"]
+        == fake.bodies[0]["messages"]
+        == [{"role": "user", "content": "Say something"}]
+    )
     assert page.locator(".msg.assistant").count() == 1
     assert page.inner_text(".msg.assistant .md") == "second try"
     assert page.locator(".msg.user").count() == 1
@@ -460,9 +525,14 @@ def test_tokens_per_second_under_each_answer(page: Page, llm_server: RunningServ
 
 
 def test_tokens_estimated_from_chunks_without_usage(page: Page, llm_server: RunningServer) -> None:
-    page.route("**/v1/chat/completions", lambda route: route.fulfill(
-        status=200, headers={"Content-Type": "text/event-stream"},
-        body=sse(delta("one "), delta("two "), delta("three"))))
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=sse(delta("one "), delta("two "), delta("three")),
+        ),
+    )
     page.goto(llm_server.url + "/")
     ask(page, "no usage here")
     wait_reply_done(page)
@@ -490,22 +560,30 @@ def test_settings_reach_the_request_body(page: Page, llm_server: RunningServer) 
     page.press("#prompt", "Enter")
     wait_reply_done(page)
     body = fake.bodies[0]
-    assert body["messages"] == [{"role": "system", "content": "Be brief."},
-                                {"role": "user", "content": "settings?"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "settings?"},
+    ]
     assert (body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (
-        33, 0.3, 0.9, 42)
+        33,
+        0.3,
+        0.9,
+        42,
+    )
     assert body["stop"] == ["END", "\n"] and body["stream"] is True
     page.reload()  # settings are kept in the browser too
     assert page.input_value("#top-p") == "0.9" and page.input_value("#seed") == "42"
 
 
 def test_no_console_errors_on_load_and_forget_key_only_with_a_key(
-        page: Page, llm_server: RunningServer) -> None:
+    page: Page, llm_server: RunningServer
+) -> None:
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400
-            else None)
+    page.on(
+        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
     use_key(page, llm_server.api_key)
     page.goto(llm_server.url + "/")
     page.wait_for_selector('#status[data-state="ready"]')

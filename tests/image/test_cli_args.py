@@ -10,14 +10,25 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def test_loadgen_takes_dash_values_for_every_option() -> None:
-    cfg = loadgen.parse_config(["--api-key", "-k", "--model", "--odd-name", "--seed", "-3",
-                                "--temperature", "0"])
+    cfg = loadgen.parse_config(
+        ["--api-key", "-k", "--model", "--odd-name", "--seed", "-3", "--temperature", "0"]
+    )
     assert cfg.api_key == "-k" and cfg.model == "--odd-name" and cfg.seed == -3
 
 
 def test_fetch_takes_dash_values() -> None:
-    args = fetch.build_parser().parse_args(["--repo-id", "acme/model", "--revision", SHA,
-                                            "--dest", "-models", "--token-file", "-token"])
+    args = fetch.build_parser().parse_args(
+        [
+            "--repo-id",
+            "acme/model",
+            "--revision",
+            SHA,
+            "--dest",
+            "-models",
+            "--token-file",
+            "-token",
+        ]
+    )
     assert args.dest == "-models" and args.token_file == "-token"
 
 
@@ -30,7 +41,12 @@ def test_flags_and_separators_are_left_alone() -> None:
     parser = loadgen.build_parser()
     argv = ["--ignore-eos", "--api-key", "-x", "--", "--api-key", "y"]
     assert attach_option_values(parser, argv) == [
-        "--ignore-eos", "--api-key=-x", "--", "--api-key", "y"]
+        "--ignore-eos",
+        "--api-key=-x",
+        "--",
+        "--api-key",
+        "y",
+    ]
 
 
 def test_a_missing_value_is_still_an_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,8 +49,12 @@ def args_of(keyword: str) -> list[str]:
 
 
 def run_hadolint(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([hadolint_binary(), "--no-color", "--config", str(HADOLINT_CONFIG),
-                           str(path)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [hadolint_binary(), "--no-color", "--config", str(HADOLINT_CONFIG), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -103,8 +107,11 @@ def test_a_c_compiler_is_there_for_the_compiled_decode_step() -> None:
 
 
 def test_copied_files_exist_and_are_not_dockerignored() -> None:
-    ignored = [p.strip() for p in (IMAGE_DIR / ".dockerignore").read_text().splitlines()
-               if p.strip() and not p.startswith("#")]
+    ignored = [
+        p.strip()
+        for p in (IMAGE_DIR / ".dockerignore").read_text().splitlines()
+        if p.strip() and not p.startswith("#")
+    ]
     for args in args_of("COPY"):
         *sources, _dest = args.split()
         for source in sources:
@@ -121,12 +128,20 @@ def healthcheck_command() -> list[str]:
 
 
 def test_healthcheck_passes_on_a_live_server_and_fails_on_a_dead_one(
-        llm_server: RunningServer) -> None:
+    llm_server: RunningServer,
+) -> None:
     port = llm_server.url.rsplit(":", 1)[1]
-    live = subprocess.run(healthcheck_command(), env={**os.environ, "LLMSERVE_PORT": port},
-                          capture_output=True, timeout=30)
+    live = subprocess.run(
+        healthcheck_command(),
+        env={**os.environ, "LLMSERVE_PORT": port},
+        capture_output=True,
+        timeout=30,
+    )
     assert live.returncode == 0, live.stderr
-    dead = subprocess.run(healthcheck_command(),
-                          env={**os.environ, "LLMSERVE_PORT": str(free_port())},
-                          capture_output=True, timeout=30)
+    dead = subprocess.run(
+        healthcheck_command(),
+        env={**os.environ, "LLMSERVE_PORT": str(free_port())},
+        capture_output=True,
+        timeout=30,
+    )
     assert dead.returncode != 0

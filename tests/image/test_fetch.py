@@ -34,8 +34,13 @@ def repo_files() -> dict[str, bytes]:
     }
 
 
-WANTED = {"config.json", "tokenizer.json", "model-00001-of-00002.safetensors",
-          "model-00002-of-00002.safetensors", "sub/extra.json"}
+WANTED = {
+    "config.json",
+    "tokenizer.json",
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+    "sub/extra.json",
+}
 
 
 @pytest.fixture
@@ -51,12 +56,24 @@ def hub(repo: FakeRepo) -> Iterator[FakeHub]:
 
 
 def run_fetch(hub: FakeHub, dest: Path, revision: str, *extra: str) -> int:
-    return fetch.main(["--repo-id", REPO, "--revision", revision, "--dest", str(dest),
-                       "--endpoint", hub.url, *extra])
+    return fetch.main(
+        [
+            "--repo-id",
+            REPO,
+            "--revision",
+            revision,
+            "--dest",
+            str(dest),
+            "--endpoint",
+            hub.url,
+            *extra,
+        ]
+    )
 
 
 def test_fresh_download_is_verified_and_marked(
-        hub: FakeHub, repo: FakeRepo, tmp_path: Path) -> None:
+    hub: FakeHub, repo: FakeRepo, tmp_path: Path
+) -> None:
     dest = tmp_path / "model"
     assert run_fetch(hub, dest, repo.commit) == 0
     for name in WANTED:
@@ -77,15 +94,38 @@ def test_rerun_with_marker_needs_no_network(hub: FakeHub, repo: FakeRepo, tmp_pa
     assert run_fetch(hub, dest, repo.commit) == 0
     assert len(hub.requests) == seen
     # an unreachable endpoint proves it: nothing listens on port 9
-    assert fetch.main(["--repo-id", REPO, "--revision", repo.commit, "--dest", str(dest),
-                       "--endpoint", "http://127.0.0.1:9"]) == 0
+    assert (
+        fetch.main(
+            [
+                "--repo-id",
+                REPO,
+                "--revision",
+                repo.commit,
+                "--dest",
+                str(dest),
+                "--endpoint",
+                "http://127.0.0.1:9",
+            ]
+        )
+        == 0
+    )
 
 
 def test_bin_weights_are_fetched_when_no_safetensors(tmp_path: Path) -> None:
     old = FakeRepo("acme/old", {"config.json": b"{}", "pytorch_model.bin": os.urandom(5000)})
     with FakeHub([old]) as h:
-        code = fetch.main(["--repo-id", "acme/old", "--revision", old.commit,
-                           "--dest", str(tmp_path), "--endpoint", h.url])
+        code = fetch.main(
+            [
+                "--repo-id",
+                "acme/old",
+                "--revision",
+                old.commit,
+                "--dest",
+                str(tmp_path),
+                "--endpoint",
+                h.url,
+            ]
+        )
     assert code == 0
     assert (tmp_path / "pytorch_model.bin").read_bytes() == old.files["pytorch_model.bin"]
 
@@ -99,20 +139,34 @@ def test_cut_connection_is_resumed_with_range(hub: FakeHub, repo: FakeRepo, tmp_
 
 
 def test_killed_run_then_rerun_completes_without_refetching(
-        hub: FakeHub, repo: FakeRepo, tmp_path: Path) -> None:
+    hub: FakeHub, repo: FakeRepo, tmp_path: Path
+) -> None:
     stalled = "model-00002-of-00002.safetensors"
     hub.faults.stall.add(stalled)
     env = {**os.environ, "PYTHONPATH": str(IMAGE_DIR)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmserve.fetch", "--repo-id", REPO, "--revision", repo.commit,
-         "--dest", str(tmp_path), "--endpoint", hub.url],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "llmserve.fetch",
+            "--repo-id",
+            REPO,
+            "--revision",
+            repo.commit,
+            "--dest",
+            str(tmp_path),
+            "--endpoint",
+            hub.url,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     others = WANTED - {stalled}
     deadline = time.monotonic() + 60
     # Kill only once the library itself would call each other file finished (its metadata is
     # complete and matches the file), whatever the machine's speed: no fixed sleep.
-    while (not all(read_download_metadata(tmp_path, n) for n in others)
-           or hub.gets()[stalled] == 0):
+    while not all(read_download_metadata(tmp_path, n) for n in others) or hub.gets()[stalled] == 0:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "the first run never got going"
         time.sleep(0.05)
@@ -131,7 +185,8 @@ def test_killed_run_then_rerun_completes_without_refetching(
 
 
 def test_endpoint_serving_corrupt_bytes_fails_verification(
-        hub: FakeHub, repo: FakeRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    hub: FakeHub, repo: FakeRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     bad = "model-00002-of-00002.safetensors"
     hub.faults.corrupt.add(bad)
     assert run_fetch(hub, tmp_path, repo.commit) == fetch.EXIT_VERIFY
@@ -140,7 +195,8 @@ def test_endpoint_serving_corrupt_bytes_fails_verification(
 
 
 def test_locally_corrupted_file_is_detected_and_refetched(
-        hub: FakeHub, repo: FakeRepo, tmp_path: Path) -> None:
+    hub: FakeHub, repo: FakeRepo, tmp_path: Path
+) -> None:
     name = "config.json"
     assert run_fetch(hub, tmp_path, repo.commit) == 0
     target = tmp_path / name
@@ -154,7 +210,8 @@ def test_locally_corrupted_file_is_detected_and_refetched(
 
 
 def test_branch_needs_allow_unpinned_and_records_commit(
-        hub: FakeHub, repo: FakeRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    hub: FakeHub, repo: FakeRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     assert run_fetch(hub, tmp_path, "main") == fetch.EXIT_USAGE
     assert "--revision 'main'" in caplog.text and "--allow-unpinned" in caplog.text
     assert run_fetch(hub, tmp_path, "main", "--allow-unpinned") == 0
@@ -166,29 +223,69 @@ def test_branch_needs_allow_unpinned_and_records_commit(
     [
         (REPO, "f" * 40, [], fetch.EXIT_NOT_FOUND, ["revision", "f" * 40]),
         (REPO, "nope", ["--allow-unpinned"], fetch.EXIT_NOT_FOUND, ["revision 'nope'"]),
-        ("acme/missing", "main", ["--allow-unpinned"], fetch.EXIT_AUTH,
-         ["acme/missing", "no token"]),
+        (
+            "acme/missing",
+            "main",
+            ["--allow-unpinned"],
+            fetch.EXIT_AUTH,
+            ["acme/missing", "no token"],
+        ),
         ("acme/private", "main", ["--allow-unpinned"], fetch.EXIT_AUTH, ["401", "no token"]),
         ("not a repo", "main", [], fetch.EXIT_USAGE, ["--repo-id", "not a repo"]),
-        (REPO, "main", ["--allow-unpinned", "--max-workers", "0"], fetch.EXIT_USAGE,
-         ["--max-workers", "1..32"]),
+        (
+            REPO,
+            "main",
+            ["--allow-unpinned", "--max-workers", "0"],
+            fetch.EXIT_USAGE,
+            ["--max-workers", "1..32"],
+        ),
     ],
 )
 def test_bad_requests_give_clear_errors(
-        hub: FakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture, repo_id: str,
-        revision: str, extra: list[str], code: int, words: list[str]) -> None:
-    got = fetch.main(["--repo-id", repo_id, "--revision", revision, "--dest", str(tmp_path),
-                      "--endpoint", hub.url, *extra])
+    hub: FakeHub,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    repo_id: str,
+    revision: str,
+    extra: list[str],
+    code: int,
+    words: list[str],
+) -> None:
+    got = fetch.main(
+        [
+            "--repo-id",
+            repo_id,
+            "--revision",
+            revision,
+            "--dest",
+            str(tmp_path),
+            "--endpoint",
+            hub.url,
+            *extra,
+        ]
+    )
     assert got == code
     for word in words:
         assert word in caplog.text
 
 
-def test_private_repo_with_token_file(hub: FakeHub, tmp_path: Path,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_private_repo_with_token_file(
+    hub: FakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     token_file = tmp_path / "token"
-    args = ["--repo-id", "acme/private", "--revision", "main", "--allow-unpinned",
-            "--dest", str(tmp_path / "m"), "--endpoint", hub.url, "--token-file", str(token_file)]
+    args = [
+        "--repo-id",
+        "acme/private",
+        "--revision",
+        "main",
+        "--allow-unpinned",
+        "--dest",
+        str(tmp_path / "m"),
+        "--endpoint",
+        hub.url,
+        "--token-file",
+        str(token_file),
+    ]
     token_file.write_text("wrong\n")
     assert fetch.main(args) == fetch.EXIT_AUTH
     assert "a token was sent" in caplog.text
@@ -198,8 +295,9 @@ def test_private_repo_with_token_file(hub: FakeHub, tmp_path: Path,
     assert "hf_secret_token" not in caplog.text
 
 
-def test_settings_come_from_env(hub: FakeHub, repo: FakeRepo, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_come_from_env(
+    hub: FakeHub, repo: FakeRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LLMSERVE_FETCH_REPO_ID", REPO)
     monkeypatch.setenv("LLMSERVE_FETCH_REVISION", repo.commit)
     monkeypatch.setenv("LLMSERVE_FETCH_DEST", str(tmp_path))
@@ -208,8 +306,9 @@ def test_settings_come_from_env(hub: FakeHub, repo: FakeRepo, tmp_path: Path,
     assert (tmp_path / fetch.MARKER_NAME).is_file()
 
 
-def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     for var in ("LLMSERVE_FETCH_REPO_ID", "LLMSERVE_FETCH_REVISION", "LLMSERVE_FETCH_DEST"):
         monkeypatch.delenv(var, raising=False)
     assert fetch.main(["--repo-id", REPO]) == fetch.EXIT_USAGE
@@ -219,20 +318,39 @@ def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch,
 def test_cli_dispatches_fetch(hub: FakeHub, repo: FakeRepo, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(IMAGE_DIR)}
     result = subprocess.run(
-        [sys.executable, "-m", "llmserve", "fetch", "--repo-id", REPO, "--revision", repo.commit,
-         "--dest", str(tmp_path), "--endpoint", hub.url],
-        env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "llmserve",
+            "fetch",
+            "--repo-id",
+            REPO,
+            "--revision",
+            repo.commit,
+            "--dest",
+            str(tmp_path),
+            "--endpoint",
+            hub.url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "complete: 5 files verified" in result.stderr
     assert (tmp_path / fetch.MARKER_NAME).is_file()
 
 
 def test_too_little_disk_is_refused_before_downloading(
-        hub: FakeHub, repo: FakeRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    hub: FakeHub,
+    repo: FakeRepo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     real = fetch.shutil.disk_usage
-    monkeypatch.setattr(fetch.shutil, "disk_usage",
-                        lambda p: real(p)._replace(free=1000))
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
     assert run_fetch(hub, tmp_path, repo.commit) == fetch.EXIT_DISK
     assert "--dest" in caplog.text and "bytes free" in caplog.text
     assert hub.gets() == {}

@@ -16,14 +16,26 @@ def test_cpu_dry_run_writes_every_result(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {
         **os.environ,
-        "OUT": str(out), "BENCH_PYTHON": sys.executable, "BENCH_INSTALL_WHEELS": "0",
-        "BENCH_MODEL": "random:tiny", "BENCH_DEVICE": "cpu", "BENCH_DTYPE": "float32",
-        "BENCH_LEVELS": "1:2:20 3:6:20", "BENCH_PROMPT_TOKENS": "40",
-        "BENCH_OUTPUT_TOKENS": "6", "BENCH_ANCHOR_PATHS": "", "BENCH_BUDGET_S": "240",
+        "OUT": str(out),
+        "BENCH_PYTHON": sys.executable,
+        "BENCH_INSTALL_WHEELS": "0",
+        "BENCH_MODEL": "random:tiny",
+        "BENCH_DEVICE": "cpu",
+        "BENCH_DTYPE": "float32",
+        "BENCH_LEVELS": "1:2:20 3:6:20",
+        "BENCH_PROMPT_TOKENS": "40",
+        "BENCH_OUTPUT_TOKENS": "6",
+        "BENCH_ANCHOR_PATHS": "",
+        "BENCH_BUDGET_S": "240",
         "BENCH_PORT": str(free_port()),
     }
-    result = subprocess.run(["bash", str(REPO_ROOT / "bench" / "gpu_serve.sh")], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "bench" / "gpu_serve.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for concurrency, requests in ((1, 2), (3, 6)):
         summary = json.loads((out / f"bench_c{concurrency}.json").read_text())

@@ -31,7 +31,11 @@ def test_sigterm_to_make_stops_the_server_and_frees_the_port() -> None:
     env["OMP_NUM_THREADS"] = "1"
     make = subprocess.Popen(
         ["make", "--no-print-directory", "serve", f"PORT={port}", "MODEL=random:tiny"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, make)

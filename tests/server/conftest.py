@@ -19,8 +19,13 @@ EngineFactory = Callable[..., ContinuousBatchingEngine]
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """The workhorse: random:tiny, a small batch so the batching tests make requests queue and
     join mid-flight, and a short context so over-long prompts are cheap to build."""
-    server = start_server(tmp_path_factory.mktemp("tiny"), "random:tiny", max_batch="3",
-                          max_queue="64", max_model_len="512")
+    server = start_server(
+        tmp_path_factory.mktemp("tiny"),
+        "random:tiny",
+        max_batch="3",
+        max_queue="64",
+        max_model_len="512",
+    )
     yield server
     server.stop()
 
@@ -28,8 +33,13 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
 @pytest.fixture(scope="session")
 def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One batch slot, one queue slot and an API key: overload, cancellation and auth."""
-    server = start_server(tmp_path_factory.mktemp("guarded"), "random:tiny",
-                          api_key="sk-test-key", max_batch="1", max_queue="1")
+    server = start_server(
+        tmp_path_factory.mktemp("guarded"),
+        "random:tiny",
+        api_key="sk-test-key",
+        max_batch="1",
+        max_queue="1",
+    )
     yield server
     server.stop()
 
@@ -54,8 +64,9 @@ def engine_factory(tiny: LoadedModel) -> Iterator[EngineFactory]:
     engines: list[ContinuousBatchingEngine] = []
 
     def build(eos: Sequence[int] = (), **kwargs: Any) -> ContinuousBatchingEngine:
-        engine = ContinuousBatchingEngine(tiny.model, tiny.tokenizer, max_model_len=256,
-                                          eos_token_ids=list(eos), **kwargs)
+        engine = ContinuousBatchingEngine(
+            tiny.model, tiny.tokenizer, max_model_len=256, eos_token_ids=list(eos), **kwargs
+        )
         engines.append(engine)
         engine.start()
         return engine

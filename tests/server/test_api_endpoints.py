@@ -26,8 +26,10 @@ def test_models_carry_max_model_len_and_one_can_be_fetched(tiny_server: RunningS
 def test_tokenize_and_detokenize_round_trip(tiny_server: RunningServer) -> None:
     with tiny_server.http() as http:
         tokens = http.post("/tokenize", json={"prompt": "hello world"}).json()
-        strs = http.post("/tokenize", json={"model": "random-tiny", "prompt": "hello world",
-                                            "return_token_strs": True}).json()
+        strs = http.post(
+            "/tokenize",
+            json={"model": "random-tiny", "prompt": "hello world", "return_token_strs": True},
+        ).json()
         back = http.post("/detokenize", json={"tokens": tokens["tokens"]}).json()
         wrong = http.post("/tokenize", json={"model": "nope", "prompt": "x"})
     assert set(tokens) == {"count", "max_model_len", "tokens"}
@@ -41,8 +43,9 @@ def test_tokenize_messages_counts_what_chat_would_send(tiny_server: RunningServe
     with tiny_server.http() as http:
         counted = http.post("/tokenize", json={"messages": HELLO}).json()
         chat = http.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 1}).json()
-        no_prompt = http.post("/tokenize", json={"messages": HELLO,
-                                                 "add_generation_prompt": False}).json()
+        no_prompt = http.post(
+            "/tokenize", json={"messages": HELLO, "add_generation_prompt": False}
+        ).json()
     assert counted["count"] == chat["usage"]["prompt_tokens"]
     assert no_prompt["count"] < counted["count"]
 

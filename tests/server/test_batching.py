@@ -29,8 +29,9 @@ REQUESTS = [
 
 def complete(server: RunningServer, request: dict[str, object]) -> tuple[str, int]:
     with server.http() as http:
-        response = http.post("/v1/completions", json={**request, "temperature": 0,
-                                                     "ignore_eos": True})
+        response = http.post(
+            "/v1/completions", json={**request, "temperature": 0, "ignore_eos": True}
+        )
     response.raise_for_status()
     body = response.json()
     return body["choices"][0]["text"], body["usage"]["completion_tokens"]
@@ -50,10 +51,17 @@ def test_streams_interleave_while_sharing_the_batch(tiny_server: RunningServer) 
     seen: list[str] = []
 
     def stream(name: str) -> None:
-        body = {"prompt": name, "max_tokens": 200, "temperature": 0, "ignore_eos": True,
-                "stream": True}
-        with tiny_server.http() as http, http.stream("POST", "/v1/completions",
-                                                     json=body) as response:
+        body = {
+            "prompt": name,
+            "max_tokens": 200,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": True,
+        }
+        with (
+            tiny_server.http() as http,
+            http.stream("POST", "/v1/completions", json=body) as response,
+        ):
             for line in response.iter_lines():
                 if line.startswith("data: ") and line != "data: [DONE]":
                     seen.append(name)
@@ -66,40 +74,56 @@ def test_streams_interleave_while_sharing_the_batch(tiny_server: RunningServer) 
 
 
 # ----------------------------------------------------------------------------- in the engine
-PROMPTS = [[1, 504, 3458, 314, 260, 1345], [1, 22, 7], [1, *range(900, 912)], [1, 5],
-           [1, 77, 78, 79, 80], [1, *range(4000, 4008)], [1, 31, 32]]
+PROMPTS = [
+    [1, 504, 3458, 314, 260, 1345],
+    [1, 22, 7],
+    [1, *range(900, 912)],
+    [1, 5],
+    [1, 77, 78, 79, 80],
+    [1, *range(4000, 4008)],
+    [1, 31, 32],
+]
 MAX_TOKENS = [12, 30, 7, 21, 16, 9, 25]  # rows leave at different steps
 
 
 def mixed_params(with_extras: bool) -> list[SamplingParams]:
     """Greedy requests; with_extras adds logprobs, penalties, bias, stop ids per request."""
     extras: list[dict[str, object]] = [
-        {"logprobs": 2}, {"presence_penalty": 1.2, "frequency_penalty": 0.7},
-        {"repetition_penalty": 1.5, "logprobs": 0}, {"logit_bias": ((13, 25.0),),
-                                                     "frequency_penalty": 1.0},
-        {"stop_token_ids": (13,), "min_tokens": 3}, {"logprobs": 5, "presence_penalty": -0.5},
+        {"logprobs": 2},
+        {"presence_penalty": 1.2, "frequency_penalty": 0.7},
+        {"repetition_penalty": 1.5, "logprobs": 0},
+        {"logit_bias": ((13, 25.0),), "frequency_penalty": 1.0},
+        {"stop_token_ids": (13,), "min_tokens": 3},
+        {"logprobs": 5, "presence_penalty": -0.5},
         {},
     ]
-    return [SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True,
-                           **(extra if with_extras else {}))  # type: ignore[arg-type]
-            for n, extra in zip(MAX_TOKENS, extras, strict=True)]
+    return [
+        SamplingParams(
+            max_tokens=n, temperature=0.0, ignore_eos=True, **(extra if with_extras else {})
+        )  # type: ignore[arg-type]
+        for n, extra in zip(MAX_TOKENS, extras, strict=True)
+    ]
 
 
-async def answer(engine: ContinuousBatchingEngine, prompt: list[int], params: SamplingParams,
-                 delay: float = 0.0) -> list[Delta]:
+async def answer(
+    engine: ContinuousBatchingEngine, prompt: list[int], params: SamplingParams, delay: float = 0.0
+) -> list[Delta]:
     await asyncio.sleep(delay)
     return [d async for d in engine.submit(prompt, params)]
 
 
 def tokens_and_logprobs(deltas: list[Delta]) -> tuple[list[int], list[float]]:
-    return ([t for d in deltas for t in d.token_ids],
-            [lp.logprob for d in deltas for lp in d.logprobs])
+    return (
+        [t for d in deltas for t in d.token_ids],
+        [lp.logprob for d in deltas for lp in d.logprobs],
+    )
 
 
 @pytest.mark.parametrize("with_extras", [False, True], ids=["plain", "logprobs-penalties"])
 @pytest.mark.parametrize("graph_max_batch", [0, 4], ids=["eager", "fixed-buffers"])
 def test_engine_batched_greedy_equals_one_at_a_time(
-        engine_factory: EngineFactory, with_extras: bool, graph_max_batch: int) -> None:
+    engine_factory: EngineFactory, with_extras: bool, graph_max_batch: int
+) -> None:
     engine = engine_factory([2], max_batch=4, graph_max_batch=graph_max_batch, cuda_graphs=False)
     params = mixed_params(with_extras)
 
@@ -107,9 +131,14 @@ def test_engine_batched_greedy_equals_one_at_a_time(
         return [await answer(engine, p, q) for p, q in zip(PROMPTS, params, strict=True)]
 
     async def together() -> list[list[Delta]]:  # 7 requests, 4 slots: some wait and join late
-        return list(await asyncio.gather(*(answer(engine, p, q, delay=0.005 * i)
-                                           for i, (p, q) in enumerate(zip(PROMPTS, params,
-                                                                          strict=True)))))
+        return list(
+            await asyncio.gather(
+                *(
+                    answer(engine, p, q, delay=0.005 * i)
+                    for i, (p, q) in enumerate(zip(PROMPTS, params, strict=True))
+                )
+            )
+        )
 
     expected = [tokens_and_logprobs(d) for d in asyncio.run(alone())]
     batched = [tokens_and_logprobs(d) for d in asyncio.run(together())]
@@ -118,9 +147,11 @@ def test_engine_batched_greedy_equals_one_at_a_time(
         assert got == pytest.approx(want, abs=1e-4)
     if with_extras:  # the extras were in force: the plain run differs
         assert sum(len(lp) for _, lp in expected) > 0
-        async def plain() -> list[list[Delta]]:
-            return [await answer(engine, p, q)
-                    for p, q in zip(PROMPTS, mixed_params(False), strict=True)]
 
-        assert [tokens_and_logprobs(d)[0] for d in asyncio.run(plain())] != [
-            t for t, _ in expected]
+        async def plain() -> list[list[Delta]]:
+            return [
+                await answer(engine, p, q)
+                for p, q in zip(PROMPTS, mixed_params(False), strict=True)
+            ]
+
+        assert [tokens_and_logprobs(d)[0] for d in asyncio.run(plain())] != [t for t, _ in expected]

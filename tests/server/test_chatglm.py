@@ -18,12 +18,25 @@ from sentencepiece import SentencePieceProcessor, SentencePieceTrainer
 from tests.llm_server import start_server
 
 CONFIG = {
-    "model_type": "chatglm", "architectures": ["ChatGLMModel"], "padded_vocab_size": 96,
-    "hidden_size": 64, "ffn_hidden_size": 80, "num_layers": 2, "num_attention_heads": 4,
-    "kv_channels": 16, "multi_query_attention": True, "multi_query_group_num": 2,
-    "layernorm_epsilon": 1e-5, "seq_length": 256, "rmsnorm": True, "add_qkv_bias": True,
-    "add_bias_linear": False, "post_layer_norm": True,
-    "apply_residual_connection_post_layernorm": False, "eos_token_id": 2, "pad_token_id": 0,
+    "model_type": "chatglm",
+    "architectures": ["ChatGLMModel"],
+    "padded_vocab_size": 96,
+    "hidden_size": 64,
+    "ffn_hidden_size": 80,
+    "num_layers": 2,
+    "num_attention_heads": 4,
+    "kv_channels": 16,
+    "multi_query_attention": True,
+    "multi_query_group_num": 2,
+    "layernorm_epsilon": 1e-5,
+    "seq_length": 256,
+    "rmsnorm": True,
+    "add_qkv_bias": True,
+    "add_bias_linear": False,
+    "post_layer_norm": True,
+    "apply_residual_connection_post_layernorm": False,
+    "eos_token_id": 2,
+    "pad_token_id": 0,
 }
 
 
@@ -34,20 +47,24 @@ def chatglm_weights(seed: int = 0, vocab: int = 96) -> dict[str, torch.Tensor]:
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g) * 0.2
 
-    weights = {"transformer.embedding.word_embeddings.weight": rand(vocab, h),
-               "transformer.rotary_pos_emb.inv_freq": torch.ones(hn // 4),
-               "transformer.encoder.final_layernorm.weight": 1 + rand(h),
-               "transformer.output_layer.weight": rand(vocab, h)}
+    weights = {
+        "transformer.embedding.word_embeddings.weight": rand(vocab, h),
+        "transformer.rotary_pos_emb.inv_freq": torch.ones(hn // 4),
+        "transformer.encoder.final_layernorm.weight": 1 + rand(h),
+        "transformer.output_layer.weight": rand(vocab, h),
+    }
     qkv = heads * hn + 2 * groups * hn
     for i in range(2):
         p = f"transformer.encoder.layers.{i}."
-        weights |= {p + "input_layernorm.weight": 1 + rand(h),
-                    p + "self_attention.query_key_value.weight": rand(qkv, h),
-                    p + "self_attention.query_key_value.bias": rand(qkv),
-                    p + "self_attention.dense.weight": rand(h, heads * hn),
-                    p + "post_attention_layernorm.weight": 1 + rand(h),
-                    p + "mlp.dense_h_to_4h.weight": rand(2 * ffn, h),
-                    p + "mlp.dense_4h_to_h.weight": rand(h, ffn)}
+        weights |= {
+            p + "input_layernorm.weight": 1 + rand(h),
+            p + "self_attention.query_key_value.weight": rand(qkv, h),
+            p + "self_attention.query_key_value.bias": rand(qkv),
+            p + "self_attention.dense.weight": rand(h, heads * hn),
+            p + "post_attention_layernorm.weight": 1 + rand(h),
+            p + "mlp.dense_h_to_4h.weight": rand(2 * ffn, h),
+            p + "mlp.dense_4h_to_h.weight": rand(h, ffn),
+        }
     return weights
 
 
@@ -67,21 +84,24 @@ def chatglm_reference_logits(w: dict[str, torch.Tensor], ids: torch.Tensor) -> t
         pairs = x[..., : 2 * rot].reshape(seq, x.shape[1], rot, 2)
         a, b = pairs[..., 0], pairs[..., 1]
         turned = torch.stack([a * cos - b * sin, b * cos + a * sin], dim=-1).flatten(2)
-        return torch.cat([turned, x[..., 2 * rot:]], dim=-1)
+        return torch.cat([turned, x[..., 2 * rot :]], dim=-1)
 
     x = w["transformer.embedding.word_embeddings.weight"][ids]
     for i in range(2):
         p = f"transformer.encoder.layers.{i}."
         h = rms_norm(x, w[p + "input_layernorm.weight"])
-        qkv = h @ w[p + "self_attention.query_key_value.weight"].T \
+        qkv = (
+            h @ w[p + "self_attention.query_key_value.weight"].T
             + w[p + "self_attention.query_key_value.bias"]
+        )
         q, k, v = qkv.split([heads * hn, groups * hn, groups * hn], dim=-1)
         q, k = rope(q.view(seq, heads, hn)), rope(k.view(seq, groups, hn))
         v = v.view(seq, groups, hn)
         k = k.repeat_interleave(heads // groups, dim=1)  # group g serves heads g*2, g*2+1
         v = v.repeat_interleave(heads // groups, dim=1)
         attn = torch.nn.functional.scaled_dot_product_attention(
-            q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=True)
+            q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=True
+        )
         context = attn.transpose(0, 1).reshape(seq, heads * hn)
         x = x + context @ w[p + "self_attention.dense.weight"].T
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"])
@@ -92,8 +112,9 @@ def chatglm_reference_logits(w: dict[str, torch.Tensor], ids: torch.Tensor) -> t
     return x @ w["transformer.output_layer.weight"].T
 
 
-def write_checkpoint(directory: Path, config: dict[str, object],
-                     weights: dict[str, torch.Tensor]) -> Path:
+def write_checkpoint(
+    directory: Path, config: dict[str, object], weights: dict[str, torch.Tensor]
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config))
     save_file(weights, directory / "model-00001-of-00001.safetensors")
@@ -102,8 +123,9 @@ def write_checkpoint(directory: Path, config: dict[str, object],
 
 def test_converted_chatglm_matches_the_reference_forward(tmp_path: Path) -> None:
     weights = chatglm_weights()
-    model = load_chatglm(write_checkpoint(tmp_path / "ckpt", CONFIG, weights),
-                         torch.device("cpu"), torch.float32)
+    model = load_chatglm(
+        write_checkpoint(tmp_path / "ckpt", CONFIG, weights), torch.device("cpu"), torch.float32
+    )
     ids = torch.tensor([5, 17, 3, 88, 42, 9, 61])
     with torch.no_grad():
         ours = model(input_ids=ids[None]).logits[0]
@@ -119,20 +141,24 @@ def test_a_swapped_qkv_order_would_be_caught(tmp_path: Path) -> None:
         name = f"transformer.encoder.layers.{i}.self_attention.query_key_value.weight"
         q, k, v = weights[name].split([64, 32, 32])
         broken[name] = torch.cat([q, v, k])
-    model = load_chatglm(write_checkpoint(tmp_path / "ckpt", CONFIG, broken),
-                         torch.device("cpu"), torch.float32)
+    model = load_chatglm(
+        write_checkpoint(tmp_path / "ckpt", CONFIG, broken), torch.device("cpu"), torch.float32
+    )
     ids = torch.tensor([5, 17, 3, 88])
     with torch.no_grad():
         ours = model(input_ids=ids[None]).logits[0]
     assert not torch.allclose(ours, chatglm_reference_logits(weights, ids), atol=1e-3)
 
 
-@pytest.mark.parametrize(("change", "needle"), [
-    ({"rmsnorm": False}, "rmsnorm=False"),
-    ({"pre_seq_len": 128}, "pre_seq_len=128"),
-    ({"quantization_bit": 4}, "quantization_bit=4"),
-    ({"padded_vocab_size": None}, "first-generation"),
-])
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"rmsnorm": False}, "rmsnorm=False"),
+        ({"pre_seq_len": 128}, "pre_seq_len=128"),
+        ({"quantization_bit": 4}, "quantization_bit=4"),
+        ({"padded_vocab_size": None}, "first-generation"),
+    ],
+)
 def test_unsupported_variants_are_refused_by_name(change: dict[str, object], needle: str) -> None:
     config = {k: v for k, v in {**CONFIG, **change}.items() if v is not None}
     with pytest.raises(ChatGLMCheckpointError, match=needle):
@@ -154,7 +180,10 @@ def test_the_server_loader_takes_a_chatglm_directory_with_a_tokenizer(tmp_path: 
     load_model("random:tiny", "cpu", "float32").tokenizer.save_pretrained(tokenizer_dir)
     loaded = load_model(str(checkpoint), "cpu", "float32", tokenizer_source=str(tokenizer_dir))
     assert (loaded.name, loaded.max_model_len, loaded.eos_token_ids[-1]) == (
-        "chatglm2-tiny", 256, 2)
+        "chatglm2-tiny",
+        256,
+        2,
+    )
     assert type(loaded.model).__name__ == "GlmForCausalLM"
 
 
@@ -177,28 +206,46 @@ def test_pytorch_bin_shards_load_too(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- the tokenizer
 def train_sentencepiece(path: Path) -> SentencePieceProcessor:
     """A small BPE SentencePiece model with byte fallback, like ChatGLM2's tokenizer.model."""
-    corpus = ["你好 世界 今天天气很好", "Hello world, how are you today?",
-              "北京是中国的首都", "什么是机器学习? 机器学习是人工智能的一个分支",
-              "The quick brown fox jumps over the lazy dog."] * 40
+    corpus = [
+        "你好 世界 今天天气很好",
+        "Hello world, how are you today?",
+        "北京是中国的首都",
+        "什么是机器学习? 机器学习是人工智能的一个分支",
+        "The quick brown fox jumps over the lazy dog.",
+    ] * 40
     with path.open("wb") as model:
-        SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=model,
-                                   vocab_size=400, model_type="bpe", character_coverage=1.0,
-                                   byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-                                   minloglevel=2)
+        SentencePieceTrainer.train(
+            sentence_iterator=iter(corpus),
+            model_writer=model,
+            vocab_size=400,
+            model_type="bpe",
+            character_coverage=1.0,
+            byte_fallback=True,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=-1,
+            minloglevel=2,
+        )
     return SentencePieceProcessor(model_file=str(path))
 
 
 def test_chatglm2_prompt_is_build_prompt_over_messages() -> None:
-    messages = [{"role": "system", "content": "Be brief."},
-                {"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好!"},
-                {"role": "user", "content": "1+1?"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "你好"},
+        {"role": "assistant", "content": "你好!"},
+        {"role": "user", "content": "1+1?"},
+    ]
     assert chatglm2_prompt(messages) == (
         "[Round 1]\n\n\u95ee\uff1aBe brief.\n你好\n\n\u7b54\uff1a你好!\n\n"
-        "[Round 2]\n\n\u95ee\uff1a1+1?\n\n\u7b54\uff1a")
+        "[Round 2]\n\n\u95ee\uff1a1+1?\n\n\u7b54\uff1a"
+    )
 
 
 def test_tokenizer_prefixes_gmask_sop_and_puts_specials_after_the_vocabulary(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     sp = train_sentencepiece(tmp_path / "tokenizer.model")
     tokenizer = ChatGLM2Tokenizer(tmp_path / "tokenizer.model")
     assert len(tokenizer) == 405 and tokenizer.special_ids["[gMASK]"] == 401
@@ -209,15 +256,20 @@ def test_tokenizer_prefixes_gmask_sop_and_puts_specials_after_the_vocabulary(
 
 
 def test_a_chatglm2_checkpoint_serves_chat_end_to_end(tmp_path: Path) -> None:
-    checkpoint = write_checkpoint(tmp_path / "chatglm2-tiny", {**CONFIG, "padded_vocab_size": 512},
-                                  chatglm_weights(vocab=512))
+    checkpoint = write_checkpoint(
+        tmp_path / "chatglm2-tiny", {**CONFIG, "padded_vocab_size": 512}, chatglm_weights(vocab=512)
+    )
     sp = train_sentencepiece(checkpoint / "tokenizer.model")
     server = start_server(tmp_path, str(checkpoint))
     try:
         messages = [{"role": "user", "content": "你好"}]
         reply = server.client().chat.completions.create(
-            model="chatglm2-tiny", messages=messages, max_tokens=5,  # type: ignore[arg-type]
-            temperature=0, extra_body={"ignore_eos": True})
+            model="chatglm2-tiny",
+            messages=messages,
+            max_tokens=5,  # type: ignore[arg-type]
+            temperature=0,
+            extra_body={"ignore_eos": True},
+        )
     finally:
         server.stop()
     expected_prompt = [401, 403, *sp.encode(chatglm2_prompt(messages))]

@@ -27,30 +27,35 @@ def greedy(tokens: int, **kwargs: Any) -> SamplingParams:
     return SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True, **kwargs)
 
 
-async def ids(engine: ContinuousBatchingEngine, prompt: list[int], p: SamplingParams,
-              delay: float = 0.0) -> list[int]:
+async def ids(
+    engine: ContinuousBatchingEngine, prompt: list[int], p: SamplingParams, delay: float = 0.0
+) -> list[int]:
     await asyncio.sleep(delay)
     return [t for d in [d async for d in engine.submit(prompt, p)] for t in d.token_ids]
 
 
 async def workload(engine: ContinuousBatchingEngine) -> list[list[int]]:
     """Short requests running when long prompts arrive, more short ones arriving after."""
-    return list(await asyncio.gather(
-        ids(engine, SHORT[0], greedy(40)),
-        ids(engine, SHORT[1], greedy(25)),
-        ids(engine, LONG, greedy(12), delay=0.02),
-        ids(engine, MEDIUM, greedy(20), delay=0.03),
-        ids(engine, SHORT[2], greedy(15), delay=0.04),
-        ids(engine, LONG[:150], greedy(9), delay=0.05),
-    ))
+    return list(
+        await asyncio.gather(
+            ids(engine, SHORT[0], greedy(40)),
+            ids(engine, SHORT[1], greedy(25)),
+            ids(engine, LONG, greedy(12), delay=0.02),
+            ids(engine, MEDIUM, greedy(20), delay=0.03),
+            ids(engine, SHORT[2], greedy(15), delay=0.04),
+            ids(engine, LONG[:150], greedy(9), delay=0.05),
+        )
+    )
 
 
 @pytest.mark.parametrize("graph_max_batch", [0, 4], ids=["eager", "fixed-buffers"])
-def test_chunked_greedy_equals_unchunked(engine_factory: EngineFactory,
-                                         graph_max_batch: int) -> None:
+def test_chunked_greedy_equals_unchunked(
+    engine_factory: EngineFactory, graph_max_batch: int
+) -> None:
     def build(budget: int) -> ContinuousBatchingEngine:
-        return engine_factory(max_batch=8, max_step_tokens=budget,
-                              graph_max_batch=graph_max_batch, cuda_graphs=False)
+        return engine_factory(
+            max_batch=8, max_step_tokens=budget, graph_max_batch=graph_max_batch, cuda_graphs=False
+        )
 
     expected = asyncio.run(workload(build(4096)))  # every prompt in one forward
     for budget in (MIN_PREFILL_TOKENS, 50, 97):
@@ -58,8 +63,9 @@ def test_chunked_greedy_equals_unchunked(engine_factory: EngineFactory,
         calls: list[int] = []
         original = chunked.runner.prefill_chunk
 
-        def counting(seq: Any, tokens: int, original: Any = original,
-                     calls: list[int] = calls) -> Any:
+        def counting(
+            seq: Any, tokens: int, original: Any = original, calls: list[int] = calls
+        ) -> Any:
             calls.append(tokens)
             return original(seq, tokens)
 
@@ -69,7 +75,8 @@ def test_chunked_greedy_equals_unchunked(engine_factory: EngineFactory,
 
 
 def test_running_requests_decode_while_a_long_prompt_is_chunked(
-        engine_factory: EngineFactory) -> None:
+    engine_factory: EngineFactory,
+) -> None:
     engine = engine_factory(max_batch=4, max_step_tokens=40)
     runner = engine.runner
     seen: list[int] = []  # the running request's token count at each chunk of the long one
@@ -98,8 +105,7 @@ def test_running_requests_decode_while_a_long_prompt_is_chunked(
     assert busy[-1].completion_tokens == 200
 
 
-def test_prompt_logprobs_span_the_chunks(tiny: LoadedModel,
-                                         engine_factory: EngineFactory) -> None:
+def test_prompt_logprobs_span_the_chunks(tiny: LoadedModel, engine_factory: EngineFactory) -> None:
     engine = engine_factory(max_step_tokens=MIN_PREFILL_TOKENS)
     prompt = MEDIUM
 

@@ -14,8 +14,13 @@ KEY = cc.CacheKey("glm-4-9b:0123", "2.11.0+cu130", "3.6.0", "NVIDIA H200 sm90")
 
 
 def _with(**changes: str) -> cc.CacheKey:
-    fields = dict(model=KEY.model, torch_version=KEY.torch_version,
-                  triton_version=KEY.triton_version, gpu=KEY.gpu, extra=KEY.extra)
+    fields = dict(
+        model=KEY.model,
+        torch_version=KEY.torch_version,
+        triton_version=KEY.triton_version,
+        gpu=KEY.gpu,
+        extra=KEY.extra,
+    )
     fields.update(changes)
     return cc.CacheKey(**fields)
 
@@ -24,10 +29,16 @@ def test_same_inputs_same_directory() -> None:
     assert _with().directory_name() == KEY.directory_name()
 
 
-@pytest.mark.parametrize("change", [
-    {"model": "glm-4-9b:4567"}, {"torch_version": "2.13.0+cu126"}, {"triton_version": "3.7.0"},
-    {"gpu": "NVIDIA L20 sm89"}, {"extra": "int8"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": "glm-4-9b:4567"},
+        {"torch_version": "2.13.0+cu126"},
+        {"triton_version": "3.7.0"},
+        {"gpu": "NVIDIA L20 sm89"},
+        {"extra": "int8"},
+    ],
+)
 def test_each_field_changes_the_directory(change: dict[str, str]) -> None:
     assert _with(**change).directory_name() != KEY.directory_name()
 
@@ -57,7 +68,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_configure_points_torch_caches_at_the_local_key_directory(
-        tmp_path: Path, clean_env: None) -> None:
+    tmp_path: Path, clean_env: None
+) -> None:
     local = cc.configure(None, KEY, tmp_path / "local")
     assert local == tmp_path / "local" / KEY.directory_name() and local.is_dir()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(local / "inductor")
@@ -71,7 +83,8 @@ def test_configure_points_torch_caches_at_the_local_key_directory(
 
 
 def test_publish_then_configure_loads_the_artifacts(
-        tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loaded: list[bytes] = []
     monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"artifacts", None))
     monkeypatch.setattr(torch.compiler, "load_cache_artifacts", loaded.append)

@@ -30,15 +30,17 @@ def first_greedy_token(tiny: LoadedModel) -> int:
 
 
 def test_eos_stops_unless_ignored_and_min_tokens_masks_it(
-        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
+    tiny: LoadedModel, engine_factory: EngineFactory
+) -> None:
     # Declare the model's own first greedy token to be EOS: a real EOS on demand.
     engine = engine_factory([first_greedy_token(tiny)])
 
     async def scenario() -> tuple[list[Delta], list[Delta], list[Delta]]:
-        return (await run(engine, GREEDY),
-                await run(engine, SamplingParams(max_tokens=8, temperature=0.0,
-                                                 ignore_eos=True)),
-                await run(engine, SamplingParams(max_tokens=8, temperature=0.0, min_tokens=3)))
+        return (
+            await run(engine, GREEDY),
+            await run(engine, SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)),
+            await run(engine, SamplingParams(max_tokens=8, temperature=0.0, min_tokens=3)),
+        )
 
     stopped, ignored, at_least_three = asyncio.run(scenario())
     assert (stopped[-1].finish_reason, stopped[-1].completion_tokens) == ("stop", 1)
@@ -48,7 +50,8 @@ def test_eos_stops_unless_ignored_and_min_tokens_masks_it(
 
 
 def test_cancel_of_a_queued_request_ends_it_and_keeps_the_engine_serving(
-        engine_factory: EngineFactory) -> None:
+    engine_factory: EngineFactory,
+) -> None:
     engine = engine_factory(max_batch=1, max_queue=4)
 
     async def scenario() -> tuple[list[Delta], list[Delta], list[Delta]]:
@@ -116,8 +119,10 @@ def tokens(logits: torch.Tensor, rows: list[PlainRow], eos: list[int] | None = N
 
 def test_top_p_keeps_only_the_nucleus_and_min_tokens_masks_eos() -> None:
     logits = torch.tensor([[0.0, 5.0, 4.9, -3.0], [9.0, 1.0, 0.0, 0.0]])
-    top_p = PlainRow(SamplingParams(max_tokens=1, temperature=1.0, top_p=0.3, seed=3),
-                     torch.Generator().manual_seed(3))
+    top_p = PlainRow(
+        SamplingParams(max_tokens=1, temperature=1.0, top_p=0.3, seed=3),
+        torch.Generator().manual_seed(3),
+    )
     for _ in range(20):  # top_p=0.3 leaves one token: sampling is forced
         assert tokens(logits, [top_p, PlainRow(GREEDY)], [0]) == [1, 0]
     blocked = PlainRow(SamplingParams(max_tokens=4, temperature=0.0, min_tokens=1))
@@ -130,14 +135,21 @@ def test_seeded_sampling_does_not_depend_on_the_batch() -> None:
     params = SamplingParams(max_tokens=1, temperature=1.0, seed=99)
     alone = tokens(row, [PlainRow(params, torch.Generator().manual_seed(99))])
     others = torch.randn(3, 50)
-    batched = tokens(torch.cat([others, row]),
-                     [PlainRow(GREEDY), PlainRow(GREEDY), PlainRow(GREEDY),
-                      PlainRow(params, torch.Generator().manual_seed(99))])
+    batched = tokens(
+        torch.cat([others, row]),
+        [
+            PlainRow(GREEDY),
+            PlainRow(GREEDY),
+            PlainRow(GREEDY),
+            PlainRow(params, torch.Generator().manual_seed(99)),
+        ],
+    )
     assert batched[3] == alone[0]
 
 
 def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_recovers(
-        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
+    tiny: LoadedModel, engine_factory: EngineFactory
+) -> None:
     engine = engine_factory()
     vocab = tiny.model.config.vocab_size
 
@@ -153,8 +165,10 @@ def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_recovers(
 def test_a_vanishing_temperature_is_greedy_not_a_crash() -> None:
     # 1e-40 passes the protocol's range; dividing float32 logits by it gives inf and NaN.
     logits = torch.tensor([[0.5, 2.0, -1.0], [3.0, 0.0, 1.0]])
-    rows = [PlainRow(SamplingParams(max_tokens=4, temperature=1e-40)),
-            PlainRow(SamplingParams(max_tokens=4, temperature=1e-6))]
+    rows = [
+        PlainRow(SamplingParams(max_tokens=4, temperature=1e-40)),
+        PlainRow(SamplingParams(max_tokens=4, temperature=1e-6)),
+    ]
     assert tokens(logits, rows) == [1, 0]
 
 
@@ -172,14 +186,16 @@ class _BrokenGpu:
 
 
 def test_a_broken_gpu_stops_the_engine_so_the_pod_is_restarted(
-        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
+    tiny: LoadedModel, engine_factory: EngineFactory
+) -> None:
     from llmserve.app import Backend, ServerState
     from llmserve.engine_api import EngineStoppedError
     from llmserve.settings import Settings
 
     engine = engine_factory()
-    state = ServerState(Settings(model=None, model_name=None),
-                        backend=Backend(engine, tiny.tokenizer, "tiny", 1))
+    state = ServerState(
+        Settings(model=None, model_name=None), backend=Backend(engine, tiny.tokenizer, "tiny", 1)
+    )
     assert engine.alive() and state.ready and not state.engine_dead
     engine.runner.model = _BrokenGpu(tiny.model)
 

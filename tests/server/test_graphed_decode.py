@@ -31,11 +31,11 @@ PROMPTS = [
 MAX_TOKENS = [12, 30, 7, 21, 16, 9]
 
 
-def engine(engine_factory: EngineFactory, graph_max_batch: int,
-           **kwargs: Any) -> ContinuousBatchingEngine:
+def engine(
+    engine_factory: EngineFactory, graph_max_batch: int, **kwargs: Any
+) -> ContinuousBatchingEngine:
     """Batch 8, no EOS; graph_max_batch 0 is the eager path, CUDA graphs stay off on the CPU."""
-    return engine_factory(max_batch=8, graph_max_batch=graph_max_batch, cuda_graphs=False,
-                          **kwargs)
+    return engine_factory(max_batch=8, graph_max_batch=graph_max_batch, cuda_graphs=False, **kwargs)
 
 
 async def answer(built: ContinuousBatchingEngine, prompt: list[int], tokens: int) -> str:
@@ -54,8 +54,9 @@ async def generate(built: ContinuousBatchingEngine, staggered: bool) -> list[str
 
 
 @pytest.mark.parametrize("graph_max_batch", [1, 2, 4, 8])
-def test_fixed_buffers_give_the_eager_tokens(engine_factory: EngineFactory,
-                                             graph_max_batch: int) -> None:
+def test_fixed_buffers_give_the_eager_tokens(
+    engine_factory: EngineFactory, graph_max_batch: int
+) -> None:
     eager = engine(engine_factory, 0)
     fixed = engine(engine_factory, graph_max_batch)
     for staggered in (False, True):
@@ -100,7 +101,8 @@ def test_fused_rms_norm_computes_the_same_logits() -> None:
 
 
 def test_crossing_length_buckets_and_falling_back_to_eager(
-        engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Long answers cross the 128-token bucket; with buffers capped at 160 tokens the longest
     # batch falls back to eager decoding mid-answer, and back when the long row leaves.
     import llmserve.model_runner as model_runner
@@ -109,16 +111,19 @@ def test_crossing_length_buckets_and_falling_back_to_eager(
     eager, fixed = engine(engine_factory, 0), engine(engine_factory, 4)
 
     async def answers(built: ContinuousBatchingEngine) -> list[str]:
-        return list(await asyncio.gather(answer(built, PROMPTS[2], 200),
-                                         answer(built, PROMPTS[0], 40),
-                                         answer(built, PROMPTS[1], 150)))
+        return list(
+            await asyncio.gather(
+                answer(built, PROMPTS[2], 200),
+                answer(built, PROMPTS[0], 40),
+                answer(built, PROMPTS[1], 150),
+            )
+        )
 
     assert fixed.runner.graphed is not None and fixed.runner.graphed.max_len == 160
     assert asyncio.run(answers(fixed)) == asyncio.run(answers(eager))
 
 
-def test_compiled_single_row_compiles_once_for_every_length(
-        engine_factory: EngineFactory) -> None:
+def test_compiled_single_row_compiles_once_for_every_length(engine_factory: EngineFactory) -> None:
     # Answers alone (compiled one-row steps) cross the 128-token length bucket, and batched
     # steps come between them; the compiled path gives the eager tokens and a recompile raises.
     # aot_eager traces what inductor would compile (guards included), without a C compiler.
@@ -130,8 +135,7 @@ def test_compiled_single_row_compiles_once_for_every_length(
 
     async def answers(built: ContinuousBatchingEngine) -> list[str]:
         alone = [await answer(built, PROMPTS[1], 150), await answer(built, PROMPTS[0], 20)]
-        together = await asyncio.gather(answer(built, PROMPTS[3], 30),
-                                        answer(built, PROMPTS[4], 8))
+        together = await asyncio.gather(answer(built, PROMPTS[3], 30), answer(built, PROMPTS[4], 8))
         return alone + list(together)
 
     assert compiled.runner.graphed is not None and compiled.runner.graphed.compiled()
@@ -149,16 +153,30 @@ def test_length_buckets_that_match_model_dimensions_share_one_compilation() -> N
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     no_recompiles = torch._dynamo.config.patch(error_on_recompile=True)
-    config = GlmConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=1,
-                       num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
-                       head_dim=128, partial_rotary_factor=0.5, max_position_embeddings=1024,
-                       pad_token_id=0)
+    config = GlmConfig(
+        vocab_size=1000,
+        hidden_size=256,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        head_dim=128,
+        partial_rotary_factor=0.5,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+    )
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
     model = GlmForCausalLM(config).eval()
-    decoder = GraphedDecoder(model, max_rows=1, max_len=512, pad_token_id=0,
-                             use_cuda_graphs=False, compile_step=True,
-                             compile_backend="aot_eager")
+    decoder = GraphedDecoder(
+        model,
+        max_rows=1,
+        max_len=512,
+        pad_token_id=0,
+        use_cuda_graphs=False,
+        compile_step=True,
+        compile_backend="aot_eager",
+    )
     assert decoder._length_buckets() == [128, 256, 512]
     with torch.inference_mode(), no_recompiles:
         ids = torch.ones((1, 100), dtype=torch.long)
@@ -172,31 +190,46 @@ def test_length_buckets_that_match_model_dimensions_share_one_compilation() -> N
 
 
 def test_a_step_that_fails_to_compile_is_captured_uncompiled(
-        tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # What a GPU without a C compiler for Triton meets: compiling raises inside the capture. The
     # decoder logs it, captures the plain step instead and keeps CUDA graphs on. Capture itself
     # is stood in for on the CPU by running the step once (what the warm-up run computes).
     def no_compiler(graph_module: Any, example_inputs: Any) -> Any:
         raise RuntimeError("Failed to find C compiler")
 
-    decoder = GraphedDecoder(tiny.model, max_rows=2, max_len=256, pad_token_id=0,
-                             use_cuda_graphs=True, compile_step=True, compile_backend=no_compiler,
-                             fuse_norms=False)
+    decoder = GraphedDecoder(
+        tiny.model,
+        max_rows=2,
+        max_len=256,
+        pad_token_id=0,
+        use_cuda_graphs=True,
+        compile_step=True,
+        compile_backend=no_compiler,
+        fuse_norms=False,
+    )
 
     class Replayed:
         def replay(self) -> None:
             pass
 
-    monkeypatch.setattr(decoder, "_capture",
-                        lambda rows, length: (Replayed(), decoder._forward(rows, length)))
+    monkeypatch.setattr(
+        decoder, "_capture", lambda rows, length: (Replayed(), decoder._forward(rows, length))
+    )
     ids = torch.tensor([PROMPTS[0]])
     with torch.inference_mode():
-        reference, cache = DynamicCache(config=tiny.model.config), DynamicCache(
-            config=tiny.model.config)
+        reference, cache = (
+            DynamicCache(config=tiny.model.config),
+            DynamicCache(config=tiny.model.config),
+        )
         for prefilled in (reference, cache):
             tiny.model(input_ids=ids, cache=prefilled, use_cache=True, logits_to_keep=1)
-        expected = tiny.model(input_ids=torch.tensor([[7]]), cache=reference, use_cache=True,
-                              position_ids=torch.tensor([[len(PROMPTS[0])]])).logits[:, -1]
+        expected = tiny.model(
+            input_ids=torch.tensor([[7]]),
+            cache=reference,
+            use_cache=True,
+            position_ids=torch.tensor([[len(PROMPTS[0])]]),
+        ).logits[:, -1]
         batch = BatchCache()
         batch.append(cache, torch.ones_like(ids))
         assert decoder.compiled()

@@ -34,8 +34,11 @@ def processed(logits: list[float], row: PlainRow, eos: list[int] | None = None) 
 
 
 def test_presence_and_frequency_penalties_follow_openai_over_generated_tokens() -> None:
-    row = PlainRow(params(presence_penalty=0.5, frequency_penalty=0.25),
-                   prompt_ids=[0, 0, 0], output_ids=[1, 1, 2, 1])
+    row = PlainRow(
+        params(presence_penalty=0.5, frequency_penalty=0.25),
+        prompt_ids=[0, 0, 0],
+        output_ids=[1, 1, 2, 1],
+    )
     # token 1: 3 times -> 2.0 - 3*0.25 - 0.5; token 2: once; token 0 only in the prompt: untouched
     assert processed([1.0, 2.0, -1.0, 3.0], row) == [1.0, 0.75, -1.75, 3.0]
 
@@ -60,9 +63,11 @@ def test_min_tokens_masks_eos_and_stop_token_ids_until_reached() -> None:
 
 def test_rows_keep_their_own_processors_in_one_batch() -> None:
     logits = torch.tensor([[1.0, 2.0, 3.0]] * 3)
-    rows = [PlainRow(params(logit_bias=((0, 10.0),))),
-            PlainRow(params()),
-            PlainRow(params(frequency_penalty=2.0), output_ids=[2])]
+    rows = [
+        PlainRow(params(logit_bias=((0, 10.0),))),
+        PlainRow(params()),
+        PlainRow(params(frequency_penalty=2.0), output_ids=[2]),
+    ]
     assert [c.token for c in pick_next_tokens(logits, rows, LogitsContext())] == [0, 2, 1]
 
 
@@ -83,9 +88,12 @@ def test_top_k_and_min_p_limit_what_is_drawn() -> None:
 
 def test_logprobs_are_after_temperature_with_the_top_k_best_first() -> None:
     logits = torch.tensor([[0.5, 2.0, -1.0, 1.0], [0.5, 2.0, -1.0, 1.0]])
-    rows = [PlainRow(params(logprobs=2)),
-            PlainRow(params(temperature=0.5, seed=1, logprobs=0, top_k=1),
-                     torch.Generator().manual_seed(1))]
+    rows = [
+        PlainRow(params(logprobs=2)),
+        PlainRow(
+            params(temperature=0.5, seed=1, logprobs=0, top_k=1), torch.Generator().manual_seed(1)
+        ),
+    ]
     greedy, sampled = pick_next_tokens(logits.clone(), rows, LogitsContext())
     expected = torch.log_softmax(logits[0], -1)
     assert greedy.token == 1 and greedy.logprob is not None
@@ -98,8 +106,9 @@ def test_logprobs_are_after_temperature_with_the_top_k_best_first() -> None:
 
 
 # ----------------------------------------------------------------------------- in the engine
-async def run(engine: ContinuousBatchingEngine, prompt: list[int],
-              p: SamplingParams) -> list[Delta]:
+async def run(
+    engine: ContinuousBatchingEngine, prompt: list[int], p: SamplingParams
+) -> list[Delta]:
     return [d async for d in engine.submit(prompt, p)]
 
 
@@ -114,8 +123,9 @@ def reference_greedy(tiny: LoadedModel, prompt: list[int], p: SamplingParams) ->
         for token in set(prompt + out):
             if p.repetition_penalty != 1.0:
                 value = logits[token]
-                logits[token] = value / p.repetition_penalty if value > 0 else (
-                    value * p.repetition_penalty)
+                logits[token] = (
+                    value / p.repetition_penalty if value > 0 else (value * p.repetition_penalty)
+                )
         for token in set(out):
             logits[token] -= p.frequency_penalty * out.count(token) + p.presence_penalty
         out.append(int(logits.argmax()))
@@ -128,8 +138,13 @@ REPEAT = ((13, 25.0), (17, 1.0))
 PENALIZED = [
     params(max_tokens=24, ignore_eos=True),
     params(max_tokens=24, ignore_eos=True, logit_bias=REPEAT),
-    params(max_tokens=24, ignore_eos=True, logit_bias=REPEAT, presence_penalty=1.5,
-           frequency_penalty=0.8),
+    params(
+        max_tokens=24,
+        ignore_eos=True,
+        logit_bias=REPEAT,
+        presence_penalty=1.5,
+        frequency_penalty=0.8,
+    ),
     params(max_tokens=24, ignore_eos=True, logit_bias=REPEAT, presence_penalty=-2.0),
     params(max_tokens=24, ignore_eos=True, logit_bias=REPEAT, repetition_penalty=1.8),
     params(max_tokens=24, ignore_eos=True, repetition_penalty=0.5),
@@ -137,7 +152,8 @@ PENALIZED = [
 
 
 def test_penalized_greedy_equals_the_reference_loop(
-        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
+    tiny: LoadedModel, engine_factory: EngineFactory
+) -> None:
     engine = engine_factory(max_batch=len(PENALIZED))
 
     async def together() -> list[list[Delta]]:
@@ -152,21 +168,24 @@ def test_penalized_greedy_equals_the_reference_loop(
 
 
 def test_stop_token_ids_end_with_stop_after_min_tokens(
-        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
+    tiny: LoadedModel, engine_factory: EngineFactory
+) -> None:
     engine = engine_factory()
     first = reference_greedy(tiny, PROMPT, params(max_tokens=1))[0]
     stopped = asyncio.run(run(engine, PROMPT, params(stop_token_ids=(first,))))
     assert (stopped[-1].finish_reason, stopped[-1].completion_tokens) == ("stop", 1)
     assert [t for d in stopped for t in d.token_ids] == [first]
     assert "".join(d.text for d in stopped) == ""  # the stop token is not text
-    later = asyncio.run(run(engine, PROMPT, params(max_tokens=30, stop_token_ids=(first,),
-                                                   min_tokens=4)))
+    later = asyncio.run(
+        run(engine, PROMPT, params(max_tokens=30, stop_token_ids=(first,), min_tokens=4))
+    )
     assert later[-1].completion_tokens >= 4
     assert all(first not in d.token_ids for d in later[:3])
 
 
 def test_every_delta_carries_its_token_ids_and_logprobs(
-        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
+    tiny: LoadedModel, engine_factory: EngineFactory
+) -> None:
     engine = engine_factory()
     deltas = asyncio.run(run(engine, PROMPT, params(max_tokens=10, ignore_eos=True, logprobs=3)))
     ids = [t for d in deltas for t in d.token_ids]
@@ -183,7 +202,8 @@ def test_every_delta_carries_its_token_ids_and_logprobs(
 
 
 def test_prompt_logprobs_come_on_the_first_delta(
-        tiny: LoadedModel, engine_factory: EngineFactory) -> None:
+    tiny: LoadedModel, engine_factory: EngineFactory
+) -> None:
     engine = engine_factory()
     deltas = asyncio.run(run(engine, PROMPT, params(max_tokens=3, prompt_logprobs=2)))
     first = deltas[0].prompt_logprobs
@@ -198,20 +218,25 @@ def test_prompt_logprobs_come_on_the_first_delta(
 
 
 def test_a_seed_gives_the_same_tokens_whatever_shares_the_batch(
-        engine_factory: EngineFactory) -> None:
+    engine_factory: EngineFactory,
+) -> None:
     engine = engine_factory(max_batch=6)
-    seeded = params(max_tokens=20, temperature=0.9, top_k=40, min_p=0.02, seed=1234,
-                    ignore_eos=True, logprobs=1)
+    seeded = params(
+        max_tokens=20, temperature=0.9, top_k=40, min_p=0.02, seed=1234, ignore_eos=True, logprobs=1
+    )
 
     async def alone() -> list[int]:
         return [t for d in await run(engine, PROMPT, seeded) for t in d.token_ids]
 
     async def crowded() -> list[int]:
-        others = [params(max_tokens=15, temperature=1.0, ignore_eos=True),
-                  params(max_tokens=9, temperature=0.7, top_p=0.8, seed=5, ignore_eos=True),
-                  params(max_tokens=30, presence_penalty=1.0, ignore_eos=True, logprobs=2)]
-        results = await asyncio.gather(run(engine, PROMPT, seeded),
-                                       *(run(engine, [1, 22, 7], p) for p in others))
+        others = [
+            params(max_tokens=15, temperature=1.0, ignore_eos=True),
+            params(max_tokens=9, temperature=0.7, top_p=0.8, seed=5, ignore_eos=True),
+            params(max_tokens=30, presence_penalty=1.0, ignore_eos=True, logprobs=2),
+        ]
+        results = await asyncio.gather(
+            run(engine, PROMPT, seeded), *(run(engine, [1, 22, 7], p) for p in others)
+        )
         return [t for d in results[0] for t in d.token_ids]
 
     expected = asyncio.run(alone())

@@ -16,8 +16,12 @@ from llmserve.sequence import Sequence
 
 def seq(name: str, prompt_tokens: int = 4, **params: object) -> Sequence:
     # The scheduler never reads the detokenizer.
-    return Sequence(name, [1] * prompt_tokens, SamplingParams(max_tokens=8, **params),  # type: ignore[arg-type]
-                    detok=cast(IncrementalDetokenizer, None))
+    return Sequence(
+        name,
+        [1] * prompt_tokens,
+        SamplingParams(max_tokens=8, **params),  # type: ignore[arg-type]
+        detok=cast(IncrementalDetokenizer, None),
+    )
 
 
 def schedule(scheduler: Scheduler) -> tuple[list[Sequence], list[Sequence]]:
@@ -93,7 +97,6 @@ def test_a_long_prompt_is_chunked_while_the_batch_decodes() -> None:
         if plan.chunk.prefilled == 250:
             scheduler.start([plan.chunk])
             break
-        scheduler.recount()
         assert scheduler.cache_tokens == 10 + plan.chunk.prefilled
     assert chunks == [99, 99, 52]  # the budget less one token for the decoding row
     # "short" queued behind the long prompt joins with the budget its last chunk leaves

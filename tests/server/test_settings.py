@@ -16,31 +16,53 @@ from tests.llm_server import IMAGE_DIR, free_port
 def test_defaults_without_environment() -> None:
     settings = load_settings(env={})
     assert (settings.host, settings.port, settings.model, settings.api_key) == (
-        "127.0.0.1", 7861, None, None)
+        "127.0.0.1",
+        7861,
+        None,
+        None,
+    )
     assert (settings.device, settings.dtype) == ("auto", "auto")
 
 
 def test_environment_is_read_and_parsed() -> None:
-    settings = load_settings(env={"LLMSERVE_PORT": "9000", "LLMSERVE_MAX_BATCH": "8",
-                                  "LLMSERVE_DTYPE": "BFloat16", "LLMSERVE_MODEL": "random:tiny",
-                                  "LLMSERVE_DRAIN_SECONDS": "2.5", "LLMSERVE_API_KEY": " k "})
+    settings = load_settings(
+        env={
+            "LLMSERVE_PORT": "9000",
+            "LLMSERVE_MAX_BATCH": "8",
+            "LLMSERVE_DTYPE": "BFloat16",
+            "LLMSERVE_MODEL": "random:tiny",
+            "LLMSERVE_DRAIN_SECONDS": "2.5",
+            "LLMSERVE_API_KEY": " k ",
+        }
+    )
     assert (settings.port, settings.max_batch, settings.dtype) == (9000, 8, "bfloat16")
     assert (settings.model, settings.drain_seconds, settings.api_key) == ("random:tiny", 2.5, "k")
 
 
-@pytest.mark.parametrize(("env", "needles"), [
-    ({"LLMSERVE_PORT": "http"}, ["LLMSERVE_PORT", "'http'", "1..65535"]),
-    ({"LLMSERVE_PORT": "70000"}, ["LLMSERVE_PORT", "70000", "1..65535"]),
-    ({"LLMSERVE_MAX_BATCH": "0"}, ["LLMSERVE_MAX_BATCH", "0", "1..4096"]),
-    ({"LLMSERVE_DEVICE": "tpu"}, ["LLMSERVE_DEVICE", "'tpu'", "auto, cuda, cpu"]),
-    ({"LLMSERVE_DTYPE": "fp8"}, ["LLMSERVE_DTYPE", "'fp8'", "auto, bfloat16, float16, float32"]),
-    ({"LLMSERVE_DRAIN_SECONDS": "-1"}, ["LLMSERVE_DRAIN_SECONDS", "-1", "0"]),
-    ({"LLMSERVE_MODEL": "  "}, ["LLMSERVE_MODEL", "empty"]),
-    ({"LLMSERVE_API_KEY": "a", "LLMSERVE_API_KEY_FILE": "/k"},
-     ["LLMSERVE_API_KEY", "LLMSERVE_API_KEY_FILE", "at most one"]),
-    ({"LLMSERVE_API_KEY_FILE": "/does/not/exist"}, ["LLMSERVE_API_KEY_FILE", "/does/not/exist"]),
-    ({"LLMSERVE_COMPILE": "max"}, ["LLMSERVE_COMPILE", "'max'", "auto, on, off"]),
-])
+@pytest.mark.parametrize(
+    ("env", "needles"),
+    [
+        ({"LLMSERVE_PORT": "http"}, ["LLMSERVE_PORT", "'http'", "1..65535"]),
+        ({"LLMSERVE_PORT": "70000"}, ["LLMSERVE_PORT", "70000", "1..65535"]),
+        ({"LLMSERVE_MAX_BATCH": "0"}, ["LLMSERVE_MAX_BATCH", "0", "1..4096"]),
+        ({"LLMSERVE_DEVICE": "tpu"}, ["LLMSERVE_DEVICE", "'tpu'", "auto, cuda, cpu"]),
+        (
+            {"LLMSERVE_DTYPE": "fp8"},
+            ["LLMSERVE_DTYPE", "'fp8'", "auto, bfloat16, float16, float32"],
+        ),
+        ({"LLMSERVE_DRAIN_SECONDS": "-1"}, ["LLMSERVE_DRAIN_SECONDS", "-1", "0"]),
+        ({"LLMSERVE_MODEL": "  "}, ["LLMSERVE_MODEL", "empty"]),
+        (
+            {"LLMSERVE_API_KEY": "a", "LLMSERVE_API_KEY_FILE": "/k"},
+            ["LLMSERVE_API_KEY", "LLMSERVE_API_KEY_FILE", "at most one"],
+        ),
+        (
+            {"LLMSERVE_API_KEY_FILE": "/does/not/exist"},
+            ["LLMSERVE_API_KEY_FILE", "/does/not/exist"],
+        ),
+        ({"LLMSERVE_COMPILE": "max"}, ["LLMSERVE_COMPILE", "'max'", "auto, on, off"]),
+    ],
+)
 def test_bad_values_are_named(env: dict[str, str], needles: list[str]) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(env=env)
@@ -48,14 +70,15 @@ def test_bad_values_are_named(env: dict[str, str], needles: list[str]) -> None:
         assert needle in str(err.value)
 
 
-@pytest.mark.parametrize(("env", "needles"), [
-    ({"LLMSERVE_CUDA_GRAPHS": "on"}, ["LLMSERVE_CUDA_GRAPHS=on", "CPU", "auto or off"]),
-    ({"LLMSERVE_COMPILE": "on"}, ["LLMSERVE_COMPILE=on", "CUDA graphs are off", "auto or off"]),
-])
-def test_gpu_only_settings_are_refused_on_the_cpu(env: dict[str, str],
-                                                  needles: list[str]) -> None:
-    settings = load_settings(env={"LLMSERVE_MODEL": "random:tiny", "LLMSERVE_DEVICE": "cpu",
-                                  **env})
+@pytest.mark.parametrize(
+    ("env", "needles"),
+    [
+        ({"LLMSERVE_CUDA_GRAPHS": "on"}, ["LLMSERVE_CUDA_GRAPHS=on", "CPU", "auto or off"]),
+        ({"LLMSERVE_COMPILE": "on"}, ["LLMSERVE_COMPILE=on", "CUDA graphs are off", "auto or off"]),
+    ],
+)
+def test_gpu_only_settings_are_refused_on_the_cpu(env: dict[str, str], needles: list[str]) -> None:
+    settings = load_settings(env={"LLMSERVE_MODEL": "random:tiny", "LLMSERVE_DEVICE": "cpu", **env})
     with pytest.raises(SettingsError) as err:
         build_backend(settings)
     for needle in needles:
@@ -63,14 +86,20 @@ def test_gpu_only_settings_are_refused_on_the_cpu(env: dict[str, str],
 
 
 def test_gpu_only_settings_are_refused_before_the_model_loads(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A 6B model takes minutes to load; a contradiction in the settings must not wait for it.
     def must_not_load(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded before the settings were checked")
 
     monkeypatch.setattr("llmserve.server.load_model", must_not_load)
-    settings = load_settings(env={"LLMSERVE_MODEL": "random:tiny", "LLMSERVE_DEVICE": "cpu",
-                                  "LLMSERVE_CUDA_GRAPHS": "on"})
+    settings = load_settings(
+        env={
+            "LLMSERVE_MODEL": "random:tiny",
+            "LLMSERVE_DEVICE": "cpu",
+            "LLMSERVE_CUDA_GRAPHS": "on",
+        }
+    )
     with pytest.raises(SettingsError, match="LLMSERVE_CUDA_GRAPHS=on"):
         build_backend(settings)
 
@@ -86,10 +115,14 @@ def test_key_file_is_read(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmserve", *args], cwd=IMAGE_DIR, text=True,
-                          capture_output=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(IMAGE_DIR),
-                               **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "llmserve", *args],
+        cwd=IMAGE_DIR,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(IMAGE_DIR), **(env or {})},
+    )
 
 
 def test_cli_flag_beats_environment_and_bad_flag_exits_2() -> None:
@@ -99,8 +132,9 @@ def test_cli_flag_beats_environment_and_bad_flag_exits_2() -> None:
 
 
 def test_cli_unknown_model_preset_exits_1_with_the_allowed_ones() -> None:
-    result = run_cli("serve", "--model", "random:huge", "--port", str(free_port()),
-                     "--device", "cpu")
+    result = run_cli(
+        "serve", "--model", "random:huge", "--port", str(free_port()), "--device", "cpu"
+    )
     assert result.returncode == 1
     assert "random:huge" in result.stderr and "random:tiny" in result.stderr
 

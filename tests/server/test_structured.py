@@ -98,8 +98,9 @@ def structured(schema: dict[str, Any] | None) -> StructuredOutput:
     return StructuredOutput("json_schema", json.dumps(schema))
 
 
-async def run(engine: ContinuousBatchingEngine, prompt: list[int],
-              params: SamplingParams) -> list[Delta]:
+async def run(
+    engine: ContinuousBatchingEngine, prompt: list[int], params: SamplingParams
+) -> list[Delta]:
     return [d async for d in engine.submit(prompt, params)]
 
 
@@ -116,14 +117,22 @@ def check(deltas: list[Delta], schema: dict[str, Any] | None) -> Any:
 
 @pytest.mark.parametrize("name", [*SCHEMAS, "json_object"])
 def test_every_schema_gives_valid_json_on_random_weights_greedy_and_sampled(
-        engine_factory: EngineFactory, name: str) -> None:
+    engine_factory: EngineFactory, name: str
+) -> None:
     schema = SCHEMAS.get(name)
     engine = engine_factory([2], max_batch=4)
-    params = [SamplingParams(max_tokens=120, temperature=0.0, structured=structured(schema)),
-              SamplingParams(max_tokens=120, temperature=1.0, seed=7,
-                             structured=structured(schema)),
-              SamplingParams(max_tokens=120, temperature=0.7, top_p=0.9, top_k=50, seed=8,
-                             structured=structured(schema))]
+    params = [
+        SamplingParams(max_tokens=120, temperature=0.0, structured=structured(schema)),
+        SamplingParams(max_tokens=120, temperature=1.0, seed=7, structured=structured(schema)),
+        SamplingParams(
+            max_tokens=120,
+            temperature=0.7,
+            top_p=0.9,
+            top_k=50,
+            seed=8,
+            structured=structured(schema),
+        ),
+    ]
 
     async def scenario() -> list[list[Delta]]:
         return list(await asyncio.gather(*(run(engine, PROMPT, p) for p in params)))
@@ -134,7 +143,8 @@ def test_every_schema_gives_valid_json_on_random_weights_greedy_and_sampled(
 
 
 def test_unconstrained_rows_keep_their_greedy_tokens_beside_constrained_ones(
-        engine_factory: EngineFactory) -> None:
+    engine_factory: EngineFactory,
+) -> None:
     engine = engine_factory([2], max_batch=8)
     plain = [([1, 22, 7], 30), ([1, 900, 901, 902], 45), (PROMPT, 12)]
     constrained = [structured(SCHEMAS["nested"]), structured(SCHEMAS["arrays"]), structured(None)]
@@ -143,8 +153,9 @@ def test_unconstrained_rows_keep_their_greedy_tokens_beside_constrained_ones(
         return SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
 
     async def alone() -> list[tuple[int, ...]]:
-        return [tuple(t for d in await run(engine, p, greedy(n)) for t in d.token_ids)
-                for p, n in plain]
+        return [
+            tuple(t for d in await run(engine, p, greedy(n)) for t in d.token_ids) for p, n in plain
+        ]
 
     async def mixed() -> tuple[list[tuple[int, ...]], list[list[Delta]]]:
         async def late(i: int, coro: Any) -> Any:
@@ -152,18 +163,23 @@ def test_unconstrained_rows_keep_their_greedy_tokens_beside_constrained_ones(
             return await coro
 
         tasks = [late(i, run(engine, p, greedy(n))) for i, (p, n) in enumerate(plain)]
-        tasks += [late(i, run(engine, PROMPT, SamplingParams(max_tokens=100, temperature=0.0,
-                                                             structured=s)))
-                  for i, s in enumerate(constrained)]
+        tasks += [
+            late(
+                i,
+                run(engine, PROMPT, SamplingParams(max_tokens=100, temperature=0.0, structured=s)),
+            )
+            for i, s in enumerate(constrained)
+        ]
         done = await asyncio.gather(*tasks)
-        return ([tuple(t for d in deltas for t in d.token_ids) for deltas in done[:3]],
-                list(done[3:]))
+        return (
+            [tuple(t for d in deltas for t in d.token_ids) for deltas in done[:3]],
+            list(done[3:]),
+        )
 
     expected = asyncio.run(alone())
     together, json_answers = asyncio.run(mixed())
     assert together == expected
-    for deltas, s in zip(json_answers, [SCHEMAS["nested"], SCHEMAS["arrays"], None],
-                         strict=True):
+    for deltas, s in zip(json_answers, [SCHEMAS["nested"], SCHEMAS["arrays"], None], strict=True):
         check(deltas, s)
 
 
@@ -173,8 +189,15 @@ def test_a_short_budget_still_closes_the_json(engine_factory: EngineFactory) -> 
     engine = engine_factory([2])
     schema = SCHEMAS["required-fields"]
     for max_tokens in (CLOSING_MARGIN // 2, CLOSING_MARGIN + 20, 3 * CLOSING_MARGIN):
-        deltas = asyncio.run(run(engine, PROMPT, SamplingParams(
-            max_tokens=max_tokens, temperature=0.0, structured=structured(schema))))
+        deltas = asyncio.run(
+            run(
+                engine,
+                PROMPT,
+                SamplingParams(
+                    max_tokens=max_tokens, temperature=0.0, structured=structured(schema)
+                ),
+            )
+        )
         check(deltas, schema)
         assert deltas[-1].completion_tokens <= max_tokens
 
@@ -187,19 +210,32 @@ def test_without_the_mask_the_random_model_writes_no_json(engine_factory: Engine
         json.loads(text(deltas))
 
 
-@pytest.mark.parametrize(("value", "needle"), [
-    (StructuredOutput("json_schema", "{not json"), "not valid JSON"),
-    (StructuredOutput("json_schema", None), "needs a schema"),
-    (StructuredOutput("json_schema", "[1, 2]"), "must be a JSON object"),
-    (StructuredOutput("json_schema", "false"), "no value can match"),
-    (StructuredOutput("json_schema", json.dumps(
-        {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}})), "missing"),
-    (StructuredOutput("json_schema", json.dumps({"type": "integer", "minimum": 5,
-                                                 "maximum": 1})), "cannot be compiled"),
-    (StructuredOutput("yaml"), "allowed: json_object, json_schema"),
-])
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        (StructuredOutput("json_schema", "{not json"), "not valid JSON"),
+        (StructuredOutput("json_schema", None), "needs a schema"),
+        (StructuredOutput("json_schema", "[1, 2]"), "must be a JSON object"),
+        (StructuredOutput("json_schema", "false"), "no value can match"),
+        (
+            StructuredOutput(
+                "json_schema",
+                json.dumps({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}),
+            ),
+            "missing",
+        ),
+        (
+            StructuredOutput(
+                "json_schema", json.dumps({"type": "integer", "minimum": 5, "maximum": 1})
+            ),
+            "cannot be compiled",
+        ),
+        (StructuredOutput("yaml"), "allowed: json_object, json_schema"),
+    ],
+)
 def test_a_schema_that_cannot_compile_is_refused_by_submit(
-        engine_factory: EngineFactory, value: StructuredOutput, needle: str) -> None:
+    engine_factory: EngineFactory, value: StructuredOutput, needle: str
+) -> None:
     engine = engine_factory()
 
     async def submit() -> None:
@@ -243,19 +279,31 @@ def test_the_chatglm2_sentencepiece_tokenizer_is_constrained_too(tmp_path: Path)
         write_checkpoint,
     )
 
-    checkpoint = write_checkpoint(tmp_path / "chatglm2-tiny", {**CONFIG, "padded_vocab_size": 512},
-                                  chatglm_weights(vocab=512))
+    checkpoint = write_checkpoint(
+        tmp_path / "chatglm2-tiny", {**CONFIG, "padded_vocab_size": 512}, chatglm_weights(vocab=512)
+    )
     train_sentencepiece(checkpoint / "tokenizer.model")
     tokenizer = ChatGLM2Tokenizer(checkpoint / "tokenizer.model")
     model = load_chatglm(checkpoint, torch.device("cpu"), torch.float32)
     engine = ContinuousBatchingEngine(model, tokenizer, max_model_len=256, eos_token_ids=[2])
     engine.start()
-    schema = {"type": "object", "required": ["city", "n"],
-              "properties": {"city": {"enum": ["北京", "London"]}, "n": {"type": "integer"},
-                             "note": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "required": ["city", "n"],
+        "properties": {
+            "city": {"enum": ["北京", "London"]},
+            "n": {"type": "integer"},
+            "note": {"type": "string"},
+        },
+    }
     try:
-        deltas = asyncio.run(run(engine, tokenizer.encode("你好"), SamplingParams(
-            max_tokens=80, temperature=0.0, structured=structured(schema))))
+        deltas = asyncio.run(
+            run(
+                engine,
+                tokenizer.encode("你好"),
+                SamplingParams(max_tokens=80, temperature=0.0, structured=structured(schema)),
+            )
+        )
     finally:
         engine.stop()
     assert check(deltas, schema)["city"] in ("北京", "London")

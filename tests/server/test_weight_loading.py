@@ -71,8 +71,11 @@ def _raw_file(path: Path, header: dict[str, object], data: bytes) -> Path:
 
 
 def test_unknown_dtype_names_the_allowed_ones(tmp_path: Path) -> None:
-    path = _raw_file(tmp_path / "x.safetensors",
-                     {"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8))
+    path = _raw_file(
+        tmp_path / "x.safetensors",
+        {"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}},
+        bytes(8),
+    )
     with pytest.raises(WeightFileError, match=r"'C64'.*allowed: F64"):
         read_layout(path)
 
