@@ -123,11 +123,22 @@ class Int8WeightOnlyLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         dtype = linear.weight.dtype
         q, scale = quantize_int8(linear.weight)
+        # torch's CPU kernel is vectorized for bfloat16 activations only (measured on this
+        # 2-core Xeon, torch 2.13, [1, 576] x [1536, 576]: bf16 45 us, fp32 831 us, an fp32
+        # nn.Linear 171 us), so on the CPU the scale is bf16 and activations are cast to it.
+        scale_dtype = torch.bfloat16 if q.device.type in ("cpu", "meta") else dtype
         self.register_buffer("weight", q)
-        self.register_buffer("scale", scale.to(dtype))
+        self.register_buffer("scale", scale.to(scale_dtype))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(),
                                                                   requires_grad=False)
         self.use_compile = q.device.type == "cuda"
+
+    @classmethod
+    def empty(cls, in_features: int, out_features: int, bias: bool) -> Int8WeightOnlyLinear:
+        """A shell on the meta device whose tensors are assigned from a saved state dict (the
+        CPU weight cache, cpu_weights.py): no float weight is ever built."""
+        with torch.device("meta"):
+            return cls(nn.Linear(in_features, out_features, bias=bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
