@@ -57,8 +57,16 @@ def llama_python(wheels: Path) -> Path:
         say(f"building llama-cpp-python {LLAMA_VERSION} into {wheels} (once; 8-16 minutes)")
         wheels.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps",
-             f"llama-cpp-python=={LLAMA_VERSION}", "-w", str(wheels)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                f"llama-cpp-python=={LLAMA_VERSION}",
+                "-w",
+                str(wheels),
+            ],
             check=True,
         )
     say(f"installing {wheel.name} into {VENV}")
@@ -182,28 +190,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp --n_threads")
     parser.add_argument(
-        "--llama-n-batch", type=int, default=1,
+        "--llama-n-batch",
+        type=int,
+        default=1,
         help="llama.cpp --n_batch. 1 by default: the cached wheel (built with GGML_NATIVE, "
         "AMX_INT8 on) segfaults in llama_decode on any batch of more than one token on this "
         "VM (faulthandler: llama_cpp/_internals.py decode), so prompts are evaluated a token at "
-        "a time; decode steps are one token either way")
+        "a time; decode steps are one token either way",
+    )
     parser.add_argument("--gguf", type=Path, default=None)
     parser.add_argument("--wheel-cache", type=Path, default=DEFAULT_WHEELS)
     parser.add_argument("--port", type=int, default=7881)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--llmserve-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for llmserve (e.g. OMP_NUM_THREADS=1)",
+    )
     args = parser.parse_args(argv)
     gguf = args.gguf or bundled_gguf()
     llama = llama_python(args.wheel_cache)
     work = Path(tempfile.mkdtemp(prefix="cpu-local-"))
-    ours_env = {**os.environ, "PYTHONPATH": str(ROOT / "image"),
-                "XDG_CACHE_HOME": str(work / "cache")}
-    ours = Server("llmserve", [sys.executable, "-m", "llmserve", "serve", "--model", str(gguf),
-                               "--port", str(args.port)], ours_env, args.port, "/ready")
-    theirs = Server("llama.cpp", [str(llama), "-m", "llama_cpp.server", "--model", str(gguf),
-                                  "--n_threads", str(args.threads),
-                                  "--n_batch", str(args.llama_n_batch), "--port",
-                                  str(args.port + 1)], dict(os.environ), args.port + 1,
-                    "/v1/models")
+    ours_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "image"),
+        "XDG_CACHE_HOME": str(work / "cache"),
+        **dict(kv.split("=", 1) for kv in args.llmserve_env),
+    }
+    ours = Server(
+        "llmserve",
+        [sys.executable, "-m", "llmserve", "serve", "--model", str(gguf), "--port", str(args.port)],
+        ours_env,
+        args.port,
+        "/ready",
+    )
+    theirs = Server(
+        "llama.cpp",
+        [
+            str(llama),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--n_threads",
+            str(args.threads),
+            "--n_batch",
+            str(args.llama_n_batch),
+            "--port",
+            str(args.port + 1),
+        ],
+        dict(os.environ),
+        args.port + 1,
+        "/v1/models",
+    )
     ready: dict[str, list[float]] = {"llmserve": [], "llama.cpp": []}
     results: dict[str, list[tuple[float, float, int]]] = {"llmserve": [], "llama.cpp": []}
     try:
@@ -221,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
             for server in (ours, theirs) if run % 2 == 0 else (theirs, ours):
                 results[server.name].append(chat(server.port, args.tokens, ids[server.name]))
                 ttft, rate, n = results[server.name][-1]
-                say(f"run {run + 1} {server.name}: TTFT {ttft * 1000:.0f} ms, "
-                    f"{rate:.1f} tok/s ({n} tokens)")
+                say(
+                    f"run {run + 1} {server.name}: TTFT {ttft * 1000:.0f} ms, "
+                    f"{rate:.1f} tok/s ({n} tokens)"
+                )
     finally:
         ours.stop()
         theirs.stop()
@@ -232,20 +275,28 @@ def main(argv: list[str] | None = None) -> int:
 
     ratio = med("llmserve", 1) / med("llama.cpp", 1)
     summary = {
-        "llmserve_tok_s": med("llmserve", 1), "llama_cpp_tok_s": med("llama.cpp", 1),
-        "ratio": ratio, "llmserve_ttft_s": med("llmserve", 0),
-        "llama_cpp_ttft_s": med("llama.cpp", 0), "ready_s": ready, "runs": results,
+        "llmserve_tok_s": med("llmserve", 1),
+        "llama_cpp_tok_s": med("llama.cpp", 1),
+        "ratio": ratio,
+        "llmserve_ttft_s": med("llmserve", 0),
+        "llama_cpp_ttft_s": med("llama.cpp", 0),
+        "ready_s": ready,
+        "runs": results,
     }
     print(json.dumps(summary, indent=1))
     if not args.no_record:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
-        command = "`PYTHONPATH=image .venv/bin/python bench/cpu_local.py " + shlex.join(
-            argv if argv is not None else sys.argv[1:]) + "`"
+        command = (
+            "`PYTHONPATH=image .venv/bin/python bench/cpu_local.py "
+            + shlex.join(argv if argv is not None else sys.argv[1:])
+            + "`"
+        )
         row = (
             f"| {when} | {commit} | {med('llmserve', 1):.1f} | {med('llama.cpp', 1):.1f} | "
-            f"{ratio:.2f}× | {med('llmserve', 0) * 1000:.0f} ms | "
+            f"{ratio:.2f}x | {med('llmserve', 0) * 1000:.0f} ms | "
             f"{med('llama.cpp', 0) * 1000:.0f} ms | {ready['llmserve'][0]:.1f} / "
             f"{ready['llmserve'][1]:.1f} s | {ready['llama.cpp'][0]:.1f} / "
             f"{ready['llama.cpp'][1]:.1f} s | {{command}} |"
