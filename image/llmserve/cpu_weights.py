@@ -183,6 +183,9 @@ def int8_model(source: Path, build_float: Callable[[], Any], report: Callable[[s
     report(f"converting {source.name} to int8 weights (first start only)")
     model = build_float()
     quantize_model(model, "int8")
+    for module in model.modules():
+        if isinstance(module, Int8WeightOnlyLinear):
+            module.use_bf16_on_cpu()
     try:
         save_entry(model, entry)
         report(f"cached the converted weights in {entry}")
