@@ -54,6 +54,7 @@ browser:
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 unit: $(VENV)/.dev
 	$(PY) -m pytest

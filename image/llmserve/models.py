@@ -70,8 +70,9 @@ def bundled_smollm2_gguf() -> Path:
 
 def pick_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("LLMSERVE_DEVICE='cuda' but no CUDA device is visible; "
-                             "allowed here: auto, cpu")
+        raise ModelLoadError(
+            "LLMSERVE_DEVICE='cuda' but no CUDA device is visible; allowed here: auto, cpu"
+        )
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
@@ -93,8 +94,9 @@ def auto_dtype(device_type: str, capability: tuple[int, int] | None) -> torch.dt
     return torch.float16
 
 
-def pick_dtype(requested: str, device: torch.device,
-               capability: tuple[int, int] | None = None) -> torch.dtype:
+def pick_dtype(
+    requested: str, device: torch.device, capability: tuple[int, int] | None = None
+) -> torch.dtype:
     """`capability` defaults to the device's own (torch.cuda.get_device_capability)."""
     if requested == "auto":
         if device.type == "cuda" and capability is None:
@@ -149,9 +151,11 @@ def _context_length(config: Any) -> int:
 def _check_hf_directory(path: Path) -> None:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ModelLoadError(f"LLMSERVE_MODEL={str(path)!r} is a directory without config.json; "
-                             "allowed: a Hugging Face model directory, a .gguf file, "
-                             "random:<preset>")
+        raise ModelLoadError(
+            f"LLMSERVE_MODEL={str(path)!r} is a directory without config.json; "
+            "allowed: a Hugging Face model directory, a .gguf file, "
+            "random:<preset>"
+        )
 
 
 def load_tokenizer(source: str) -> Any:
@@ -160,12 +164,15 @@ def load_tokenizer(source: str) -> Any:
         return load_gguf_tokenizer(path)
     if path.is_dir():
         return AutoTokenizer.from_pretrained(path)
-    raise ModelLoadError(f"LLMSERVE_TOKENIZER={source!r} is neither a directory nor a .gguf "
-                         "file; allowed: a Hugging Face tokenizer directory or a .gguf file")
+    raise ModelLoadError(
+        f"LLMSERVE_TOKENIZER={source!r} is neither a directory nor a .gguf "
+        "file; allowed: a Hugging Face tokenizer directory or a .gguf file"
+    )
 
 
 def _quiet_float_loader(load: Callable[[], Any]) -> Callable[[], Any]:
     """transformers' own progress bars would interleave with our progress lines."""
+
     def run() -> Any:
         from transformers.utils import logging as hf_logging
 
@@ -180,10 +187,15 @@ def _quiet_float_loader(load: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: str = "auto",
-               name: str | None = None, tokenizer_source: str | None = None,
-               cpu_weights: str = "auto",
-               report: Callable[[str], None] | None = None) -> LoadedModel:
+def load_model(
+    spec: str | None,
+    device_setting: str = "auto",
+    dtype_setting: str = "auto",
+    name: str | None = None,
+    tokenizer_source: str | None = None,
+    cpu_weights: str = "auto",
+    report: Callable[[str], None] | None = None,
+) -> LoadedModel:
     """`cpu_weights` (LLMSERVE_CPU_WEIGHTS): on the CPU, `auto` keeps a .gguf file's weights
     compact (int8, converted once and cached: cpu_weights.py) and every other model float;
     `int8` does the same for Hugging Face directories; `float` never converts."""
@@ -197,24 +209,30 @@ def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: st
             model = build_random_model(preset, device, dtype)
         except ValueError as err:
             raise ModelLoadError(str(err)) from None
-        tokenizer = override if override is not None else load_gguf_tokenizer(
-            bundled_smollm2_gguf())
+        tokenizer = (
+            override if override is not None else load_gguf_tokenizer(bundled_smollm2_gguf())
+        )
         return _finish(model, tokenizer, name or f"random-{preset}", device, dtype)
 
     path = Path(spec) if spec is not None else bundled_smollm2_gguf()
     if not path.exists():
-        raise ModelLoadError(f"LLMSERVE_MODEL={spec!r} does not exist; allowed: a Hugging Face "
-                             "model directory, a .gguf file, random:<preset>")
+        raise ModelLoadError(
+            f"LLMSERVE_MODEL={spec!r} does not exist; allowed: a Hugging Face "
+            "model directory, a .gguf file, random:<preset>"
+        )
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise ModelLoadError(f"LLMSERVE_MODEL={spec!r} is a file but not .gguf; allowed: a "
-                                 "Hugging Face model directory, a .gguf file, random:<preset>")
+            raise ModelLoadError(
+                f"LLMSERVE_MODEL={spec!r} is a file but not .gguf; allowed: a "
+                "Hugging Face model directory, a .gguf file, random:<preset>"
+            )
         report(f"loading {path}")
         tokenizer = override if override is not None else load_gguf_tokenizer(path)
 
         def float_gguf() -> Any:
             return AutoModelForCausalLM.from_pretrained(
-                path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa")
+                path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa"
+            )
 
         if device.type == "cpu" and cpu_weights != "float" and dtype == torch.float32:
             model = int8_model(path, _quiet_float_loader(float_gguf), report)
@@ -236,7 +254,8 @@ def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: st
 
         def float_dir() -> Any:
             return AutoModelForCausalLM.from_pretrained(
-                path, dtype=dtype, attn_implementation="sdpa")
+                path, dtype=dtype, attn_implementation="sdpa"
+            )
 
         if device.type == "cpu" and cpu_weights == "int8" and dtype == torch.float32:
             model = int8_model(path, float_dir, report)
@@ -246,9 +265,16 @@ def load_model(spec: str | None, device_setting: str = "auto", dtype_setting: st
     return _finish(model.to(device).eval(), tokenizer, name or default_name, device, dtype)
 
 
-def _finish(model: Any, tokenizer: Any, name: str, device: torch.device,
-            dtype: torch.dtype) -> LoadedModel:
+def _finish(
+    model: Any, tokenizer: Any, name: str, device: torch.device, dtype: torch.dtype
+) -> LoadedModel:
     eos = _eos_ids(tokenizer, getattr(model, "generation_config", None), model.config)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name,
-                       max_model_len=_context_length(model.config), eos_token_ids=eos,
-                       device=device, dtype=dtype)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        max_model_len=_context_length(model.config),
+        eos_token_ids=eos,
+        device=device,
+        dtype=dtype,
+    )

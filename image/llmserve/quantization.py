@@ -55,22 +55,25 @@ class QuantizationError(ValueError):
     """LLMSERVE_QUANTIZATION cannot be honoured here; the message says why and what would work."""
 
 
-def check_mode(mode: str, device: torch.device,
-               capability: tuple[int, int] | None = None) -> None:
+def check_mode(mode: str, device: torch.device, capability: tuple[int, int] | None = None) -> None:
     """Refuse a mode this device cannot run, naming the setting and the allowed values."""
     if mode not in MODES:
         raise QuantizationError(
             f"LLMSERVE_QUANTIZATION={mode!r} is not a quantization mode; allowed: "
-            + ", ".join(MODES))
+            + ", ".join(MODES)
+        )
     if mode == "fp8" and device.type == "cuda":
         cc = capability or torch.cuda.get_device_capability(device)
         if tuple(cc) < FP8_MIN_CAPABILITY:
             raise QuantizationError(
                 f"LLMSERVE_QUANTIZATION='fp8' needs a GPU of compute capability >= 8.9 (H20, "
-                f"L20, 4090, H100, H200); this GPU is {cc[0]}.{cc[1]}; allowed here: none, int8")
+                f"L20, 4090, H100, H200); this GPU is {cc[0]}.{cc[1]}; allowed here: none, int8"
+            )
     if mode != "none" and device.type not in ("cuda", "cpu"):
-        raise QuantizationError(f"LLMSERVE_QUANTIZATION={mode!r} runs on cuda or cpu, not "
-                                f"{device.type}; allowed here: none")
+        raise QuantizationError(
+            f"LLMSERVE_QUANTIZATION={mode!r} runs on cuda or cpu, not "
+            f"{device.type}; allowed here: none"
+        )
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,8 +99,7 @@ def _int8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> 
 _compiled_int8: Callable[..., torch.Tensor] | None = None
 
 
-def _int8_linear_cuda(x: torch.Tensor, weight: torch.Tensor,
-                      scale: torch.Tensor) -> torch.Tensor:
+def _int8_linear_cuda(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     # One compiled function for every shape (dynamic=True: the weights' shapes do not each cost
     # a recompilation); rows == 1 is specialised by torch anyway and gets the fused reduction.
     # Inside an already compiled model this is traced through, and the outer compile needs
@@ -125,8 +127,9 @@ class Int8WeightOnlyLinear(nn.Module):
         q, scale = quantize_int8(linear.weight)
         self.register_buffer("weight", q)
         self.register_buffer("scale", scale.to(dtype))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(),
-                                                                  requires_grad=False)
+        self.bias = (
+            None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
+        )
         self.use_compile = q.device.type == "cuda"
 
     @classmethod
@@ -140,12 +143,16 @@ class Int8WeightOnlyLinear(nn.Module):
         shape = x.shape
         x2d = x.reshape(-1, self.in_features)
         if x2d.device.type == "cuda":
-            y = (_int8_linear_cuda(x2d, self.weight, self.scale) if self.use_compile
-                 else _int8_linear(x2d, self.weight, self.scale))
+            y = (
+                _int8_linear_cuda(x2d, self.weight, self.scale)
+                if self.use_compile
+                else _int8_linear(x2d, self.weight, self.scale)
+            )
         else:  # CPU: torch's packed int8 kernel wants a contiguous 2-D input in the scale's dtype
             # (a bf16 scale is the fast one: see use_bf16_on_cpu)
-            y = torch._weight_int8pack_mm(x2d.to(self.scale.dtype).contiguous(), self.weight,
-                                          self.scale).to(x.dtype)
+            y = torch._weight_int8pack_mm(
+                x2d.to(self.scale.dtype).contiguous(), self.weight, self.scale
+            ).to(x.dtype)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
@@ -171,16 +178,18 @@ class Fp8Linear(nn.Module):
         # _scaled_mm wants its second operand column-major: W^T of a row-major W is.
         self.register_buffer("weight", q)
         self.register_buffer("scale", scale[None, :].contiguous())  # [1, N] float32
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(),
-                                                                  requires_grad=False)
+        self.bias = (
+            None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2d = x.reshape(-1, self.in_features)
         x_scale = (x2d.abs().amax(dim=1, keepdim=True).float() / FP8_MAX).clamp(min=1e-12)
         x_q = (x2d.float() / x_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
-        y = torch._scaled_mm(x_q, self.weight.t(), scale_a=x_scale, scale_b=self.scale,
-                             out_dtype=x.dtype)
+        y = torch._scaled_mm(
+            x_q, self.weight.t(), scale_a=x_scale, scale_b=self.scale, out_dtype=x.dtype
+        )
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
@@ -203,13 +212,21 @@ def quantize_model(model: nn.Module, mode: str, *, skip: tuple[str, ...] = ()) -
     device = next(model.parameters()).device
     check_mode(mode, device)
     cls = Int8WeightOnlyLinear if mode == "int8" else Fp8Linear
-    targets = [(name, module) for name, module in model.named_modules()
-               if isinstance(module, nn.Linear) and not name.endswith(skip)]
+    targets = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not name.endswith(skip)
+    ]
     replaced = 0
     for name, linear in targets:
         if not _fits(mode, linear):
-            log.info("keeping %s in %s: shape %s does not fit the %s kernel", name,
-                     linear.weight.dtype, tuple(linear.weight.shape), mode)
+            log.info(
+                "keeping %s in %s: shape %s does not fit the %s kernel",
+                name,
+                linear.weight.dtype,
+                tuple(linear.weight.shape),
+                mode,
+            )
             continue
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

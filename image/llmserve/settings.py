@@ -47,9 +47,11 @@ class Settings:
     cpu_weights: str = "auto"  # auto (int8 for .gguf on the CPU) | int8 | float
 
 
-def _number_in(convert: Callable[[str], _Number], noun: str, nouns: str, low: _Number,
-               high: _Number) -> Callable[[str, str], _Number]:
+def _number_in(
+    convert: Callable[[str], _Number], noun: str, nouns: str, low: _Number, high: _Number
+) -> Callable[[str, str], _Number]:
     """A parser for `convert(raw)` within low..high; the nouns name the kind in messages."""
+
     def parse(name: str, raw: str) -> _Number:
         try:
             value = convert(raw)
@@ -90,54 +92,143 @@ def _text(name: str, raw: str) -> str:
 
 # (flag, env var, Settings field, parser, help)
 _FIELDS = [
-    ("--model", "LLMSERVE_MODEL", "model", _text,
-     "HF model directory, .gguf file or random:<preset> (default: bundled SmolLM2-135M GGUF)"),
-    ("--model-name", "LLMSERVE_MODEL_NAME", "model_name", _text,
-     "model id served in /v1/models (default: derived from the model path)"),
-    ("--tokenizer", "LLMSERVE_TOKENIZER", "tokenizer", _text,
-     "tokenizer source (HF directory or .gguf) instead of the model's own; random presets "
-     "default to the bundled SmolLM2 tokenizer"),
+    (
+        "--model",
+        "LLMSERVE_MODEL",
+        "model",
+        _text,
+        "HF model directory, .gguf file or random:<preset> (default: bundled SmolLM2-135M GGUF)",
+    ),
+    (
+        "--model-name",
+        "LLMSERVE_MODEL_NAME",
+        "model_name",
+        _text,
+        "model id served in /v1/models (default: derived from the model path)",
+    ),
+    (
+        "--tokenizer",
+        "LLMSERVE_TOKENIZER",
+        "tokenizer",
+        _text,
+        "tokenizer source (HF directory or .gguf) instead of the model's own; random presets "
+        "default to the bundled SmolLM2 tokenizer",
+    ),
     ("--host", "LLMSERVE_HOST", "host", _text, "address to listen on (default 127.0.0.1)"),
     ("--port", "LLMSERVE_PORT", "port", _int_in(1, 65535), "port to listen on (default 7861)"),
-    ("--max-batch", "LLMSERVE_MAX_BATCH", "max_batch", _int_in(1, 4096),
-     "most requests decoded together (default 32)"),
-    ("--max-queue", "LLMSERVE_MAX_QUEUE", "max_queue", _int_in(0, 100_000),
-     "most requests waiting for a batch slot before 429 (default 256)"),
-    ("--max-model-len", "LLMSERVE_MAX_MODEL_LEN", "max_model_len", _int_in(2, 1_048_576),
-     "context length: prompt plus output tokens (default: the model's)"),
+    (
+        "--max-batch",
+        "LLMSERVE_MAX_BATCH",
+        "max_batch",
+        _int_in(1, 4096),
+        "most requests decoded together (default 32)",
+    ),
+    (
+        "--max-queue",
+        "LLMSERVE_MAX_QUEUE",
+        "max_queue",
+        _int_in(0, 100_000),
+        "most requests waiting for a batch slot before 429 (default 256)",
+    ),
+    (
+        "--max-model-len",
+        "LLMSERVE_MAX_MODEL_LEN",
+        "max_model_len",
+        _int_in(2, 1_048_576),
+        "context length: prompt plus output tokens (default: the model's)",
+    ),
     ("--device", "LLMSERVE_DEVICE", "device", _choice(DEVICES), "auto|cuda|cpu (default auto)"),
-    ("--dtype", "LLMSERVE_DTYPE", "dtype", _choice(DTYPES),
-     "auto|bfloat16|float16|float32 (default auto: bfloat16 on CUDA compute capability 8.0 "
-     "and newer, float16 on older GPUs such as T4, V100S, P40, float32 on CPU)"),
-    ("--drain-seconds", "LLMSERVE_DRAIN_SECONDS", "drain_seconds", _float_in(0, 86_400),
-     "on SIGTERM, how long in-flight requests may finish (default 30)"),
-    ("--max-body-bytes", "LLMSERVE_MAX_BODY_BYTES", "max_body_bytes",
-     _int_in(1024, 1024 * 1024 * 1024), "largest accepted request body (default 4 MiB)"),
-    ("--cuda-graphs", "LLMSERVE_CUDA_GRAPHS", "cuda_graphs", _choice(("auto", "on", "off")),
-     "replay decode steps of small batches from CUDA graphs: auto|on|off (default auto: on CUDA)"),
-    ("--graph-max-batch", "LLMSERVE_GRAPH_MAX_BATCH", "graph_max_batch", _int_in(1, 256),
-     "largest batch decoded from CUDA graphs (also capped by LLMSERVE_MAX_BATCH and by GPU "
-     "memory); larger ones run eagerly (default 256)"),
-    ("--compile", "LLMSERVE_COMPILE", "compile", _choice(("auto", "on", "off")),
-     "torch.compile the one-row decode step before its CUDA graph is captured (fuses small "
-     "kernels: a faster single stream for one compilation at start-up): auto|on|off "
-     "(default auto: whenever CUDA graphs are on)"),
-    ("--header-timeout-seconds", "LLMSERVE_HEADER_TIMEOUT_SECONDS", "header_timeout_seconds",
-     _float_in(0.1, 86_400),
-     "a connection whose request line and headers take longer is closed (default 30)"),
-    ("--body-timeout-seconds", "LLMSERVE_BODY_TIMEOUT_SECONDS", "body_timeout_seconds",
-     _float_in(0.1, 86_400), "a request body not fully received by then gets 408 (default 60)"),
-    ("--tool-parser", "LLMSERVE_TOOL_PARSER", "tool_parser", _choice(("auto", "hermes", "glm")),
-     "how tool calls are read from the model's text: auto (from the chat template)|hermes|glm"),
-    ("--log-format", "LLMSERVE_LOG_FORMAT", "log_format", _choice(("text", "json")),
-     "text lines, or one JSON object per line with request id, route, status and latency on "
-     "access records (default text)"),
-    ("--cpu-weights", "LLMSERVE_CPU_WEIGHTS", "cpu_weights", _choice(("auto", "int8", "float")),
-     "weights of a model on the CPU: auto (a .gguf file's stay compact: int8, converted on the "
-     "first start and cached under ~/.cache/llmserve) | int8 (also HF directories) | float"),
-    ("--log-level", "LLMSERVE_LOG_LEVEL", "log_level",
-     _choice(("critical", "error", "warning", "info", "debug")),
-     "uvicorn log level (default info)"),
+    (
+        "--dtype",
+        "LLMSERVE_DTYPE",
+        "dtype",
+        _choice(DTYPES),
+        "auto|bfloat16|float16|float32 (default auto: bfloat16 on CUDA compute capability 8.0 "
+        "and newer, float16 on older GPUs such as T4, V100S, P40, float32 on CPU)",
+    ),
+    (
+        "--drain-seconds",
+        "LLMSERVE_DRAIN_SECONDS",
+        "drain_seconds",
+        _float_in(0, 86_400),
+        "on SIGTERM, how long in-flight requests may finish (default 30)",
+    ),
+    (
+        "--max-body-bytes",
+        "LLMSERVE_MAX_BODY_BYTES",
+        "max_body_bytes",
+        _int_in(1024, 1024 * 1024 * 1024),
+        "largest accepted request body (default 4 MiB)",
+    ),
+    (
+        "--cuda-graphs",
+        "LLMSERVE_CUDA_GRAPHS",
+        "cuda_graphs",
+        _choice(("auto", "on", "off")),
+        "replay decode steps of small batches from CUDA graphs: auto|on|off "
+        "(default auto: on CUDA)",
+    ),
+    (
+        "--graph-max-batch",
+        "LLMSERVE_GRAPH_MAX_BATCH",
+        "graph_max_batch",
+        _int_in(1, 256),
+        "largest batch decoded from CUDA graphs (also capped by LLMSERVE_MAX_BATCH and by GPU "
+        "memory); larger ones run eagerly (default 256)",
+    ),
+    (
+        "--compile",
+        "LLMSERVE_COMPILE",
+        "compile",
+        _choice(("auto", "on", "off")),
+        "torch.compile the one-row decode step before its CUDA graph is captured (fuses small "
+        "kernels: a faster single stream for one compilation at start-up): auto|on|off "
+        "(default auto: whenever CUDA graphs are on)",
+    ),
+    (
+        "--header-timeout-seconds",
+        "LLMSERVE_HEADER_TIMEOUT_SECONDS",
+        "header_timeout_seconds",
+        _float_in(0.1, 86_400),
+        "a connection whose request line and headers take longer is closed (default 30)",
+    ),
+    (
+        "--body-timeout-seconds",
+        "LLMSERVE_BODY_TIMEOUT_SECONDS",
+        "body_timeout_seconds",
+        _float_in(0.1, 86_400),
+        "a request body not fully received by then gets 408 (default 60)",
+    ),
+    (
+        "--tool-parser",
+        "LLMSERVE_TOOL_PARSER",
+        "tool_parser",
+        _choice(("auto", "hermes", "glm")),
+        "how tool calls are read from the model's text: auto (from the chat template)|hermes|glm",
+    ),
+    (
+        "--log-format",
+        "LLMSERVE_LOG_FORMAT",
+        "log_format",
+        _choice(("text", "json")),
+        "text lines, or one JSON object per line with request id, route, status and latency on "
+        "access records (default text)",
+    ),
+    (
+        "--cpu-weights",
+        "LLMSERVE_CPU_WEIGHTS",
+        "cpu_weights",
+        _choice(("auto", "int8", "float")),
+        "weights of a model on the CPU: auto (a .gguf file's stay compact: int8, converted on the "
+        "first start and cached under ~/.cache/llmserve) | int8 (also HF directories) | float",
+    ),
+    (
+        "--log-level",
+        "LLMSERVE_LOG_LEVEL",
+        "log_level",
+        _choice(("critical", "error", "warning", "info", "debug")),
+        "uvicorn log level (default info)",
+    ),
 ]
 
 
@@ -150,8 +241,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags stay strings here: `load_settings` parses and checks flags and env alike."""
     for flag, env, _field, _parse, help_text in _FIELDS:
         parser.add_argument(flag, default=None, help=f"{help_text}; env {env}")
-    parser.add_argument("--api-key-file", default=None,
-                        help="file holding the Bearer API key; env LLMSERVE_API_KEY_FILE")
+    parser.add_argument(
+        "--api-key-file",
+        default=None,
+        help="file holding the Bearer API key; env LLMSERVE_API_KEY_FILE",
+    )
 
 
 def _read_api_key(env: Mapping[str, str], key_file_flag: str | None) -> str | None:
@@ -180,8 +274,9 @@ def _read_api_key(env: Mapping[str, str], key_file_flag: str | None) -> str | No
     return key
 
 
-def load_settings(args: argparse.Namespace | None = None,
-                  env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     for flag, env_name, field, parse, _help in _FIELDS:
