@@ -171,7 +171,7 @@ def test_matching_load_balancer_settings_are_accepted() -> None:
     ],
 )
 def test_config_and_components_refuse_the_same_images(image: str, pinned: bool) -> None:
-    """One rule (k8s_helpers.pinned_image_problem) for the config and the components."""
+    """One rule (conventions.pinned_image_problem) for the config and the components."""
     if pinned:
         parse(raw_values("dev", inferenceImage=image), "dev")
         conventions.require_pinned_image("image", image)
