@@ -44,7 +44,8 @@ FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 INT8_MAX = 127.0
 
-# Bytes per parameter of a quantized Linear's weight, for sizing memory (components/stack/capacity.py).
+# Bytes per parameter of a quantized Linear's weight, for sizing memory
+# (components/stack/capacity.py).
 # Scales add one bf16 (int8) or fp32 (fp8) value per output channel: 2/K or 4/K bytes a
 # parameter (K = in_features, 4096 for ChatGLM2), rounded up here to 1.01. Embeddings and norms
 # keep the model dtype (2 bytes in bf16).
