@@ -21,9 +21,6 @@ from components.ucloud.validation import CHARGE_TYPES, Checker
 OPERATOR_NAMES = vocabulary.EIP_INTERNET_TYPES
 # Bandwidth limits per pay mode at AllocateEIP (vocabulary.EIP_BANDWIDTH_MBPS).
 BANDWIDTH_LIMITS = {mode: r.high for mode, r in vocabulary.EIP_BANDWIDTH_MBPS.items()}
-# ...and when changing it in place (vocabulary.EIP_MODIFY_BANDWIDTH_MBPS).
-MODIFY_BANDWIDTH_LIMITS = {mode: r.high for mode, r in vocabulary.EIP_MODIFY_BANDWIDTH_MBPS.items()}
-MIN_BANDWIDTH = 1
 FREE, USED = "free", "used"
 ATTRIBUTES = ("name", "tag", "remark")
 
@@ -47,17 +44,17 @@ def bandwidth_update_problem(charge_mode: str, bandwidth: int) -> str | None:
     For check(): an EIP allocated above these limits can keep its bandwidth, but an
     in-place change must land inside them.
     """
-    limit = MODIFY_BANDWIDTH_LIMITS.get(charge_mode)
-    if limit is None:
+    allowed = vocabulary.EIP_MODIFY_BANDWIDTH_MBPS.get(charge_mode)
+    if allowed is None:
         return (
             f"bandwidth: no in-place change is known for charge_mode {charge_mode!r}; "
-            f"allowed charge modes: {', '.join(MODIFY_BANDWIDTH_LIMITS)}"
+            f"allowed charge modes: {', '.join(vocabulary.EIP_MODIFY_BANDWIDTH_MBPS)}"
         )
-    if MIN_BANDWIDTH <= bandwidth <= limit:
+    if allowed.allows(bandwidth):
         return None
     return (
         f"bandwidth: got {bandwidth}; an in-place change (ModifyEIPBandwidth) allows "
-        f"{MIN_BANDWIDTH}-{limit} Mbps for charge_mode {charge_mode!r}"
+        f"{allowed.low}-{allowed.high} Mbps for charge_mode {charge_mode!r}"
     )
 
 

@@ -19,9 +19,6 @@ from components.ucloud.validation import CHARGE_TYPES, Checker, as_int
 
 # Storage classes, sizes and protocols: vocabulary.UFS_* (API create_ufs_volume.md, SDK).
 STORAGE_TYPES = vocabulary.UFS_STORAGE_TYPES
-MIN_SIZE_GB = {kind: r.low for kind, r in vocabulary.UFS_SIZE_GB.items()}
-MAX_SIZE_GB = {kind: r.high for kind, r in vocabulary.UFS_SIZE_GB.items()}
-SIZE_STEP_GB = vocabulary.UFS_SIZE_GB["Basic"].step
 PROTOCOL_TYPES = vocabulary.UFS_PROTOCOL_TYPES
 
 
