@@ -36,7 +36,7 @@ from llmserve.generation import (
     collect,
     sse,
 )
-from llmserve.logs import AccessLogMiddleware
+from llmserve.logs import log_access, request_id_of
 from llmserve.metrics import ServerMetrics
 from llmserve.params import (
     per_choice,
@@ -144,9 +144,10 @@ def _route_label(path: str) -> str:
     return "other"
 
 
-class _MetricsMiddleware:
-    """Counts every response by route and status; a plain ASGI middleware, so streaming
-    responses and client disconnects pass through untouched."""
+class _ResponseMiddleware:
+    """Per response, in one wrapper of `send`: counts it by route and status for /metrics and
+    writes its access record (llmserve.logs) with the request id, echoed back in X-Request-Id.
+    A plain ASGI middleware, so streaming responses and client disconnects pass untouched."""
 
     def __init__(self, app: Any, metrics: Callable[[], ServerMetrics]) -> None:
         self.app, self.metrics = app, metrics
@@ -155,24 +156,31 @@ class _MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = _route_label(scope["path"])
+        path = scope["path"]
+        route = _route_label(path)
+        request_id = request_id_of(scope.get("headers") or [])
+        started_at = time.perf_counter()
+        status: int | None = None
 
-        started = False
-
-        async def counting_send(message: Any) -> None:
-            nonlocal started
+        async def recording_send(message: Any) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
-                self.metrics().requests.labels(route, str(message["status"])).inc()
+                status = int(message["status"])
+                self.metrics().requests.labels(route, str(status)).inc()
+                headers = [*(message.get("headers") or []), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, receive, counting_send)
+            await self.app(scope, receive, recording_send)
         except Exception:
             # Starlette answers an unhandled error with a 500 outside this middleware.
-            if not started:
+            if status is None:
                 self.metrics().requests.labels(route, "500").inc()
             raise
+        finally:
+            latency_ms = round((time.perf_counter() - started_at) * 1000, 1)
+            log_access(scope.get("method", ""), path, route, status or 500, latency_ms, request_id)
 
 
 def create_app(
@@ -213,8 +221,7 @@ def create_app(
         title="llmserve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.server = state
-    app.add_middleware(_MetricsMiddleware, metrics=lambda: metrics)
-    app.add_middleware(AccessLogMiddleware, route_of=_route_label)
+    app.add_middleware(_ResponseMiddleware, metrics=lambda: metrics)
     install_error_handlers(app)
 
     if STATIC_DIR.is_dir():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from llmserve.app import _empty_stats, _MetricsMiddleware
+from llmserve.app import _empty_stats, _ResponseMiddleware
 from llmserve.metrics import ServerMetrics
 from prometheus_client import generate_latest
 
@@ -15,7 +15,7 @@ from tests.llm_server import RunningServer
 def test_a_crash_inside_the_app_is_counted_as_500() -> None:
     metrics = ServerMetrics(_empty_stats, lambda: "m")
     app = FastAPI()
-    app.add_middleware(_MetricsMiddleware, metrics=lambda: metrics)  # as create_app does
+    app.add_middleware(_ResponseMiddleware, metrics=lambda: metrics)  # as create_app does
 
     @app.get("/v1/models")
     async def boom() -> None:
