@@ -934,6 +934,38 @@ def parse(values: Mapping[str, Any], stack: str) -> StackConfig:
     return StackConfig.model_validate({"stack": stack, **known})
 
 
+def decode_values(raw: Mapping[str, str]) -> dict[str, Any]:
+    """Config values as text (key -> str; arrays as JSON) -> values for `parse`; hubToken left
+    out. Raises ConfigError on the first array that is not JSON."""
+    values: dict[str, Any] = {}
+    for key, text in raw.items():
+        if key in EXTRA_KEYS:
+            continue
+        if key in ARRAY_KEYS:
+            try:
+                values[key] = json.loads(text)
+            except json.JSONDecodeError:
+                raise ConfigError(
+                    [f"{PROJECT}:{key} = {text!r}: must be a list (YAML sequence)"]
+                ) from None
+        else:
+            values[key] = text
+    return values
+
+
+def parse_after_prefix_check(
+    values: Mapping[str, Any], stack: str, prefix_problems: list[str]
+) -> StackConfig:
+    """`parse`, with the misspelt-prefix problems (misspelt_prefix_problems) reported first."""
+    try:
+        parsed = parse(values, stack)
+    except ConfigError as error:
+        raise ConfigError(prefix_problems + error.problems) from None
+    if prefix_problems:
+        raise ConfigError(prefix_problems)
+    return parsed
+
+
 def check_secrets(is_secret: Callable[[str], bool], present: Callable[[str], bool]) -> None:
     """Credentials and tokens must never sit in plain config (they would land in Git)."""
     plain = [k for k in sorted(SECRET_KEYS) if present(k) and not is_secret(k)]
@@ -965,30 +997,13 @@ def load() -> StackConfig:
     config = pulumi.Config(PROJECT)
     full_keys = _config_keys()
     prefix_problems = misspelt_prefix_problems(full_keys)
-    values: dict[str, Any] = {}
-    for key in _project_keys_set(full_keys):
-        raw = config.get(key)
-        if raw is None or key in EXTRA_KEYS:
-            continue
-        if key in ARRAY_KEYS:
-            try:
-                values[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                raise ConfigError(
-                    [f"{PROJECT}:{key} = {raw!r}: must be a list (YAML sequence)"]
-                ) from None
-        else:
-            values[key] = raw
+    raw = {key: config.get(key) for key in _project_keys_set(full_keys)}
+    values = decode_values({key: text for key, text in raw.items() if text is not None})
     check_secrets(
         is_secret=pulumi.runtime.is_config_secret,
         present=lambda k: pulumi.runtime.get_config(k) is not None,
     )
-    try:
-        parsed = parse(values, pulumi.get_stack())
-    except ConfigError as error:
-        raise ConfigError(prefix_problems + error.problems) from None
-    if prefix_problems:
-        raise ConfigError(prefix_problems)
+    parsed = parse_after_prefix_check(values, pulumi.get_stack(), prefix_problems)
     for warning in parsed.warnings():
         pulumi.log.warn(warning)
     return parsed

@@ -33,11 +33,8 @@ from components.ucloud.validation import Checker, is_unknown
 from components.ucloud.waiting import Observation, WaitPolicy, wait_for_state
 
 MAX_LABELS = vocabulary.MAX_NODE_LABELS  # five label pairs; the group label takes one.
-MAX_TAINTS = vocabulary.MAX_NODE_TAINTS
-TAINT_EFFECTS = vocabulary.TAINT_EFFECTS
 MACHINE_TYPES = vocabulary.NODE_MACHINE_TYPES
 CHARGE_TYPES = vocabulary.NODE_CHARGE_TYPES
-BOOT_DISK_TYPES = vocabulary.BOOT_DISK_TYPES
 ID_SEPARATOR = "/"
 CLUSTER_GONE = "<cluster gone>"
 SECRET_OUTPUTS = ["password"]

@@ -10,12 +10,10 @@ prices exactly the hosts `pulumi up` would create.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.errors import ConfigError
 from components.stack import config as stack_config
 from components.ucloud import vocabulary
 from components.ucloud.cluster import master_zones, nodes_per_zone
@@ -92,32 +90,16 @@ class StackPlan:
 def parse_settings(config: Mapping[str, str], stack: str) -> StackConfig:
     """tools/stack_config.load_stack's flat map (CLI encoding) -> a checked StackConfig.
 
-    Mirrors components/config.load: project keys only, arrays JSON-decoded, hubToken left out,
+    Decodes and parses as components/stack/config.load does (decode_values,
+    parse_after_prefix_check): project keys only, arrays JSON-decoded, hubToken left out,
     keys under a misspelt project prefix refused. Raises ConfigError with every problem.
     """
     prefix = PROJECT + ":"
     prefix_problems = stack_config.misspelt_prefix_problems(config)
-    values: dict[str, Any] = {}
-    for full, raw in config.items():
-        if not full.startswith(prefix):
-            continue
-        name = full[len(prefix) :]
-        if name in stack_config.EXTRA_KEYS:
-            continue
-        if name in stack_config.ARRAY_KEYS:
-            try:
-                values[name] = json.loads(raw)
-            except json.JSONDecodeError:
-                raise ConfigError([f"{full} = {raw!r}: must be a list (YAML sequence)"]) from None
-        else:
-            values[name] = raw
-    try:
-        parsed = stack_config.parse(values, stack)
-    except ConfigError as error:
-        raise ConfigError(prefix_problems + error.problems) from None
-    if prefix_problems:
-        raise ConfigError(prefix_problems)
-    return parsed
+    values = stack_config.decode_values(
+        {full[len(prefix) :]: raw for full, raw in config.items() if full.startswith(prefix)}
+    )
+    return stack_config.parse_after_prefix_check(values, stack, prefix_problems)
 
 
 def uses_ucloud(cfg: StackConfig) -> bool:
