@@ -62,10 +62,6 @@ REGION_ZONES: dict[str, tuple[str, ...]] = {
 }
 REGIONS = tuple(REGION_ZONES)
 ZONES = tuple(zone for zones in REGION_ZONES.values() for zone in zones)
-# Regions in mainland China take EIP line "Bgp"; the rest "International" (API
-# uk8s-api/add_uk8s_uhost_node.md, NetworkInterface.N.EIP.OperatorName: "其他海外线路均为
-# International"). hk and tw-tp count as overseas there (hk: International).
-MAINLAND_REGIONS = tuple(r for r in REGIONS if r.startswith("cn-"))
 
 
 # ---- GPU types ---------------------------------------------------------------------------------
