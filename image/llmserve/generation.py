@@ -78,6 +78,9 @@ class Run:
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
 
+    def usage(self) -> dict[str, int]:
+        return protocol.usage(self.stream.prompt_tokens, self.completion_tokens)
+
     async def next(self) -> Delta:
         delta = await self.stream.next_delta()
         self.note(delta)
