@@ -168,11 +168,7 @@ async def events(
     choices = [_ChoiceStream(mode, parser) for _ in runs]
 
     def chunk(choice: dict[str, Any], run: Run) -> dict[str, Any]:
-        usage = (
-            protocol.usage(run.stream.prompt_tokens, run.completion_tokens)
-            if continuous_usage
-            else None
-        )
+        usage = run.usage() if continuous_usage else None
         return protocol.chat_chunk(id_, model, created, [choice], usage)
 
     for index, run in enumerate(runs):

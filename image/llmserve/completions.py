@@ -107,11 +107,7 @@ async def events(
     echoed = [not opts.echo] * len(runs)
 
     def chunk(choice: dict[str, Any], run: Run) -> dict[str, Any]:
-        usage = (
-            protocol.usage(run.stream.prompt_tokens, run.completion_tokens)
-            if continuous_usage
-            else None
-        )
+        usage = run.usage() if continuous_usage else None
         return protocol.completion_chunk(id_, model, created, [choice], usage)
 
     async for index, delta in interleave(runs):

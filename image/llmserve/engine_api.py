@@ -7,7 +7,6 @@ replace the first one without touching the wire protocol or the routes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -125,11 +124,6 @@ class RequestStream:
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
-
-    def push(self, delta: Delta) -> None:
-        """Called from any thread. A closed loop means nobody is listening any more."""
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, delta)
 
     def push_on_loop(self, delta: Delta) -> None:
         """Called on the event loop (engines batch many deltas into one loop callback)."""

@@ -78,6 +78,9 @@ class Run:
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
 
+    def usage(self) -> dict[str, int]:
+        return protocol.usage(self.stream.prompt_tokens, self.completion_tokens)
+
     async def next(self) -> Delta:
         delta = await self.stream.next_delta()
         self.note(delta)
@@ -106,6 +109,11 @@ class Run:
         )
 
 
+def retry_later(status: int, message: str, code: str) -> APIError:
+    """A refusal the client may retry after RETRY_AFTER_SECONDS."""
+    return APIError(status, message, code=code, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
 def admit(
     engine: Engine,
     requests: list[tuple[list[int], SamplingParams]],
@@ -119,23 +127,15 @@ def admit(
             runs.append(Run(engine.submit(prompt_ids, params), registry, metrics))
     except QueueFullError as err:
         close_all(runs)
-        raise APIError(
-            429,
-            f"the server is at capacity ({err}); retry later",
-            code="queue_full",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        raise retry_later(
+            429, f"the server is at capacity ({err}); retry later", "queue_full"
         ) from None
     except StructuredOutputError as err:
         close_all(runs)
         raise APIError(400, str(err), param="response_format", code="invalid_schema") from None
     except EngineStoppedError as err:
         close_all(runs)
-        raise APIError(
-            503,
-            f"the engine is not running ({err})",
-            code="engine_stopped",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        ) from None
+        raise retry_later(503, f"the engine is not running ({err})", "engine_stopped") from None
     return runs
 
 
@@ -171,11 +171,8 @@ def failure(delta: Delta) -> APIError:
     """Why a generation ended in "error" or "cancelled"; answered as JSON or as an SSE event."""
     if delta.finish_reason == "error":
         return APIError(500, delta.error or "generation failed", code="generation_failed")
-    return APIError(
-        503,
-        "the request was cancelled because the server is shutting down",
-        code="server_draining",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    return retry_later(
+        503, "the request was cancelled because the server is shutting down", "server_draining"
     )
 
 

@@ -392,16 +392,17 @@ def chat_choice(
     }
 
 
-def chat_chunk(
+def _chunk(
+    object_: str,
     id_: str,
     model: str,
     created: int,
     choices: list[dict[str, Any]],
-    usage_: dict[str, int] | None = None,
+    usage_: dict[str, int] | None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": id_,
-        "object": "chat.completion.chunk",
+        "object": object_,
         "created": created,
         "model": model,
         "choices": choices,
@@ -409,6 +410,16 @@ def chat_chunk(
     if usage_ is not None:
         body["usage"] = usage_
     return body
+
+
+def chat_chunk(
+    id_: str,
+    model: str,
+    created: int,
+    choices: list[dict[str, Any]],
+    usage_: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    return _chunk("chat.completion.chunk", id_, model, created, choices, usage_)
 
 
 def chat_chunk_choice(
@@ -450,16 +461,7 @@ def completion_chunk(
     choices: list[dict[str, Any]],
     usage_: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": id_,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-    }
-    if usage_ is not None:
-        body["usage"] = usage_
-    return body
+    return _chunk("text_completion", id_, model, created, choices, usage_)
 
 
 def model_card(model: str, created: int, max_model_len: int) -> dict[str, Any]:
