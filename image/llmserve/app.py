@@ -29,11 +29,11 @@ from llmserve.body import parse
 from llmserve.engine_api import Engine, EngineStats
 from llmserve.errors import APIError, install_error_handlers
 from llmserve.generation import (
-    RETRY_AFTER_SECONDS,
     RunRegistry,
     admit,
     close_all,
     collect,
+    retry_later,
     sse,
 )
 from llmserve.logs import log_access, request_id_of
@@ -310,18 +310,14 @@ def create_app(
 
     def backend_or_503() -> Backend:
         if state.draining:
-            raise APIError(
-                503,
-                "the server is shutting down; retry on another replica",
-                code="server_draining",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            raise retry_later(
+                503, "the server is shutting down; retry on another replica", "server_draining"
             )
         if state.backend is None:
-            raise APIError(
+            raise retry_later(
                 503,
                 "the model is still loading" if state.load_error is None else state.load_error,
-                code="model_not_ready",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
+                "model_not_ready",
             )
         return state.backend
 
