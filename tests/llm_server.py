@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,18 @@ class RunningServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_once(self, condition: Callable[[str], bool], what: str, deadline_s: float = 30) -> str:
+        """The log once `condition` holds of it. Access records are written when a response has
+        been sent, so a client that has its answer can be ahead of the server's log line."""
+        end = time.monotonic() + deadline_s
+        while True:
+            log = self.log()
+            if condition(log):
+                return log
+            if time.monotonic() > end:
+                raise AssertionError(f"log never showed {what} in {deadline_s} s:\n{log[-2000:]}")
+            time.sleep(0.05)
 
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics, keyed by its name with labels as written."""
