@@ -8,15 +8,24 @@ from __future__ import annotations
 import copy
 
 import pytest
+from kubernetes_validate.utils import major_minor
 
 from components.errors import ConfigError
+from components.k8s import keda
 from components.k8s.autoscaling import QueueAutoscalerArgs, queue_query, scaled_object_spec
 from components.k8s.conventions import image_version, object_labels, require_label_value
 from components.k8s.gpu_drivers import GpuDriversArgs, uk8s_plugin_patch_spec
 from components.k8s.inference import network_policy_spec
 from components.k8s.monitoring import pod_monitor_spec
 from tests.k8s.stacks import gpu_inference
-from tests.k8s.validate import crd_schema, patch_errors, schema_errors
+from tests.k8s.validate import (
+    KEDA_RELEASE,
+    PROMETHEUS_OPERATOR_RELEASES,
+    crd_errors,
+    crd_schema,
+    patch_errors,
+    schema_errors,
+)
 from tests.stack.stack_values import planned
 
 
@@ -24,22 +33,63 @@ def kind_manifest(plan_stack: str, kind: str) -> dict:
     return next(m for m in planned(plan_stack).manifests() if m["kind"] == kind)
 
 
-@pytest.mark.parametrize("kind", ["ScaledObject", "PodMonitor"])
-def test_prods_custom_resources_are_valid(kind: str) -> None:
-    assert schema_errors(kind_manifest("prod", kind)) == []
+@pytest.mark.parametrize(
+    ("kind", "release"),
+    [("ScaledObject", KEDA_RELEASE)] + [("PodMonitor", r) for r in PROMETHEUS_OPERATOR_RELEASES],
+)
+def test_prods_custom_resources_are_valid(kind: str, release: str) -> None:
+    assert crd_errors(kind_manifest("prod", kind), release) == []
+
+
+def test_the_keda_schema_is_the_pinned_charts() -> None:
+    """Bumping the chart without re-vendoring its CRD schema fails here (patch releases of 2.16
+    share one CRD: SOURCES.md)."""
+    vendored = KEDA_RELEASE.removeprefix("keda-")
+    assert major_minor(vendored) == major_minor(keda.CHART_VERSION), (
+        f"KEDA chart {keda.CHART_VERSION} but the vendored ScaledObject schema is {vendored}: "
+        "re-vendor it (tests/k8s/crd_schemas/vendor.py)"
+    )
+
+
+def scaled_object() -> dict:
+    return copy.deepcopy(kind_manifest("prod", "ScaledObject"))
+
+
+def test_the_keda_schema_is_2_16s() -> None:
+    """initialCooldownPeriod came with KEDA 2.16 (the 2.10 schema vendored before refused it);
+    fallback.behavior only with 2.17."""
+    newer = scaled_object()
+    newer["spec"]["initialCooldownPeriod"] = 120
+    assert schema_errors(newer) == []
+    newer["spec"]["fallback"] = {"failureThreshold": 3, "replicas": 1, "behavior": "static"}
+    (error,) = schema_errors(newer)
+    assert "behavior" in error and KEDA_RELEASE in error
 
 
 def test_a_misspelt_scaled_object_field_is_caught() -> None:
-    broken = copy.deepcopy(kind_manifest("prod", "ScaledObject"))
+    broken = scaled_object()
     broken["spec"]["maxReplicas"] = broken["spec"].pop("maxReplicaCount")
     (error,) = schema_errors(broken)
     assert "maxReplicas" in error
 
 
 def test_a_wrong_type_in_a_scaled_object_is_caught() -> None:
-    broken = copy.deepcopy(kind_manifest("prod", "ScaledObject"))
+    broken = scaled_object()
     broken["spec"]["minReplicaCount"] = "one"
     assert schema_errors(broken)
+    broken = scaled_object()
+    broken["spec"]["triggers"][0]["metadata"]["threshold"] = 1
+    (error,) = schema_errors(broken)
+    assert "triggers.0.metadata.threshold" in error
+
+
+def test_the_charts_stabilization_window_bound_is_checked() -> None:
+    """The chart's CRD caps the HPA stabilisation window at 3600 s, as the HPA API does."""
+    broken = scaled_object()
+    behavior = broken["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    behavior["scaleDown"]["stabilizationWindowSeconds"] = 3601
+    (error,) = schema_errors(broken)
+    assert "stabilizationWindowSeconds" in error and "3600" in error
 
 
 def test_a_misspelt_pod_monitor_field_is_caught() -> None:
@@ -52,11 +102,22 @@ def test_a_misspelt_pod_monitor_field_is_caught() -> None:
     assert any("paths" in e for e in schema_errors(broken))
 
 
+def test_a_pod_monitor_must_suit_every_vendored_operator_release() -> None:
+    """scrapeClass exists in 0.80.1 only: the object is refused for 0.57.0 alone."""
+    newer = copy.deepcopy(kind_manifest("prod", "PodMonitor"))
+    newer["spec"]["scrapeClass"] = "default"
+    oldest, newest = PROMETHEUS_OPERATOR_RELEASES
+    assert crd_errors(newer, newest) == []
+    assert [e for e in schema_errors(newer) if "scrapeClass" in e and oldest in e]
+    assert not [e for e in schema_errors(newer) if newest in e]
+
+
 def test_custom_resource_metadata_is_checked_as_object_meta() -> None:
     broken = copy.deepcopy(kind_manifest("prod", "PodMonitor"))
     broken["metadata"]["lables"] = {}
-    assert schema_errors(broken)
-    assert crd_schema("keda.sh/v1alpha1", "ScaledObject")["additionalProperties"] is False
+    assert len(schema_errors(broken)) == len(PROMETHEUS_OPERATOR_RELEASES)
+    schema = crd_schema(KEDA_RELEASE, "keda.sh/v1alpha1", "ScaledObject")
+    assert schema["additionalProperties"] is False
 
 
 def test_the_device_plugin_patch_is_a_valid_partial_daemonset() -> None:

@@ -6,9 +6,11 @@ would silently drop (or reject at `pulumi up` time).
 
 - Built-in kinds: kubernetes-validate's schemas for the version.
 - KEDA's ScaledObject and the Prometheus Operator's PodMonitor/ServiceMonitor: their CRDs'
-  openAPIV3Schema, vendored in tests/k8s/crd_schemas/ (SOURCES.md there: the packages, versions
-  and licences), made strict the same way (an object with `properties` takes no other key), with
-  `metadata` checked as the version's ObjectMeta.
+  openAPIV3Schema, vendored in tests/k8s/crd_schemas/<project>-<version>/ (SOURCES.md there: the
+  packages, versions and licences), made strict the same way (an object with `properties` takes
+  no other key), with `metadata` checked as the version's ObjectMeta. A kind vendored for several
+  upstream versions must be valid in each (the Prometheus Operator is UK8S's, of no known
+  version: the oldest and the newest release we can source).
 - Patches (DaemonSetPatch ...): the kind's strict schema without `required`, since a
   server-side-apply patch names only the fields it owns.
 """
@@ -35,11 +37,13 @@ from tools.mock_runtime import SECRET_MASK, Plan
 DEFAULT_VERSION = "1.30.0"
 _SECRET_FIELDS = ("data", "stringData")
 CRD_SCHEMAS = Path(__file__).resolve().parent / "crd_schemas"
-# apiVersion, kind -> the vendored schema file.
-CRD_KINDS = {
-    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_ScaledObject.json",
-    ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_v1_PodMonitor.json",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_ServiceMonitor.json",
+# apiVersion, kind -> the upstream releases whose schema is vendored (crd_schemas/<release>/).
+KEDA_RELEASE = "keda-2.16.1"
+PROMETHEUS_OPERATOR_RELEASES = ("prometheus-operator-0.57.0", "prometheus-operator-0.80.1")
+CRD_KINDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("keda.sh/v1alpha1", "ScaledObject"): (KEDA_RELEASE,),
+    ("monitoring.coreos.com/v1", "PodMonitor"): PROMETHEUS_OPERATOR_RELEASES,
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): PROMETHEUS_OPERATOR_RELEASES,
 }
 _DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
 _OBJECT_META_REF = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta#"
@@ -89,10 +93,16 @@ def _definitions(version: str, patch: bool) -> dict[str, Any]:
     return _without_required(defs) if patch else defs
 
 
+def crd_schema_file(release: str, api_version: str, kind: str) -> Path:
+    group, version = api_version.split("/")
+    return CRD_SCHEMAS / release / f"{group}_{version}_{kind}.json"
+
+
 @functools.cache
-def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
-    """The vendored CRD schema, strict, its `metadata` pointing at the built-in ObjectMeta."""
-    text = (CRD_SCHEMAS / CRD_KINDS[(api_version, kind)]).read_text()
+def crd_schema(release: str, api_version: str, kind: str) -> dict[str, Any]:
+    """One release's vendored CRD schema, strict, its `metadata` pointing at the built-in
+    ObjectMeta."""
+    text = crd_schema_file(release, api_version, kind).read_text()
     text = text.replace(
         f'"{_OBJECT_META_REF}"',
         json.dumps(f"{_DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
@@ -134,14 +144,13 @@ def schema_errors(manifest: dict[str, Any], version: str = DEFAULT_VERSION) -> l
     kind = manifest.get("kind", "?")
     name = manifest.get("metadata", {}).get("name", "?")
     manifest = _unmask_secret_payload(manifest)
-    if (manifest.get("apiVersion"), kind) in CRD_KINDS:
-        try:
-            _validate(
-                crd_schema(manifest["apiVersion"], kind), manifest, _definitions(version, False)
-            )
-        except jsonschema.ValidationError as e:
-            return [f"{kind}/{name}: {'.'.join(str(p) for p in e.path)}: {e.message}"]
-        return []
+    releases = CRD_KINDS.get((manifest.get("apiVersion", ""), kind))
+    if releases:
+        return [
+            f"{kind}/{name} ({release}): {problem}"
+            for release in releases
+            for problem in crd_errors(manifest, release, version)
+        ]
     try:
         kubernetes_validate.validate(manifest, version, strict=True)
     except kubernetes_validate.ValidationError as e:
@@ -149,6 +158,16 @@ def schema_errors(manifest: dict[str, Any], version: str = DEFAULT_VERSION) -> l
         return [f"{kind}/{name}: {path}: {e.message}"]
     except kubernetes_validate.SchemaNotFoundError as e:
         return [f"{kind}/{name}: {e.message}"]
+    return []
+
+
+def crd_errors(manifest: dict[str, Any], release: str, version: str = DEFAULT_VERSION) -> list[str]:
+    """The object against one release's CRD schema, as 'path: message' lines."""
+    schema = crd_schema(release, manifest["apiVersion"], manifest["kind"])
+    try:
+        _validate(schema, manifest, _definitions(version, False))
+    except jsonschema.ValidationError as e:
+        return [f"{'.'.join(str(p) for p in e.path)}: {e.message}"]
     return []
 
 
