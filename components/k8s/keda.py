@@ -6,7 +6,10 @@ the CRDs (ScaledObject, ...) and pulumi-kubernetes applies them first.
 
 Version: KEDA chart 2.16.0 (app 2.16.0), from https://kedacore.github.io/charts (kedacore/charts
 release v2.16.0). KEDA 2.16 supports Kubernetes 1.29-1.31 (keda.sh/docs/2.16/operate/cluster,
-"Kubernetes Compatibility"); the stack config warns outside that window.
+"Kubernetes Compatibility"); the stack config warns outside that window. Tests validate the
+ScaledObject against this chart's CRD schema (tests/k8s/crd_schemas/keda-2.16.1: KEDA's CRDs are
+the same in 2.16.0 and 2.16.1); moving the pin to another minor fails them until it is
+re-vendored.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ Operator.
   import the same JSON by hand.
 - The PodMonitor (only where the cluster runs the Prometheus Operator, whose CRD it is) scrapes
   the inference pods' named port `http` at /metrics; the scrape annotations on the pods serve
-  annotation-based Prometheus configurations instead.
+  annotation-based Prometheus configurations instead. The operator is the cluster's (UK8S's
+  monitoring center), of no documented version: tests validate the PodMonitor against the CRD
+  schemas of prometheus-operator v0.57.0 and v0.80.1 (tests/k8s/crd_schemas/SOURCES.md).
 """
 
 from __future__ import annotations
