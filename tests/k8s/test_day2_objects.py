@@ -6,6 +6,7 @@ exactly as kubernetes-validate's strict mode catches them for built-in kinds."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from kubernetes_validate.utils import major_minor
@@ -19,10 +20,13 @@ from components.k8s.inference import network_policy_spec
 from components.k8s.monitoring import pod_monitor_spec
 from tests.k8s.stacks import gpu_inference
 from tests.k8s.validate import (
+    CRD_KINDS,
+    CRD_SCHEMAS,
     KEDA_RELEASE,
     PROMETHEUS_OPERATOR_RELEASES,
     crd_errors,
     crd_schema,
+    crd_schema_file,
     patch_errors,
     schema_errors,
 )
@@ -39,6 +43,17 @@ def kind_manifest(plan_stack: str, kind: str) -> dict:
 )
 def test_prods_custom_resources_are_valid(kind: str, release: str) -> None:
     assert crd_errors(kind_manifest("prod", kind), release) == []
+
+
+def test_every_vendored_schema_is_used_and_every_used_one_vendored() -> None:
+    wanted = {
+        crd_schema_file(release, api_version, kind)
+        for (api_version, kind), releases in CRD_KINDS.items()
+        for release in releases
+    }
+    assert wanted == set(CRD_SCHEMAS.glob("*/*.json"))
+    for path in wanted:
+        assert json.loads(path.read_text())["type"] == "object", path
 
 
 def test_the_keda_schema_is_the_pinned_charts() -> None:
