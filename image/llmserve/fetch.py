@@ -49,11 +49,13 @@ log = logging.getLogger("llmserve.fetch")
 MARKER_NAME = ".llm-uk8s-complete.json"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
-# Weights, configs, tokenizers and the remote code ChatGLM-family checkpoints need; *.bin only
-# when the revision has no safetensors (see choose_files).
+# Weights, configs, tokenizers, chat templates (transformers 5 saves them as *.jinja) and the
+# remote code ChatGLM-family checkpoints need; *.bin only when the revision has no safetensors
+# (see choose_files).
 DEFAULT_ALLOW_PATTERNS = (
     "*.safetensors",
     "*.json",
+    "*.jinja",
     "*.py",
     "*.model",
     "*.tiktoken",
@@ -103,6 +105,10 @@ class FetchRequest:
     allow_unpinned: bool
     max_workers: int
     recheck: bool
+    # How messages name the destination and the token: the Job's flags by default; `serve`
+    # (model_source.py) fetches into its cache with a token from HF_TOKEN only.
+    dest_label: str = "--dest"
+    token_hint: str = "set --token-file or HF_TOKEN"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -470,7 +476,7 @@ class Fetcher:
         free = shutil.disk_usage(self.req.dest).free
         if needed > free:
             raise FetchError(
-                f"--dest {str(self.req.dest)!r} has {free} bytes free, the "
+                f"{self.req.dest_label} {str(self.req.dest)!r} has {free} bytes free, the "
                 f"files still missing need {needed}",
                 EXIT_DISK,
             )
@@ -479,9 +485,7 @@ class Fetcher:
 def explain_hub_error(e: Exception, req: FetchRequest) -> FetchError:
     """Map huggingface_hub's exceptions to one clear line and an exit code."""
     where = f"{req.repo_id}@{req.revision} at {req.endpoint}"
-    token_hint = (
-        "a token was sent" if req.token else "no token was sent (set --token-file or HF_TOKEN)"
-    )
+    token_hint = "a token was sent" if req.token else f"no token was sent ({req.token_hint})"
     status = (
         e.response.status_code if isinstance(e, HfHubHTTPError) and e.response is not None else None
     )
@@ -509,21 +513,23 @@ def explain_hub_error(e: Exception, req: FetchRequest) -> FetchError:
     )
 
 
+def run(req: FetchRequest) -> None:
+    """Run one request; every failure is a FetchError with one clear line and its exit code."""
+    try:
+        Fetcher(req).run()
+    except (HfHubHTTPError, httpx2.HTTPError, OSError) as e:
+        if isinstance(e, FileNotFoundError | PermissionError) and not isinstance(e, HfHubHTTPError):
+            raise FetchError(f"{req.dest_label} {str(req.dest)!r}: {e}", EXIT_USAGE) from e
+        raise explain_hub_error(e, req) from e
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s fetch %(levelname)s %(message)s", stream=sys.stderr
     )
     disable_progress_bars()  # Job logs are not a terminal: one line per file instead
     try:
-        req = parse_request(argv)
-        try:
-            Fetcher(req).run()
-        except (HfHubHTTPError, httpx2.HTTPError, OSError) as e:
-            if isinstance(e, FileNotFoundError | PermissionError) and not isinstance(
-                e, HfHubHTTPError
-            ):
-                raise FetchError(f"--dest {str(req.dest)!r}: {e}", EXIT_USAGE) from e
-            raise explain_hub_error(e, req) from e
+        run(parse_request(argv))
     except FetchError as e:
         log.error("%s", e)
         return e.exit_code
