@@ -4,6 +4,7 @@ when asked for, so serving never pays for (or breaks on) their dependencies."""
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -37,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         startup.print_error(str(err), naming)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    try:  # before torch loads, so a busy port or a mistyped MODEL is told at once
+        settings = startup.checked(settings, report=logging.getLogger("llmserve.progress").info)
+    except startup.StartupError as err:
+        startup.log_error(str(err), naming)
+        return 1
     from llmserve.server import serve  # torch and transformers load only for `serve`
 
-    return serve(settings, naming)
+    return serve(settings)

@@ -26,7 +26,6 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from llmserve import startup
 from llmserve.app import Backend, ServerState, create_app
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import load_model, pick_device
@@ -218,12 +217,7 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
-def serve(settings: Settings, naming: startup.Naming | None = None) -> int:
-    try:  # expected failures end here, before uvicorn starts, as one line (startup.py)
-        settings = startup.checked(settings, report=progress.info)
-    except startup.StartupError as err:
-        startup.log_error(str(err), naming or startup.Naming())
-        return 1
+def serve(settings: Settings) -> int:
     server_ref: list[DrainingServer] = []
 
     def on_fatal(message: str) -> None:

@@ -39,16 +39,21 @@ class StartupError(Exception):
 
 def checked(settings: Settings, report: Callable[[str], None]) -> Settings:
     """The settings with LLMSERVE_MODEL resolved to what load_model takes (a hub id fetched
-    into the cache), once the address, the model and the device are known to be usable."""
-    from llmserve import model_source  # torch, transformers and the hub client: only for serve
-    from llmserve.models import ModelLoadError, pick_device
-
+    into the cache), once the address, the model and a requested GPU are known to be usable."""
     check_can_listen(settings.host, settings.port)
+    from llmserve import model_source  # the hub client: only for serve
+
     try:
         source = model_source.resolve(settings.model, report)
-        pick_device(settings.device)
-    except (model_source.ModelSourceError, ModelLoadError) as err:
+    except model_source.ModelSourceError as err:
         raise StartupError(str(err)) from None
+    if settings.device == "cuda":
+        from llmserve.models import ModelLoadError, pick_device  # torch
+
+        try:
+            pick_device(settings.device)
+        except ModelLoadError as err:
+            raise StartupError(str(err)) from None
     return dataclasses.replace(
         settings, model=source.spec, model_name=settings.model_name or source.served_name
     )
