@@ -109,6 +109,7 @@ class FetchRequest:
     # (model_source.py) fetches into its cache with a token from HF_TOKEN only.
     dest_label: str = "--dest"
     token_hint: str = "set --token-file or HF_TOKEN"
+    warn_unpinned: bool = True  # the Job's --allow-unpinned is an exception worth a warning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -419,7 +420,8 @@ class Fetcher:
         (self.req.dest / MARKER_NAME).unlink(missing_ok=True)  # stale marker = incomplete dir
         commit, entries = self.resolve()
         if self.req.revision != commit:
-            log.warning(
+            log.log(
+                logging.WARNING if self.req.warn_unpinned else logging.INFO,
                 "revision %r is not pinned; it resolved to commit %s (recorded in %s)",
                 self.req.revision,
                 commit,

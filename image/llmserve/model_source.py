@@ -42,6 +42,7 @@ HUB_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w][
 FILE_SUFFIXES = (".gguf", ".safetensors", ".bin", ".json", ".pt", ".pth")
 DEFAULT_REVISION = "main"
 HUB_WORKERS = 4
+HUB_HTTP_LOGGER = "httpx2"  # huggingface_hub 2.4's HTTP client
 
 
 class ModelSourceError(ValueError):
@@ -137,6 +138,7 @@ def hub_request(model: HubModel, dest: Path) -> fetch.FetchRequest:
         recheck=False,
         dest_label="the model cache",
         token_hint="set HF_TOKEN",
+        warn_unpinned=False,  # `ORG/NAME` meaning its main branch is the normal case here
     )
 
 
@@ -155,6 +157,7 @@ def fetch_hub_model(spec: str, model: HubModel, report: Callable[[str], None]) -
     report(f"downloading {model.spelled} from {req.endpoint} into {dest} (first start only)")
     if not sys.stderr.isatty():
         disable_progress_bars()  # a log file gets fetch.py's line per file, not redrawn bars
+    logging.getLogger(HUB_HTTP_LOGGER).setLevel(logging.WARNING)  # not a line per request
     try:
         fetch.run(req)
     except fetch.FetchError as err:

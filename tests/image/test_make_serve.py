@@ -106,7 +106,7 @@ def test_a_hub_id_is_downloaded_with_progress_then_served(tmp_path: Path) -> Non
         assert hub.gets()["model.safetensors"] == 1
     log = output.read_text()
     assert "downloading acme/tiny-llama@main from " + hub.url in log
-    assert "have model.safetensors" in log
+    assert "have model.safetensors" in log and "HTTP Request:" not in log
     assert f"ready: http://127.0.0.1:{port}/" in log
     cached = tmp_path / "cache" / "llmserve" / "hub" / "acme--tiny-llama" / "main"
     assert (cached / "model.safetensors").is_file()

@@ -4,6 +4,7 @@ the cache and reused from it without the network."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,10 +85,14 @@ def test_an_existing_path_wins_over_a_hub_id(
 
 
 def test_a_hub_id_is_fetched_into_the_cache_and_served_by_its_id(
-    hub: FakeHub, repo: FakeRepo, tmp_path: Path
+    hub: FakeHub, repo: FakeRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     reports: list[str] = []
-    source = resolve(REPO, reports.append)
+    with caplog.at_level(logging.INFO):
+        source = resolve(REPO, reports.append)
+    # `main` is the normal case here, not worth a warning; and no line per HTTP request
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "HTTP Request" not in caplog.text and "have model.safetensors" in caplog.text
     dest = tmp_path / "cache" / "llmserve" / "hub" / "acme--tiny-chat" / "main"
     assert source == model_source.ModelSource(str(dest), REPO)
     for name, data in repo.files.items():
