@@ -43,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except startup.StartupError as err:
         startup.log_error(str(err), naming)
         return 1
+    except KeyboardInterrupt:
+        startup.stop_at_once(
+            "interrupted before the server started; the files downloaded so far are kept"
+        )
     from llmserve.server import serve  # torch and transformers load only for `serve`
 
     return serve(settings)

@@ -355,9 +355,16 @@ class Fetcher:
             )
             log.info("have %s (%d bytes)", f.path, f.size)
 
-        with ThreadPoolExecutor(max_workers=self.req.max_workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.req.max_workers)
+        try:
             for _ in pool.map(one, files):
                 pass
+        except BaseException:
+            # Ctrl-C or a failed file: queued files are dropped, not waited for (a `with` block
+            # would wait for them all); the caller decides whether to wait for running ones.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     def verify_or_refetch(self, commit: str, files: list[ExpectedFile]) -> dict[str, str]:
         """A file that fails verification is fetched once more; failing twice is fatal."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import os
 import re
 import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from llmserve.settings import Settings
@@ -130,3 +131,11 @@ def print_error(message: str, naming: Naming) -> None:
 def log_error(message: str, naming: Naming) -> None:
     """After logging is configured: one record, in the chosen format (JSON in the cluster)."""
     log.error("%s", naming(message))
+
+
+def stop_at_once(message: str) -> NoReturn:
+    """Ctrl-C during a hub download: end now, without the traceback and without waiting for
+    download threads that cannot be cancelled (their partial files are dropped next time)."""
+    log.warning("%s", message)
+    logging.shutdown()
+    os._exit(130)  # 128 + SIGINT, as a shell reports it

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from llmserve import fetch, model_source
 from llmserve.model_source import HubModel, ModelSourceError, parse_hub_id, resolve
 
 from tests.image.fake_hub import FakeHub, FakeRepo
+from tests.llm_server import IMAGE_DIR, free_port
 
 REPO = "acme/tiny-chat"
 GGUF_ONLY = "acme/gguf-only"
@@ -196,3 +201,42 @@ def test_local_specs_are_checked_before_loading(tmp_path: Path) -> None:
     assert resolve(str(tmp_path / "m.gguf")).spec == str(tmp_path / "m.gguf")
     assert resolve("random:tiny") == model_source.ModelSource("random:tiny")
     assert resolve(None) == model_source.ModelSource(None)
+
+
+def test_ctrl_c_during_a_download_ends_at_once_without_a_traceback(
+    hub: FakeHub, repo: FakeRepo, tmp_path: Path
+) -> None:
+    hub.faults.stall.add("model.safetensors")  # hangs mid-file until the hub is closed
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVE_")}
+    env.update(PYTHONPATH=str(IMAGE_DIR), HF_ENDPOINT=hub.url, XDG_CACHE_HOME=str(tmp_path))
+    output = tmp_path / "serve.log"
+    with output.open("wb") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llmserve",
+                "serve",
+                "--port",
+                str(free_port()),
+                "--model",
+                REPO,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    config = tmp_path / "llmserve" / "hub" / "acme--tiny-chat" / "main" / "config.json"
+    try:
+        while hub.gets()["model.safetensors"] == 0 or not config.is_file():
+            assert server.poll() is None, output.read_text()
+            time.sleep(0.05)
+        server.send_signal(signal.SIGINT)
+        # The stalled file never finishes while the hub is open: exiting means not waiting.
+        assert server.wait(timeout=30) == 130
+    finally:
+        if server.poll() is None:
+            server.kill()
+    log = output.read_text()
+    assert "Traceback" not in log and "interrupted before the server started" in log
+    assert config.is_file()  # kept for the next start
