@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -408,7 +408,8 @@ class Fetcher:
         tmp.write_text(json.dumps(marker, indent=1), encoding="utf-8")
         os.replace(tmp, self.req.dest / MARKER_NAME)  # atomic: a marker is whole or absent
 
-    def run(self) -> None:
+    def run(self, on_start: Callable[[list[ExpectedFile]], None] | None = None) -> None:
+        """`on_start` hears which files will be downloaded, once the hub has answered."""
         marker = read_marker(self.req.dest)
         # One marker_matches call: it stats every file, which is slow on NFS.
         if marker is not None and marker_matches(marker, self.req):
@@ -452,6 +453,8 @@ class Fetcher:
             commit,
             self.req.endpoint,
         )
+        if on_start is not None:
+            on_start(files)
         self.download(commit, files)
         digests = self.verify_or_refetch(commit, files)
         self.write_marker(commit, files, digests)
@@ -522,10 +525,10 @@ def explain_hub_error(e: Exception, req: FetchRequest) -> FetchError:
     )
 
 
-def run(req: FetchRequest) -> None:
+def run(req: FetchRequest, on_start: Callable[[list[ExpectedFile]], None] | None = None) -> None:
     """Run one request; every failure is a FetchError with one clear line and its exit code."""
     try:
-        Fetcher(req).run()
+        Fetcher(req).run(on_start)
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as e:
         if isinstance(e, FileNotFoundError | PermissionError) and not isinstance(e, HfHubHTTPError):
             raise FetchError(f"{req.dest_label} {str(req.dest)!r}: {e}", EXIT_USAGE) from e

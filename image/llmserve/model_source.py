@@ -154,12 +154,19 @@ def fetch_hub_model(spec: str, model: HubModel, report: Callable[[str], None]) -
             f"LLMSERVE_MODEL={spec!r} is not in the cache ({dest}) and HF_HUB_OFFLINE is set; "
             "allowed: unset HF_HUB_OFFLINE for one start to download it, or a local path"
         )
-    report(f"downloading {model.spelled} from {req.endpoint} into {dest} (first start only)")
     if not sys.stderr.isatty():
         disable_progress_bars()  # a log file gets fetch.py's line per file, not redrawn bars
     logging.getLogger(HUB_HTTP_LOGGER).setLevel(logging.WARNING)  # not a line per request
+
+    def announce(files: list[fetch.ExpectedFile]) -> None:
+        size_mb = sum(f.size for f in files) / 1e6
+        report(
+            f"downloading {model.spelled} ({len(files)} files, {size_mb:.1f} MB) from "
+            f"{req.endpoint} into {dest} (first start only)"
+        )
+
     try:
-        fetch.run(req)
+        fetch.run(req, announce)
     except fetch.FetchError as err:
         raise ModelSourceError(
             f"LLMSERVE_MODEL={spec!r} is not a local path, and fetching it from the hub "

@@ -87,7 +87,8 @@ def test_sigterm_to_make_stops_the_server_and_frees_the_port() -> None:
 def test_a_hub_id_is_downloaded_with_progress_then_served(tmp_path: Path) -> None:
     port = free_port()
     output = tmp_path / "make.log"
-    with FakeHub([tiny_llama_repo("acme/tiny-llama")]) as hub:
+    repo = tiny_llama_repo("acme/tiny-llama")
+    with FakeHub([repo]) as hub:
         env = make_env(HF_ENDPOINT=hub.url, XDG_CACHE_HOME=str(tmp_path / "cache"))
         make = make_serve(f"PORT={port}", "MODEL=acme/tiny-llama", env=env, output=output)
         url = f"http://127.0.0.1:{port}"
@@ -105,7 +106,8 @@ def test_a_hub_id_is_downloaded_with_progress_then_served(tmp_path: Path) -> Non
             make.wait(timeout=60)
         assert hub.gets()["model.safetensors"] == 1
     log = output.read_text()
-    assert "downloading acme/tiny-llama@main from " + hub.url in log
+    assert f"downloading acme/tiny-llama@main ({len(repo.files)} files, " in log
+    assert f"from {hub.url} into " in log
     assert "have model.safetensors" in log and "HTTP Request:" not in log
     assert f"ready: http://127.0.0.1:{port}/" in log
     cached = tmp_path / "cache" / "llmserve" / "hub" / "acme--tiny-llama" / "main"

@@ -103,7 +103,11 @@ def test_a_hub_id_is_fetched_into_the_cache_and_served_by_its_id(
     for name, data in repo.files.items():
         assert (dest / name).read_bytes() == data
     assert fetch.read_marker(dest)["commit"] == repo.commit
-    assert any("downloading acme/tiny-chat@main" in line for line in reports)
+    size_mb = sum(len(data) for data in repo.files.values()) / 1e6
+    assert reports == [
+        f"downloading {REPO}@main ({len(repo.files)} files, {size_mb:.1f} MB) from {hub.url} "
+        f"into {dest} (first start only)"
+    ]
 
 
 def test_a_cached_download_is_reused_without_the_network(
@@ -179,8 +183,10 @@ def test_a_private_repo_is_fetched_with_hf_token(
 
 def test_no_network_is_one_clear_line(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    reports: list[str] = []
     with pytest.raises(ModelSourceError, match=r"cannot reach http://127\.0\.0\.1:9 for acme"):
-        resolve(REPO)
+        resolve(REPO, reports.append)
+    assert reports == []  # no "downloading" line before the one error line
 
 
 def test_local_specs_are_checked_before_loading(tmp_path: Path) -> None:
