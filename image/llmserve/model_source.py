@@ -103,7 +103,13 @@ def resolve(spec: str | None, report: Callable[[str], None] = log.info) -> Model
     hub_model = parse_hub_id(spec)
     if hub_model is None:
         raise ModelSourceError(f"LLMSERVE_MODEL={spec!r} does not exist; {ALLOWED}")
-    return ModelSource(str(fetch_hub_model(spec, hub_model, report)), hub_model.repo_id)
+    dest = fetch_hub_model(spec, hub_model, report)
+    if not (dest / "config.json").is_file():
+        raise ModelSourceError(
+            f"LLMSERVE_MODEL={spec!r}: the hub repo has no config.json, so it is not a "
+            f"transformers model (GGUF-only repos are not fetched); {ALLOWED}"
+        )
+    return ModelSource(str(dest), hub_model.repo_id)
 
 
 def _check_preset(spec: str) -> None:
@@ -172,9 +178,4 @@ def fetch_hub_model(spec: str, model: HubModel, report: Callable[[str], None]) -
             f"LLMSERVE_MODEL={spec!r} is not a local path, and fetching it from the hub "
             f"failed: {err}"
         ) from None
-    if not (dest / "config.json").is_file():
-        raise ModelSourceError(
-            f"LLMSERVE_MODEL={spec!r}: the hub repo has no config.json, so it is not a "
-            f"transformers model (GGUF-only repos are not fetched); {ALLOWED}"
-        )
     return dest
