@@ -87,8 +87,8 @@ def naming_for(args: Any, env: Mapping[str, str]) -> Naming:
 
 def check_can_listen(host: str, port: int) -> None:
     """Bind (and let go of) the address uvicorn will listen on, before a model is loaded or
-    downloaded for nothing; uvicorn's own failure comes after that, with a traceback-free but
-    unexplained errno line."""
+    downloaded for nothing: uvicorn itself finds out only once the model has started loading,
+    and says no more than the errno."""
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
