@@ -19,7 +19,7 @@ CONTAINER ?= $(shell command -v docker || command -v podman || command -v builda
 .PHONY: help serve test lint unit plan plans plan-diff preflight image push tunnel browser clean
 
 help:
-	@echo "make serve [PORT=7861] [MODEL=path|random:tiny]   chat page + OpenAI API on the bundled model"
+	@echo "make serve [PORT=7861] [MODEL=path|org/name]       chat page + OpenAI API; MODEL=org/name[@rev] fetches a hub model once"
 	@echo "make test                                          lint + the whole test suite"
 	@echo "make plan STACK=dev|prod|local                     offline plan: build/plan/<stack>/"
 	@echo "make plan-diff STACK=dev BASE=main                 what this tree changes vs a git ref"
@@ -43,8 +43,9 @@ $(VENV)/.dev: $(VENV)/.serve requirements.txt requirements-dev.txt
 
 # exec: the server replaces the recipe's shell, so the SIGTERM make passes to its child on
 # `kill <make>` (or Ctrl-C) reaches the server, which drains and exits instead of being orphaned.
+# LLMSERVE_VIA_MAKE=1: error lines name MODEL=, PORT= and HOST= rather than the flags below.
 serve: $(VENV)/.serve
-	exec env PYTHONPATH=image $(PY) -m llmserve serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL),)
+	exec env PYTHONPATH=image LLMSERVE_VIA_MAKE=1 $(PY) -m llmserve serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL),)
 
 # Headless Chromium for the chat-page test (Debian's package; Playwright's own download is not used).
 browser:

@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -49,11 +49,13 @@ log = logging.getLogger("llmserve.fetch")
 MARKER_NAME = ".llm-uk8s-complete.json"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
-# Weights, configs, tokenizers and the remote code ChatGLM-family checkpoints need; *.bin only
-# when the revision has no safetensors (see choose_files).
+# Weights, configs, tokenizers, chat templates (transformers 5 saves them as *.jinja) and the
+# remote code ChatGLM-family checkpoints need; *.bin only when the revision has no safetensors
+# (see choose_files).
 DEFAULT_ALLOW_PATTERNS = (
     "*.safetensors",
     "*.json",
+    "*.jinja",
     "*.py",
     "*.model",
     "*.tiktoken",
@@ -103,6 +105,11 @@ class FetchRequest:
     allow_unpinned: bool
     max_workers: int
     recheck: bool
+    # How messages name the destination and the token: the Job's flags by default; `serve`
+    # (model_source.py) fetches into its cache with a token from HF_TOKEN only.
+    dest_label: str = "--dest"
+    token_hint: str = "set --token-file or HF_TOKEN"
+    warn_unpinned: bool = True  # the Job's --allow-unpinned is an exception worth a warning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,9 +355,16 @@ class Fetcher:
             )
             log.info("have %s (%d bytes)", f.path, f.size)
 
-        with ThreadPoolExecutor(max_workers=self.req.max_workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.req.max_workers)
+        try:
             for _ in pool.map(one, files):
                 pass
+        except BaseException:
+            # Ctrl-C or a failed file: queued files are dropped, not waited for (a `with` block
+            # would wait for them all); the caller decides whether to wait for running ones.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     def verify_or_refetch(self, commit: str, files: list[ExpectedFile]) -> dict[str, str]:
         """A file that fails verification is fetched once more; failing twice is fatal."""
@@ -394,7 +408,8 @@ class Fetcher:
         tmp.write_text(json.dumps(marker, indent=1), encoding="utf-8")
         os.replace(tmp, self.req.dest / MARKER_NAME)  # atomic: a marker is whole or absent
 
-    def run(self) -> None:
+    def run(self, on_start: Callable[[list[ExpectedFile]], None] | None = None) -> None:
+        """`on_start` hears which files will be downloaded, once the hub has answered."""
         marker = read_marker(self.req.dest)
         # One marker_matches call: it stats every file, which is slow on NFS.
         if marker is not None and marker_matches(marker, self.req):
@@ -413,7 +428,8 @@ class Fetcher:
         (self.req.dest / MARKER_NAME).unlink(missing_ok=True)  # stale marker = incomplete dir
         commit, entries = self.resolve()
         if self.req.revision != commit:
-            log.warning(
+            log.log(
+                logging.WARNING if self.req.warn_unpinned else logging.INFO,
                 "revision %r is not pinned; it resolved to commit %s (recorded in %s)",
                 self.req.revision,
                 commit,
@@ -437,6 +453,8 @@ class Fetcher:
             commit,
             self.req.endpoint,
         )
+        if on_start is not None:
+            on_start(files)
         self.download(commit, files)
         digests = self.verify_or_refetch(commit, files)
         self.write_marker(commit, files, digests)
@@ -470,7 +488,7 @@ class Fetcher:
         free = shutil.disk_usage(self.req.dest).free
         if needed > free:
             raise FetchError(
-                f"--dest {str(self.req.dest)!r} has {free} bytes free, the "
+                f"{self.req.dest_label} {str(self.req.dest)!r} has {free} bytes free, the "
                 f"files still missing need {needed}",
                 EXIT_DISK,
             )
@@ -479,9 +497,7 @@ class Fetcher:
 def explain_hub_error(e: Exception, req: FetchRequest) -> FetchError:
     """Map huggingface_hub's exceptions to one clear line and an exit code."""
     where = f"{req.repo_id}@{req.revision} at {req.endpoint}"
-    token_hint = (
-        "a token was sent" if req.token else "no token was sent (set --token-file or HF_TOKEN)"
-    )
+    token_hint = "a token was sent" if req.token else f"no token was sent ({req.token_hint})"
     status = (
         e.response.status_code if isinstance(e, HfHubHTTPError) and e.response is not None else None
     )
@@ -509,21 +525,23 @@ def explain_hub_error(e: Exception, req: FetchRequest) -> FetchError:
     )
 
 
+def run(req: FetchRequest, on_start: Callable[[list[ExpectedFile]], None] | None = None) -> None:
+    """Run one request; every failure is a FetchError with one clear line and its exit code."""
+    try:
+        Fetcher(req).run(on_start)
+    except (HfHubHTTPError, httpx2.HTTPError, OSError) as e:
+        if isinstance(e, FileNotFoundError | PermissionError) and not isinstance(e, HfHubHTTPError):
+            raise FetchError(f"{req.dest_label} {str(req.dest)!r}: {e}", EXIT_USAGE) from e
+        raise explain_hub_error(e, req) from e
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s fetch %(levelname)s %(message)s", stream=sys.stderr
     )
     disable_progress_bars()  # Job logs are not a terminal: one line per file instead
     try:
-        req = parse_request(argv)
-        try:
-            Fetcher(req).run()
-        except (HfHubHTTPError, httpx2.HTTPError, OSError) as e:
-            if isinstance(e, FileNotFoundError | PermissionError) and not isinstance(
-                e, HfHubHTTPError
-            ):
-                raise FetchError(f"--dest {str(req.dest)!r}: {e}", EXIT_USAGE) from e
-            raise explain_hub_error(e, req) from e
+        run(parse_request(argv))
     except FetchError as e:
         log.error("%s", e)
         return e.exit_code

@@ -26,6 +26,7 @@ def repo_files() -> dict[str, bytes]:
     return {
         "config.json": json.dumps({"model_type": "llama", "hidden_size": 8}).encode(),
         "tokenizer.json": json.dumps({"vocab": {f"t{i}": i for i in range(200)}}).encode(),
+        "chat_template.jinja": b"{% for m in messages %}{{ m.content }}{% endfor %}",
         "model-00001-of-00002.safetensors": os.urandom(300_000),
         "model-00002-of-00002.safetensors": os.urandom(200_000),
         "pytorch_model.bin": os.urandom(1000),  # skipped: safetensors exist
@@ -36,6 +37,7 @@ def repo_files() -> dict[str, bytes]:
 
 WANTED = {
     "config.json",
+    "chat_template.jinja",
     "tokenizer.json",
     "model-00001-of-00002.safetensors",
     "model-00002-of-00002.safetensors",
@@ -338,7 +340,7 @@ def test_cli_dispatches_fetch(hub: FakeHub, repo: FakeRepo, tmp_path: Path) -> N
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "complete: 5 files verified" in result.stderr
+    assert f"complete: {len(WANTED)} files verified" in result.stderr
     assert (tmp_path / fetch.MARKER_NAME).is_file()
 
 
