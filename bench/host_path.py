@@ -5,13 +5,15 @@ checkouts side by side in one run (so a regression between commits shows on a no
     python bench/host_path.py --image /tmp/old/image --image image --label old --label new \
         --concurrency 128 --requests 256 --prompt-tokens 16 --output-tokens 64 --rounds 2
 
-Per image and round, in this order and in fresh processes:
-  engine  `build_backend` from the same LLMSERVE_* settings, requests submitted straight to the
-          engine on one event loop (no HTTP, no JSON): the in-process ceiling;
+Per image and round, in fresh processes:
   served  `llmserve serve` with that image on PYTHONPATH, streamed by a small raw-socket client
           (it costs the shared cores far less than httpx), then the same load again under
           cProfile on the event-loop thread only (started and stopped by signals around the
-          load), for calls per chunk and where they go.
+          load), for calls per chunk and where they go;
+  engine  `build_backend` from the same LLMSERVE_* settings, requests submitted straight to the
+          engine on one event loop (no HTTP, no JSON): the in-process ceiling;
+  output  where the image has llmserve/output.py (after 370911c): the engine thread's per-row
+          host work alone, OutputStage.accept + flush for --concurrency rows, CPU per step.
 The server's CPU time is read from /proc: its event-loop (main) thread apart from all other
 threads (the engine's, torch's, the tokenizer's). "served / engine" is the issue-15 ratio.
 Images must provide `llmserve.settings.load_settings`, `llmserve.server.build_backend` and
@@ -103,6 +105,41 @@ def child_engine(args: argparse.Namespace) -> None:
     asyncio.run(load())  # a warm-up wave at the same concurrency, not recorded
     result = asyncio.run(load())
     engine.stop()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def child_output(args: argparse.Namespace) -> None:
+    """The engine thread's per-row host work alone: OutputStage.accept + flush (stop rules,
+    detokenizing, Deltas, delivery) for --concurrency rows, thread CPU per step."""
+    from llmserve.engine_api import RequestStream, SamplingParams
+    from llmserve.models import load_model
+    from llmserve.output import OutputStage
+    from llmserve.sampling import Choice
+    from llmserve.sequence import Sequence
+
+    loaded = load_model("random:tiny", "cpu", "float32")
+    stage = OutputStage(loaded.tokenizer, eos_token_ids=loaded.eos_token_ids, max_model_len=4096)
+    loop = asyncio.new_event_loop()
+    params = SamplingParams(max_tokens=4096, temperature=0.0, ignore_eos=True)
+    seqs = [
+        Sequence(
+            request_id=str(i),
+            prompt_ids=[1] * args.prompt_tokens,
+            params=params,
+            detok=stage.detokenizer(()),
+            stream=RequestStream(args.prompt_tokens, lambda _: None, loop),
+        )
+        for i in range(args.concurrency)
+    ]
+    times = []
+    for step in range(args.output_tokens):
+        choices = [Choice(100 + (i * 7919 + step * 104729) % 40000) for i in range(len(seqs))]
+        t0 = time.thread_time()
+        stage.accept(seqs, choices)
+        stage.flush()
+        times.append(time.thread_time() - t0)
+        loop.run_until_complete(asyncio.sleep(0))  # deliver (untimed; nobody reads them)
+    result = {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3}
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -280,6 +317,20 @@ def run_engine(args: argparse.Namespace, image: str, prompt_tokens: int) -> dict
     }
 
 
+def run_output_stage(args: argparse.Namespace, image: str) -> dict[str, Any] | None:
+    """OutputStage per step, where the image has one (after 370911c); None otherwise."""
+    if not (Path(image) / "llmserve" / "output.py").exists():
+        return None
+    env = _settings_env(args, image, 0)
+    cmd = [sys.executable, __file__, "_output", "--concurrency", str(args.concurrency)]
+    cmd += ["--prompt-tokens", str(args.prompt_tokens), "--output-tokens", "200"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"output stage run failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return {k: round(v, 3) for k, v in json.loads(lines[0][7:]).items()}
+
+
 def run_served(args: argparse.Namespace, image: str, log: Path) -> dict[str, Any]:
     port = _free_port()
     env = _settings_env(args, image, port)
@@ -325,14 +376,14 @@ def run_served(args: argparse.Namespace, image: str, log: Path) -> dict[str, Any
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("_engine", "_serve"):
+    if len(sys.argv) > 1 and sys.argv[1] in CHILDREN:
         child = argparse.ArgumentParser()
         child.add_argument("mode")
         for flag in ("--concurrency", "--requests", "--prompt-tokens", "--output-tokens"):
             child.add_argument(flag, type=int, default=0)
         child.add_argument("--profile-out", default="")
         cargs = child.parse_args()
-        (child_engine if cargs.mode == "_engine" else child_serve)(cargs)
+        CHILDREN[cargs.mode](cargs)
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--image", action="append", required=True, help="an image/ dir (repeatable)")
@@ -361,6 +412,7 @@ def main() -> None:
             row = {
                 "served": served,
                 "engine": engine,
+                "output_stage_per_step": run_output_stage(args, image),
                 "served_over_engine": round(served["output_tok_s"] / engine["output_tok_s"], 3),
             }
             results[label].append(row)
@@ -368,22 +420,26 @@ def main() -> None:
     print()
     print(
         "| image | served tok/s | engine tok/s | served/engine | loop CPU us/chunk "
-        "| calls/chunk | Python calls/chunk | engine-side CPU us/token |"
+        "| calls/chunk | Python calls/chunk | engine-side CPU us/token "
+        f"| OutputStage ms per {args.concurrency}-row step (median / min) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, rows in results.items():
         for row in rows:
-            s, e = row["served"], row["engine"]
+            s, e, o = row["served"], row["engine"], row["output_stage_per_step"]
+            stage = "-" if o is None else f"{o['median_ms']} / {o['min_ms']}"
             print(
                 f"| {label} | {s['output_tok_s']} | {e['output_tok_s']} | "
                 f"{row['served_over_engine']} | {s['loop_cpu_us_per_chunk']} | "
                 f"{s['calls_per_chunk']} | {s['python_calls_per_chunk']} | "
-                f"{s['other_threads_cpu_us_per_token']} |"
+                f"{s['other_threads_cpu_us_per_token']} | {stage} |"
             )
     if args.json:
         meta = {k: str(v) for k, v in vars(args).items() if k != "json"}
         args.json.write_text(json.dumps({"config": meta, "results": results}, indent=1))
 
+
+CHILDREN = {"_engine": child_engine, "_serve": child_serve, "_output": child_output}
 
 if __name__ == "__main__":
     main()
