@@ -31,7 +31,6 @@ from llmserve.errors import APIError, install_error_handlers
 from llmserve.generation import (
     RunRegistry,
     admit,
-    close_all,
     collect,
     retry_later,
     sse,
@@ -398,7 +397,7 @@ def create_app(
             include = bool(options and options.include_usage)
             continuous = include and bool(options and options.continuous_usage_stats)
             return sse(
-                chat.events(
+                chat.frames(
                     runs,
                     id_,
                     backend.model_name,
@@ -408,8 +407,7 @@ def create_app(
                     backend.token_text,
                     include,
                     continuous,
-                ),
-                lambda: close_all(runs),
+                )
             )
         deltas = await collect(runs, request)
         return JSONResponse(
@@ -468,7 +466,7 @@ def create_app(
             include = bool(options and options.include_usage)
             continuous = include and bool(options and options.continuous_usage_stats)
             return sse(
-                completions.events(
+                completions.frames(
                     runs,
                     id_,
                     backend.model_name,
@@ -478,8 +476,7 @@ def create_app(
                     backend.token_text,
                     include,
                     continuous,
-                ),
-                lambda: close_all(runs),
+                )
             )
         deltas = await collect(runs, request)
         return JSONResponse(

@@ -14,7 +14,17 @@ from typing import Any
 
 from llmserve import protocol
 from llmserve.engine_api import Delta
-from llmserve.generation import Run, interleave, is_failure, stream_error
+from llmserve.generation import (
+    SPLICE,
+    Run,
+    TextFrames,
+    close_all,
+    event_frames,
+    interleave,
+    is_failure,
+    single_choice_frames,
+    stream_error,
+)
 from llmserve.logprobs_format import chat_logprobs
 from llmserve.tool_parsers import forced
 from llmserve.tool_parsers.base import CallEvent, ContentEvent, Parsed, ParsedCall, ToolParser
@@ -150,6 +160,64 @@ class _ChoiceStream:
             elif isinstance(event, CallEvent):
                 out.extend(self._call_pieces(event.call))
         return out
+
+
+def frames(
+    runs: list[Run],
+    id_: str,
+    model: str,
+    mode: ToolMode,
+    parser: ToolParser,
+    top_logprobs: int | None,
+    token_text: Callable[[int], str],
+    include_usage: bool,
+    continuous_usage: bool,
+) -> AsyncIterator[str]:
+    """The SSE frames of a streamed answer. One choice of plain text (no tools, no logprobs,
+    no usage per chunk: what nearly every client asks) takes the fast path, which writes the
+    same bytes as `events` (tests/server/test_stream_fast_path.py holds them equal)."""
+    if len(runs) == 1 and mode.kind == "off" and top_logprobs is None and not continuous_usage:
+        fast = plain_frames(runs[0], id_, model, include_usage)
+        if fast is not None:
+            return fast
+    return event_frames(
+        events(
+            runs,
+            id_,
+            model,
+            mode,
+            parser,
+            top_logprobs,
+            token_text,
+            include_usage,
+            continuous_usage,
+        ),
+        lambda: close_all(runs),
+    )
+
+
+def plain_frames(run: Run, id_: str, model: str, include_usage: bool) -> AsyncIterator[str] | None:
+    """`events` for one run in mode "off" without logprobs, spliced (None: cannot splice)."""
+    created = int(time.time())
+
+    def chunk(choice: dict[str, Any]) -> dict[str, Any]:
+        return protocol.chat_chunk(id_, model, created, [choice])
+
+    text_frame = TextFrames.of(chunk(protocol.chat_chunk_choice(0, {"content": SPLICE})))
+    if text_frame is None:
+        return None
+
+    def closing(delta: Delta) -> list[dict[str, Any]]:
+        last = [chunk(protocol.chat_chunk_choice(0, {"content": delta.text}))] if delta.text else []
+        return [*last, chunk(protocol.chat_chunk_choice(0, {}, delta.finish_reason))]
+
+    def usage_chunk() -> dict[str, Any]:
+        return protocol.chat_chunk(id_, model, created, [], run.usage())
+
+    opening = [chunk(protocol.chat_chunk_choice(0, {"role": "assistant", "content": ""}))]
+    return single_choice_frames(
+        run, opening, text_frame, closing, usage_chunk if include_usage else None
+    )
 
 
 async def events(

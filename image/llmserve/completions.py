@@ -14,7 +14,17 @@ from typing import Any
 
 from llmserve import protocol
 from llmserve.engine_api import Delta, TokenLogprob
-from llmserve.generation import Run, interleave, is_failure, stream_error
+from llmserve.generation import (
+    SPLICE,
+    Run,
+    TextFrames,
+    close_all,
+    event_frames,
+    interleave,
+    is_failure,
+    single_choice_frames,
+    stream_error,
+)
 from llmserve.logprobs_format import completion_logprobs
 
 
@@ -89,6 +99,57 @@ def reply(
     prompt_tokens = sum(len(p.ids) for p in prompts)
     completion = 0 if opts.score_only else sum(d.completion_tokens for d in deltas)
     return protocol.completion(id_, model, choices, prompt_tokens, completion)
+
+
+def frames(
+    runs: list[Run],
+    id_: str,
+    model: str,
+    prompts: list[Prompt],
+    n: int,
+    opts: Options,
+    token_text: Callable[[int], str],
+    include_usage: bool,
+    continuous_usage: bool,
+) -> AsyncIterator[str]:
+    """The SSE frames of a streamed answer. One prompt and one choice without echo, logprobs
+    or usage per chunk takes the fast path, which writes the same bytes as `events`
+    (tests/server/test_stream_fast_path.py holds them equal)."""
+    plain = not opts.echo and opts.logprobs is None and not continuous_usage
+    if plain and len(runs) == 1:
+        fast = plain_frames(runs[0], id_, model, len(prompts[0].ids), include_usage)
+        if fast is not None:
+            return fast
+    return event_frames(
+        events(runs, id_, model, prompts, n, opts, token_text, include_usage, continuous_usage),
+        lambda: close_all(runs),
+    )
+
+
+def plain_frames(
+    run: Run, id_: str, model: str, prompt_tokens: int, include_usage: bool
+) -> AsyncIterator[str] | None:
+    """`events` for one run without echo or logprobs, spliced (None: cannot splice)."""
+    created = int(time.time())
+
+    def chunk(text: str, finish: str | None) -> dict[str, Any]:
+        choice = protocol.completion_choice(0, text, finish)
+        return protocol.completion_chunk(id_, model, created, [choice])
+
+    text_frame = TextFrames.of(chunk(SPLICE, None))
+    if text_frame is None:
+        return None
+
+    def closing(delta: Delta) -> list[dict[str, Any]]:
+        return [chunk(delta.text, delta.finish_reason)]
+
+    def usage_chunk() -> dict[str, Any]:
+        usage = protocol.usage(prompt_tokens, run.completion_tokens)
+        return protocol.completion_chunk(id_, model, created, [], usage)
+
+    return single_choice_frames(
+        run, [], text_frame, closing, usage_chunk if include_usage else None
+    )
 
 
 async def events(

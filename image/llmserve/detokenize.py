@@ -44,7 +44,8 @@ class IncrementalDetokenizer:
             piece = self._stream.step(self._backend, token_id)
             if piece:
                 self.text += piece
-                self._check_stop()
+                if self._stop:
+                    self._check_stop()
             return
         self._tokens.append(token_id)
         before = self._decode(self._tokens[self._prefix_offset : self._read_offset])
