@@ -52,7 +52,7 @@ from llmserve.prompts import (
     max_token_chars,
     render_chat,
 )
-from llmserve.settings import Settings
+from llmserve.settings import Settings, SettingsError
 from llmserve.tool_parsers import ToolParser
 from llmserve.tool_parsers.hermes import HermesParser
 
@@ -198,9 +198,20 @@ def create_app(
         loop = asyncio.get_running_loop()
 
         def load() -> None:
+            from llmserve.models import ModelLoadError  # torch-heavy: only once loading
+
             try:
                 backend = load_backend()
                 _ = backend.token_chars  # computed once, before the first request
+            except (ModelLoadError, SettingsError) as err:
+                # Expected: the message says what is wrong and what would work; no traceback.
+                message = f"model load failed: {err}"
+                loop.call_soon_threadsafe(setattr, state, "load_error", message)
+                if on_fatal is not None:
+                    loop.call_soon_threadsafe(on_fatal, message)  # server.fail logs it once
+                else:
+                    log.error("%s", message)
+                return
             except Exception as err:
                 log.exception("model load failed")
                 message = f"model load failed: {err}"
