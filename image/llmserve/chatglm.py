@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from transformers import GlmConfig, GlmForCausalLM
 from transformers.models.glm.modeling_glm import GlmRotaryEmbedding
+
+from llmserve.weight_loading import WeightFileError, load_safetensors, prefetch
 
 
 class ChatGLMCheckpointError(ValueError):
@@ -139,15 +140,24 @@ def convert_tensors(
     return out
 
 
-def _read_shards(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+def _read_shards(path: Path, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+    """Safetensors shards are read whole in parallel straight onto `device`
+    (weight_loading.py), one at a time: a shard's raw bytes are freed once its tensors are
+    converted, so a float16 checkpoint served in bfloat16 never sits on the GPU twice."""
     shards = sorted(path.glob("*.safetensors"))
     if shards:
         for shard in shards:
-            yield from load_file(shard).items()
+            try:
+                tensors = load_safetensors([shard], device)
+            except WeightFileError as err:
+                raise ChatGLMCheckpointError(str(err)) from None
+            yield from tensors.items()
+            del tensors
         return
     shards = sorted(path.glob("pytorch_model*.bin"))
     if not shards:
         raise ChatGLMCheckpointError(f"{path} has no *.safetensors or pytorch_model*.bin weights")
+    prefetch(shards)  # torch.load reads a file in small pieces: from NFS, one round trip each
     for shard in shards:  # weights_only: a checkpoint file must not run code
         yield from torch.load(shard, map_location="cpu", weights_only=True).items()
 
@@ -156,7 +166,7 @@ def load_chatglm(path: Path, device: torch.device, dtype: torch.dtype) -> GlmFor
     raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
     config = glm_config_from_chatglm(raw)
     config._attn_implementation = "sdpa"  # type: ignore[attr-defined]
-    state = convert_tensors(_read_shards(path), config, dtype)
+    state = convert_tensors(_read_shards(path, device), config, dtype)
     with torch.device("meta"):
         model = GlmForCausalLM(config)
     missing = sorted(set(model.state_dict()) - set(state))
