@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from accelerate import init_empty_weights
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+from transformers.initialization import no_init_weights
 
 from llmserve.weight_loading import FileLayout, load_safetensors, prefetch, read_layout
 
@@ -55,7 +56,9 @@ def _weight_files(path: Path) -> list[Path]:
 
 
 def _meta_model(config: Any, dtype: torch.dtype) -> Any:
-    with init_empty_weights(include_buffers=False):
+    """Parameters on the meta device, not initialised (a random init of meta tensors still
+    costs ~10 ms a tensor in torch's reference kernels); tied again after loading."""
+    with init_empty_weights(include_buffers=False), no_init_weights():
         return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
 
 
