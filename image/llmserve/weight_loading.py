@@ -239,3 +239,30 @@ def prefetch(
 
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="prefetch") as pool:
         return sum(pool.map(read, jobs))
+
+
+def release_file_buffers(module: torch.nn.Module) -> int:
+    """Give every parameter and buffer that is still a view of a file's allocation (see
+    load_safetensors) its own storage; returns the bytes copied.
+
+    Why: a file's allocation is freed only when no tensor views it any more. After some weights
+    were replaced (quantized Linear layers, say), the embeddings and norms still viewing the
+    same files would keep every replaced weight's bytes allocated; call this after replacing."""
+    copied = 0
+    replaced: dict[int, torch.Tensor] = {}  # tied weights stay one tensor
+    for owner in module.modules():
+        for table in (owner._parameters, owner._buffers):
+            for name, tensor in table.items():
+                if tensor is None or tensor.is_meta:
+                    continue
+                if id(tensor) in replaced:
+                    table[name] = replaced[id(tensor)]
+                    continue
+                if tensor.untyped_storage().nbytes() <= tensor.nbytes:
+                    continue
+                data = tensor.detach().clone()
+                if isinstance(tensor, torch.nn.Parameter):
+                    data = torch.nn.Parameter(data, requires_grad=tensor.requires_grad)
+                replaced[id(tensor)] = table[name] = data
+                copied += tensor.nbytes
+    return copied

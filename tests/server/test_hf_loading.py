@@ -12,6 +12,7 @@ import pytest
 import torch
 from llmserve import hf_loading
 from llmserve.models import ModelLoadError, load_model
+from llmserve.weight_loading import release_file_buffers
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, GlmConfig, LlamaConfig, PreTrainedModel
 
@@ -148,3 +149,27 @@ def test_a_shape_that_does_not_fit_the_config_is_named(
         ModelLoadError, match=r"'model\.layers\.0\.mlp\.\w+_proj\.weight' has shape"
     ):
         load_model(str(untied_glm_fp32), "cpu", "float32", cpu_weights="float")
+
+
+def test_replaced_weights_free_their_file_bytes_once_released(tmp_path: Path) -> None:
+    """Served in the checkpoint's dtype, parameters are views of one allocation per file; after
+    a weight is replaced, release_file_buffers gives the rest their own storage (ties kept)."""
+    torch.manual_seed(2)
+    from transformers import LlamaForCausalLM
+
+    config = LlamaConfig(**SMALL, tie_word_embeddings=True)
+    path = _save(LlamaForCausalLM(config), tmp_path / "fp32", torch.float32, "10GB")
+    model = hf_loading.load_hf_directory(path, torch.device("cpu"), torch.float32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    embed = model.model.embed_tokens.weight
+    assert embed.untyped_storage().nbytes() > embed.nbytes  # a view of the file's allocation
+    model.model.layers[0].mlp.down_proj.weight = torch.nn.Parameter(torch.zeros(64, 96))
+    copied = release_file_buffers(model)
+    tensors = [*model.parameters(), *model.buffers()]
+    assert all(t.untyped_storage().nbytes() == t.nbytes for t in tensors)
+    assert copied == sum(t.nbytes for t in model.parameters()) - 64 * 96 * 4
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    after = model.state_dict()
+    for name, expected in before.items():
+        if name != "model.layers.0.mlp.down_proj.weight":
+            assert torch.equal(after[name], expected), name
