@@ -1,23 +1,27 @@
-"""Load a Hugging Face causal-LM directory through weight_loading's parallel reads.
+"""Load a Hugging Face causal-LM directory: on a GPU through weight_loading's parallel reads.
 
-Why: from_pretrained maps each safetensors file and copies tensor by tensor (on a GPU from
-pageable memory), so every byte arrives through a page fault: one NFS round trip each on UFS,
-one thread's copy on a local disk. Here the model is built with its parameters on the meta device
-(buffers such as rotary inv_freq are computed as usual), the files are read whole in parallel
-straight onto the serving device (weight_loading.load_safetensors), cast to the served dtype,
-and assigned; the tied weights are tied again, the generation config is read as from_pretrained
-reads it.
+Why: from_pretrained maps each safetensors file and copies tensor by tensor to the GPU from
+pageable memory, so every byte arrives through a page fault: one NFS round trip each on UFS, one
+thread's copy on a local disk. On a GPU the model is built with its parameters on the meta
+device (buffers such as rotary inv_freq are computed as usual), the files are read whole in
+parallel straight onto the GPU through pinned buffers (weight_loading.load_safetensors), cast to
+the served dtype and assigned; the tied weights are tied again and the generation config read
+as from_pretrained reads it. Only checkpoints whose tensor names are exactly the model's
+parameters take that path; anything else from_pretrained knows how to fix (renamed or fused
+keys, a missing prefix, quantized or .bin checkpoints, modules kept in float32) goes to
+from_pretrained itself.
 
-Only checkpoints whose tensor names are exactly the model's parameters take that path. Anything
-else from_pretrained knows how to fix (renamed or fused keys, a missing prefix, quantized or
-.bin checkpoints, modules kept in float32) goes to from_pretrained itself, after the files were
-read once in parallel into the page cache (weight_loading.prefetch), so its page faults hit
-memory."""
+On the CPU from_pretrained's mapping is faster (bench/cold_load.py: reading into memory and
+then casting is one more pass over the bytes than casting from the mapping), so it stays, with
+the files first read whole in parallel into the page cache when they are on a network
+filesystem (weight_loading.prefetch), so the mapping's page faults hit memory."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,14 @@ from accelerate import init_empty_weights
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 from transformers.initialization import no_init_weights
 
-from llmserve.weight_loading import FileLayout, load_safetensors, prefetch, read_layout
+from llmserve.weight_loading import (
+    FileLayout,
+    filesystem_type,
+    load_safetensors,
+    on_network_filesystem,
+    prefetch,
+    read_layout,
+)
 
 log = logging.getLogger("llmserve.hf_loading")
 
@@ -92,6 +103,18 @@ def _file_groups(layouts: list[FileLayout], targets: dict[str, torch.Tensor]) ->
     return [[p] for p in paths] if casts else [paths]
 
 
+def _read_ahead(groups: list[list[Path]], device: torch.device) -> Iterator[dict[str, Any]]:
+    """Each group's tensors, the next group read while the caller casts this one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights-ahead") as reader:
+        pending = reader.submit(load_safetensors, groups[0], device)
+        for group in groups[1:]:
+            ready = pending.result()
+            pending = reader.submit(load_safetensors, group, device)
+            yield ready
+            del ready
+        yield pending.result()
+
+
 def _assign(model: Any, part: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> None:
     state = {}
     for name, tensor in part.items():
@@ -107,8 +130,9 @@ def _assign(model: Any, part: dict[str, torch.Tensor], targets: dict[str, torch.
 
 def load_fast(path: Path, model: Any, layouts: list[FileLayout], device: torch.device) -> Any:
     targets = model.state_dict()
-    for group in _file_groups(layouts, targets):
-        _assign(model, load_safetensors(group, device), targets)
+    for part in _read_ahead(_file_groups(layouts, targets), device):
+        _assign(model, part, targets)
+        del part
     model.tie_weights()
     model.to(device)  # the buffers built on the CPU; parameters are already there
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
@@ -120,21 +144,41 @@ def load_fast(path: Path, model: Any, layouts: list[FileLayout], device: torch.d
     return model.eval()
 
 
-def load_hf_directory(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
-    """The model of `path` on `device` in `dtype`, as from_pretrained(path, dtype=dtype) and
-    .to(device) would give it."""
-    config = AutoConfig.from_pretrained(path)
+def load_parallel(path: Path, config: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """The model read through load_safetensors, or None (the reason logged) when the checkpoint
+    needs from_pretrained's conversions."""
     files = safetensors_files(path)
-    refusal = "there are no safetensors files"
-    if files is not None:
-        layouts = [read_layout(p) for p in files]
-        model = _meta_model(config, dtype)
-        refusal = fast_path_refusal(model, config, layouts)
-        if refusal is None:
-            log.info("reading %d safetensors files in parallel onto %s", len(files), device)
-            return load_fast(path, model, layouts, device)
-        del model
-    log.info("loading %s with from_pretrained (%s), its files prefetched", path, refusal)
-    prefetch(_weight_files(path))
+    if files is None:
+        log.info("%s: no safetensors files to read in parallel", path)
+        return None
+    layouts = [read_layout(p) for p in files]
+    model = _meta_model(config, dtype)
+    refusal = fast_path_refusal(model, config, layouts)
+    if refusal is not None:
+        log.info("%s: not read in parallel: %s", path, refusal)
+        return None
+    log.info("reading %d safetensors files in parallel onto %s", len(files), device)
+    return load_fast(path, model, layouts, device)
+
+
+def load_mapped(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
+    """from_pretrained, which maps the files; from a network filesystem they are first read
+    whole in parallel into the page cache, so the mapping's page faults hit memory."""
+    if on_network_filesystem(path):
+        log.info("%s is on %s: prefetching its weight files", path, filesystem_type(path))
+        prefetch(_weight_files(path))
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
     return model.to(device).eval()
+
+
+def load_hf_directory(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
+    """The model of `path` on `device` in `dtype`, as from_pretrained(path, dtype=dtype) and
+    .to(device) would give it. On a GPU, read in parallel through pinned buffers; on the CPU,
+    from_pretrained's mapped files are faster (bench/cold_load.py: the parallel read adds a
+    copy that the mapping does not make)."""
+    config = AutoConfig.from_pretrained(path)
+    if device.type != "cpu":
+        model = load_parallel(path, config, device, dtype)
+        if model is not None:
+            return model
+    return load_mapped(path, device, dtype)

@@ -266,3 +266,33 @@ def release_file_buffers(module: torch.nn.Module) -> int:
                 replaced[id(tensor)] = table[name] = data
                 copied += tensor.nbytes
     return copied
+
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lustre", "9p")
+
+
+def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
+    """The type of the filesystem holding `path` (its longest mount point in mountinfo), or
+    "unknown" where there is no mountinfo (not Linux)."""
+    try:
+        lines = mountinfo.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "unknown"
+    target = str(path.resolve())
+    best, kind = "", "unknown"
+    for line in lines:
+        fields, _sep, tail = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not tail:
+            continue
+        mount = parts[4].replace("\\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, tail.split()[0]
+    return kind
+
+
+def on_network_filesystem(path: Path) -> bool:
+    """Where every page fault of a mapping is a network round trip (UFS is NFSv4)."""
+    kind = filesystem_type(path)
+    return kind in NETWORK_FILESYSTEMS or kind.startswith("fuse.")
