@@ -9,7 +9,8 @@ evicted from the page cache (fsync + posix_fadvise(DONTNEED), checked in /proc/m
 them cached, serving --dtype:
   from_pretrained           AutoModelForCausalLM.from_pretrained (what models.py did before)
   prefetch+from_pretrained  weight_loading.prefetch (parallel whole-file reads), then the same
-  parallel_assign           hf_loading.load_hf_directory: meta model + load_safetensors + assign
+  parallel_assign           hf_loading.load_parallel (what a GPU gets; here onto the CPU): meta
+                            model + load_safetensors + cast + assign
 The loaded tensors of every loader are compared with from_pretrained's once. Local disk only:
 on NFS (UFS) the cold figures depend on the network and the server, not measured here.
 """
@@ -27,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "image"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu_cold_load import cached_gb, evict
-from llmserve.hf_loading import load_hf_directory, safetensors_files
+from llmserve.hf_loading import load_parallel, safetensors_files
 from llmserve.weight_loading import prefetch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -74,7 +75,9 @@ def loaders(path: Path, dtype: torch.dtype) -> dict[str, Callable[[], Any]]:
     return {
         "from_pretrained": from_pretrained,
         "prefetch+from_pretrained": prefetched,
-        "parallel_assign": lambda: load_hf_directory(path, torch.device("cpu"), dtype),
+        "parallel_assign": lambda: load_parallel(
+            path, AutoConfig.from_pretrained(path), torch.device("cpu"), dtype
+        ),
     }
 
 
