@@ -197,4 +197,7 @@ def load_chatglm(
     model.load_state_dict(state, strict=True, assign=True)
     with torch.device(device):
         model.model.rotary_emb = GlmRotaryEmbedding(config=config)
+    del state
+    if device.type == "cuda":  # the raw bytes of converted shards: free for the KV buffers' sizing
+        torch.cuda.empty_cache()
     return model.to(device).eval()

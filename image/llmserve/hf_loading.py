@@ -135,6 +135,8 @@ def load_fast(path: Path, model: Any, layouts: list[FileLayout], device: torch.d
         del part
     model.tie_weights()
     model.to(device)  # the buffers built on the CPU; parameters are already there
+    if device.type == "cuda":  # the raw bytes of cast files: free for the KV buffers' sizing
+        torch.cuda.empty_cache()
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise HfLoadError(f"no values were loaded for {left[:3]} ({len(left)} in all)")
