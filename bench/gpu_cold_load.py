@@ -2,7 +2,7 @@
 for Hugging Face directories, against the one it replaced; and the raw file loaders.
 
     python bench/gpu_cold_load.py --dir /tmp/coldload --out cold_load.json [--gb 12]
-        [--phases wired,raw] [--device cuda:0]
+        [--phases wired,raw] [--device cuda:0] [--drop-caches]
 
 `wired` (first, the figure of issue 15's target): saves a random ChatGLM2-6B-shaped
 GlmForCausalLM (layers scaled to about --gb GB of bf16) with save_pretrained, then times, each
@@ -14,11 +14,15 @@ and checks both give the same tensors.
 `raw`: writes shards of random bf16 tensors of ChatGLM2-6B's layer shapes (6 shards), then times
 weight_loading.load_safetensors against safetensors' load_file, and a plain parallel read.
 
-Dropping the page cache: `sync` + /proc/sys/vm/drop_caches when writable (root on the device),
-else fsync + posix_fadvise(DONTNEED) per file; /proc/meminfo's Cached is recorded before each
-cold run, and which method was used. The disk is the device machine's virtual disk: its host may
-cache what the guest dropped, so the "cold" figures are an upper bound on the speed of a truly
-cold local disk. NFS (UFS) is not measured: the device has no NFS mount.
+Dropping the page cache: fsync + posix_fadvise(DONTNEED) per file, or with --drop-caches (on
+the dedicated device machine) `sync` + /proc/sys/vm/drop_caches where writable; /proc/meminfo's
+Cached is recorded before each cold run, and which method was used. The disk is the device
+machine's virtual disk: its host may cache what the guest dropped, so the "cold" figures are an
+upper bound on the speed of a truly cold local disk. NFS (UFS) is not measured: the device has
+no NFS mount.
+
+One GPU call (about 12.5 GB written twice, ~10 loads; fits the 10-minute limit on the H200):
+    python3 bench/gpu_cold_load.py --dir /tmp/coldload --out $OUT/cold_load.json --drop-caches
 """
 
 from __future__ import annotations
@@ -61,15 +65,21 @@ def cached_gb() -> float:
     return -1.0
 
 
+DROP_ALL = {"on": False}  # --drop-caches: the whole machine's page cache (a dedicated machine)
+
+
 def drop_page_cache(paths: list[Path]) -> str:
-    """The whole page cache where the kernel lets us, else these files' pages; says which."""
+    """These files' pages; with --drop-caches the whole page cache where the kernel lets us
+    (root on the device machine: never on a machine others share). Says which was done."""
     os.sync()
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("1\n")
-        return "drop_caches"
-    except OSError:
-        evict(paths)
-        return "fadvise"
+    if DROP_ALL["on"]:
+        try:
+            Path("/proc/sys/vm/drop_caches").write_text("1\n")
+            return "drop_caches"
+        except OSError:
+            pass
+    evict(paths)
+    return "fadvise"
 
 
 def evict(paths: list[Path]) -> None:
@@ -200,7 +210,14 @@ def main() -> None:
     )
     parser.add_argument("--phases", default="wired,raw", help="wired and/or raw, in order")
     parser.add_argument("--device", default="cuda:0", help="cpu only to try the script")
+    parser.add_argument(
+        "--drop-caches",
+        action="store_true",
+        help="drop the whole page cache (/proc/sys/vm/drop_caches) before each cold run, not "
+        "only the files' pages: only on a dedicated machine",
+    )
     args = parser.parse_args()
+    DROP_ALL["on"] = args.drop_caches
     device = torch.device(args.device)
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
