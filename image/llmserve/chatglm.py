@@ -17,9 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import GlmConfig, GlmForCausalLM
 from transformers.models.glm.modeling_glm import GlmRotaryEmbedding
+
+from llmserve.weight_loading import (
+    WeightFileError,
+    load_safetensors,
+    on_network_filesystem,
+    prefetch,
+)
 
 
 class ChatGLMCheckpointError(ValueError):
@@ -139,24 +147,46 @@ def convert_tensors(
     return out
 
 
-def _read_shards(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+def _read_shards(
+    path: Path, device: torch.device, parallel: bool
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """On a GPU, safetensors shards are read whole in parallel straight onto it
+    (weight_loading.py), one at a time: a shard's raw bytes are freed once its tensors are
+    converted, so a float16 checkpoint served in bfloat16 never sits on the GPU twice. On the
+    CPU safetensors' mapping is faster (as for HF directories, hf_loading.py); from a network
+    filesystem the files are first read in parallel into the page cache."""
     shards = sorted(path.glob("*.safetensors"))
     if shards:
+        if not parallel and on_network_filesystem(path):
+            prefetch(shards)
         for shard in shards:
-            yield from load_file(shard).items()
+            try:
+                tensors = load_safetensors([shard], device) if parallel else load_file(shard)
+            except WeightFileError as err:
+                raise ChatGLMCheckpointError(str(err)) from None
+            except SafetensorError as err:
+                raise ChatGLMCheckpointError(f"{shard}: {err}") from None
+            yield from tensors.items()
+            del tensors
         return
     shards = sorted(path.glob("pytorch_model*.bin"))
     if not shards:
         raise ChatGLMCheckpointError(f"{path} has no *.safetensors or pytorch_model*.bin weights")
+    if on_network_filesystem(path):
+        prefetch(shards)  # torch.load reads a file in small pieces: one round trip each
     for shard in shards:  # weights_only: a checkpoint file must not run code
         yield from torch.load(shard, map_location="cpu", weights_only=True).items()
 
 
-def load_chatglm(path: Path, device: torch.device, dtype: torch.dtype) -> GlmForCausalLM:
+def load_chatglm(
+    path: Path, device: torch.device, dtype: torch.dtype, parallel: bool | None = None
+) -> GlmForCausalLM:
+    """`parallel`: read safetensors shards through weight_loading (default: on a GPU)."""
     raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
     config = glm_config_from_chatglm(raw)
     config._attn_implementation = "sdpa"  # type: ignore[attr-defined]
-    state = convert_tensors(_read_shards(path), config, dtype)
+    parallel = device.type != "cpu" if parallel is None else parallel
+    state = convert_tensors(_read_shards(path, device, parallel), config, dtype)
     with torch.device("meta"):
         model = GlmForCausalLM(config)
     missing = sorted(set(model.state_dict()) - set(state))
@@ -167,4 +197,7 @@ def load_chatglm(path: Path, device: torch.device, dtype: torch.dtype) -> GlmFor
     model.load_state_dict(state, strict=True, assign=True)
     with torch.device(device):
         model.model.rotary_emb = GlmRotaryEmbedding(config=config)
+    del state
+    if device.type == "cuda":  # the raw bytes of converted shards: free for the KV buffers' sizing
+        torch.cuda.empty_cache()
     return model.to(device).eval()

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ import torch
 log = logging.getLogger("llmserve.compile_cache")
 
 ARTIFACT_NAME = "torch-compile-artifacts.bin"
+LOCAL_ROOT = Path(tempfile.gettempdir()) / "llmserve-compile-cache"  # this pod's working copy
 ENV_VARS = (
     "TORCHINDUCTOR_CACHE_DIR",
     "TRITON_CACHE_DIR",

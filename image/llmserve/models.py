@@ -23,7 +23,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from llmserve.chatglm import ChatGLMCheckpointError, is_chatglm_checkpoint, load_chatglm
 from llmserve.chatglm_tokenizer import ChatGLMTokenizerError, load_chatglm2_tokenizer
 from llmserve.cpu_weights import int8_model
+from llmserve.hf_loading import HfLoadError, load_hf_directory
 from llmserve.presets import build_random_model
+from llmserve.weight_loading import WeightFileError
 
 log = logging.getLogger("llmserve.models")
 
@@ -253,9 +255,10 @@ def load_model(
         tokenizer = override if override is not None else AutoTokenizer.from_pretrained(path)
 
         def float_dir() -> Any:
-            return AutoModelForCausalLM.from_pretrained(
-                path, dtype=dtype, attn_implementation="sdpa"
-            )
+            try:
+                return load_hf_directory(path, device, dtype)
+            except (HfLoadError, WeightFileError) as err:
+                raise ModelLoadError(f"LLMSERVE_MODEL={spec!r}: {err}") from None
 
         if device.type == "cpu" and cpu_weights == "int8" and dtype == torch.float32:
             model = int8_model(path, float_dir, report)

@@ -20,12 +20,14 @@ import asyncio
 import logging
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from llmserve import compile_cache
 from llmserve.app import Backend, ServerState, create_app
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import load_model, pick_device
@@ -119,6 +121,12 @@ def build_backend(settings: Settings) -> Backend:
     # fixed buffers too (no graphs, no compile): eager but without the growing cache's
     # per-step concatenation (SmolLM2-135M, 1 thread: 51 ms a step against ~70 ms).
     cpu_fixed = not on_cuda and _has_int8(loaded.model)
+    compile_volume = Path(settings.compile_cache_dir) if settings.compile_cache_dir else None
+    compile_key = compile_cache.cache_key(
+        settings.model or loaded.name, loaded.device, extra=str(loaded.dtype)
+    )
+    if compile_volume is not None:  # before the warm-up compiles: load what a pod published
+        compile_cache.configure(compile_volume, compile_key, compile_cache.LOCAL_ROOT)
     progress.info("warming up")
     engine = ContinuousBatchingEngine(
         loaded.model,
@@ -138,6 +146,8 @@ def build_backend(settings: Settings) -> Backend:
         compile_step=graphs and settings.compile != "off",
     )
     engine.start()
+    if compile_volume is not None:
+        compile_cache.publish(compile_volume, compile_key)
     # The grammar library's view of the tokenizer takes about a second to build: build it in the
     # background now, not in the first structured request on the event loop (which waits for
     # it if it comes sooner), and without delaying readiness.

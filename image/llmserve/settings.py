@@ -40,6 +40,7 @@ class Settings:
     cuda_graphs: str = "auto"  # auto = on when the model runs on CUDA
     graph_max_batch: int = 256  # most rows a graphed step covers (also capped by memory)
     compile: str = "auto"  # torch.compile one-row graphed steps: auto (= with CUDA graphs)|on|off
+    compile_cache_dir: str | None = None  # torch.compile cache on the model volume; None: torch
     header_timeout_seconds: float = 30.0  # request line + headers, else the connection closes
     body_timeout_seconds: float = 60.0  # the whole body, else 408
     tool_parser: str = "auto"  # auto (from the chat template) | hermes | glm
@@ -88,6 +89,16 @@ def _text(name: str, raw: str) -> str:
     if not raw.strip():
         raise SettingsError(f"{name} is empty; allowed: a non-empty string (or leave it unset)")
     return raw.strip()
+
+
+def _absolute_directory(name: str, raw: str) -> str:
+    value = _text(name, raw)
+    if not Path(value).is_absolute() or (Path(value).exists() and not Path(value).is_dir()):
+        raise SettingsError(
+            f"{name}={raw!r} is not an absolute directory path; allowed: an absolute path to a "
+            "directory, existing or not (or leave it unset)"
+        )
+    return value
 
 
 # (flag, env var, Settings field, parser, help)
@@ -184,6 +195,15 @@ _FIELDS = [
         "torch.compile the one-row decode step before its CUDA graph is captured (fuses small "
         "kernels: a faster single stream for one compilation at start-up): auto|on|off "
         "(default auto: whenever CUDA graphs are on)",
+    ),
+    (
+        "--compile-cache-dir",
+        "LLMSERVE_COMPILE_CACHE_DIR",
+        "compile_cache_dir",
+        _absolute_directory,
+        "directory shared by the pods (the model volume) where torch.compile's caches are "
+        "published after warm-up and loaded before it, keyed by model, torch, Triton and GPU, so "
+        "a second pod does not compile again (default: unset, torch's own cache under /tmp)",
     ),
     (
         "--header-timeout-seconds",

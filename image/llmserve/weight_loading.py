@@ -239,3 +239,60 @@ def prefetch(
 
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="prefetch") as pool:
         return sum(pool.map(read, jobs))
+
+
+def release_file_buffers(module: torch.nn.Module) -> int:
+    """Give every parameter and buffer that is still a view of a file's allocation (see
+    load_safetensors) its own storage; returns the bytes copied.
+
+    Why: a file's allocation is freed only when no tensor views it any more. After some weights
+    were replaced (quantized Linear layers, say), the embeddings and norms still viewing the
+    same files would keep every replaced weight's bytes allocated; call this after replacing."""
+    copied = 0
+    replaced: dict[int, torch.Tensor] = {}  # tied weights stay one tensor
+    for owner in module.modules():
+        for table in (owner._parameters, owner._buffers):
+            for name, tensor in table.items():
+                if tensor is None or tensor.is_meta:
+                    continue
+                if id(tensor) in replaced:
+                    table[name] = replaced[id(tensor)]
+                    continue
+                if tensor.untyped_storage().nbytes() <= tensor.nbytes:
+                    continue
+                data = tensor.detach().clone()
+                if isinstance(tensor, torch.nn.Parameter):
+                    data = torch.nn.Parameter(data, requires_grad=tensor.requires_grad)
+                replaced[id(tensor)] = table[name] = data
+                copied += tensor.nbytes
+    return copied
+
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lustre", "9p")
+
+
+def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
+    """The type of the filesystem holding `path` (its longest mount point in mountinfo), or
+    "unknown" where there is no mountinfo (not Linux)."""
+    try:
+        lines = mountinfo.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "unknown"
+    target = str(path.resolve())
+    best, kind = "", "unknown"
+    for line in lines:
+        fields, _sep, tail = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not tail:
+            continue
+        mount = parts[4].replace("\\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, tail.split()[0]
+    return kind
+
+
+def on_network_filesystem(path: Path) -> bool:
+    """Where every page fault of a mapping is a network round trip (UFS is NFSv4)."""
+    kind = filesystem_type(path)
+    return kind in NETWORK_FILESYSTEMS or kind.startswith("fuse.")

@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from llmserve.chatglm import ChatGLMCheckpointError, glm_config_from_chatglm, load_chatglm
+from llmserve.chatglm import (
+    ChatGLMCheckpointError,
+    convert_tensors,
+    glm_config_from_chatglm,
+    load_chatglm,
+)
 from llmserve.chatglm_tokenizer import ChatGLM2Tokenizer, chatglm2_prompt
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from sentencepiece import SentencePieceProcessor, SentencePieceTrainer
 
 from tests.llm_server import start_server
@@ -201,6 +206,47 @@ def test_pytorch_bin_shards_load_too(tmp_path: Path) -> None:
     with torch.no_grad():
         ours = model(input_ids=ids[None]).logits[0]
     torch.testing.assert_close(ours, chatglm_reference_logits(weights, ids), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_float16_safetensors_shards_equal_the_previous_loader(
+    tmp_path: Path, dtype: torch.dtype, parallel: bool
+) -> None:
+    """Shards read by weight_loading and cast per shard (the GPU path, run here on the CPU)
+    give exactly the tensors of safetensors' load_file then convert_tensors (the CPU path)."""
+    weights = {n: t.to(torch.float16) for n, t in chatglm_weights(seed=4).items()}
+    directory = tmp_path / "fp16"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(CONFIG))
+    names = sorted(weights)
+    for i, part in enumerate((names[:5], names[5:11], names[11:])):
+        save_file(
+            {n: weights[n] for n in part}, directory / f"model-{i + 1:05d}-of-00003.safetensors"
+        )
+    model = load_chatglm(directory, torch.device("cpu"), dtype, parallel=parallel)
+    previous = convert_tensors(
+        (
+            item
+            for shard in sorted(directory.glob("*.safetensors"))
+            for item in load_file(shard).items()
+        ),
+        glm_config_from_chatglm(CONFIG),
+        dtype,
+    )
+    state = model.state_dict()
+    assert set(state) == set(previous)
+    for name, expected in previous.items():
+        assert state[name].dtype == dtype and torch.equal(state[name], expected), name
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_a_truncated_shard_is_a_checkpoint_error(tmp_path: Path, parallel: bool) -> None:
+    directory = write_checkpoint(tmp_path / "cut", CONFIG, chatglm_weights())
+    shard = directory / "model-00001-of-00001.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-64])
+    with pytest.raises(ChatGLMCheckpointError, match=r"model-00001-of-00001\.safetensors"):
+        load_chatglm(directory, torch.device("cpu"), torch.float32, parallel=parallel)
 
 
 # ----------------------------------------------------------------------------- the tokenizer

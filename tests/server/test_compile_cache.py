@@ -3,12 +3,17 @@ cache variables point at it; published artifacts round-trip through the volume a
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from llmserve import compile_cache as cc
+from llmserve import server
+from llmserve.settings import Settings, SettingsError, load_settings
 
 KEY = cc.CacheKey("glm-4-9b:0123", "2.11.0+cu130", "3.6.0", "NVIDIA H200 sm90")
 
@@ -102,3 +107,110 @@ def test_publish_then_configure_loads_the_artifacts(
 def test_publish_with_nothing_compiled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: None)
     assert cc.publish(tmp_path, KEY) is None and not any(tmp_path.iterdir())
+
+
+# One pod's compilation as a fresh process sees it: configure, compile a tiny function with
+# Inductor on the CPU, publish; it reports Inductor's FX-graph cache hits and misses.
+CHILD = """
+import json, sys
+from pathlib import Path
+import torch
+from torch._dynamo.utils import counters
+from llmserve import compile_cache as cc
+volume, local, gpu = sys.argv[1:4]
+key = cc.CacheKey("tiny-model:0123", torch.__version__, "none", gpu)
+cc.configure(Path(volume), key, Path(local))
+step = torch.compile(lambda x: torch.sin(x) * 2 + x.cos(), dynamic=False)
+out = step(torch.arange(8.0))
+published = cc.publish(Path(volume), key)
+print(json.dumps({
+    "hits": counters["inductor"]["fxgraph_cache_hit"],
+    "misses": counters["inductor"]["fxgraph_cache_miss"],
+    "published": str(published),
+    "out": out.tolist(),
+}))
+"""
+
+
+def _start_pod(volume: Path, local: Path, gpu: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in cc.ENV_VARS}
+    env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # no worker pool on the shared test machine
+    env["TORCHINDUCTOR_VEC_ISA_OK"] = "0"  # no g++ probe of each SIMD ISA: scalar C++ kernels
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "image")
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(volume), str(local), gpu],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _result(pod: subprocess.Popen[str]) -> dict[str, object]:
+    stdout, stderr = pod.communicate(timeout=280)
+    assert pod.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_a_second_pod_loads_the_published_compilation_and_another_key_does_not(
+    tmp_path: Path,
+) -> None:
+    """Each pod has a fresh local directory, so its only source of cache hits is the volume."""
+    volume = tmp_path / "volume"
+    first = _result(_start_pod(volume, tmp_path / "pod1", "cpu"))
+    assert first["misses"] >= 1 and first["hits"] == 0
+    assert Path(str(first["published"])).is_file()
+    same_key = _start_pod(volume, tmp_path / "pod2", "cpu")
+    other_gpu = _start_pod(volume, tmp_path / "pod3", "NVIDIA L20 sm89")
+    second, third = _result(same_key), _result(other_gpu)
+    assert second["hits"] >= 1 and second["misses"] == 0
+    assert second["out"] == first["out"]
+    assert third["hits"] == 0 and third["misses"] >= 1
+
+
+def test_the_setting_needs_an_absolute_directory(tmp_path: Path) -> None:
+    name = "LLMSERVE_COMPILE_CACHE_DIR"
+    assert load_settings(env={}).compile_cache_dir is None
+    assert load_settings(env={name: str(tmp_path / "new")}).compile_cache_dir == str(
+        tmp_path / "new"
+    )
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for bad in ("relative/dir", str(a_file)):
+        with pytest.raises(SettingsError, match=f"{name}=.*allowed: an absolute path"):
+            load_settings(env={name: bad})
+
+
+def test_build_backend_configures_before_the_warm_up_and_publishes_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(
+        server.compile_cache,
+        "configure",
+        lambda volume, key, local: calls.append(("configure", (volume, key, local))),
+    )
+    monkeypatch.setattr(
+        server.compile_cache,
+        "publish",
+        lambda volume, key: calls.append(("publish", (volume, key))),
+    )
+    start = server.ContinuousBatchingEngine.start
+    monkeypatch.setattr(
+        server.ContinuousBatchingEngine,
+        "start",
+        lambda engine: (calls.append(("warm-up", None)), start(engine))[1],
+    )
+    volume = tmp_path / "volume"
+    settings = Settings(model="random:tiny", device="cpu", compile_cache_dir=str(volume))
+    backend = server.build_backend(settings)
+    backend.engine.stop()
+    key = cc.cache_key("random:tiny", torch.device("cpu"), extra=str(torch.float32))
+    assert calls == [
+        ("configure", (volume, key, cc.LOCAL_ROOT)),
+        ("warm-up", None),
+        ("publish", (volume, key)),
+    ]
+    calls.clear()
+    server.build_backend(Settings(model="random:tiny", device="cpu")).engine.stop()
+    assert calls == [("warm-up", None)]  # unset: torch's own cache, nothing published
