@@ -188,6 +188,7 @@ class ContinuousBatchingEngine:
             ),
             prefix_cache_queries=blocks.queried_tokens if blocks is not None else 0,
             prefix_cache_hits=blocks.hit_tokens if blocks is not None else 0,
+            preemptions=self.scheduler.preemptions,
         )
 
     def in_flight(self) -> int:

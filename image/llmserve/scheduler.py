@@ -72,6 +72,7 @@ class Scheduler:
         self.running: list[Sequence] = []  # in the order of the batch cache's rows
         self.prefilling: Sequence | None = None  # a prompt part-way through its chunks
         self._cancelled: set[str] = set()
+        self.preemptions = 0  # requests sent back to the queue so far (paged cache)
 
     # ------------------------------------------------------------------ with the engine's lock
     def add(self, seq: Sequence) -> None:
@@ -259,6 +260,7 @@ class Scheduler:
             self.running.remove(seq)
         seq.prefilled = seq.position = 0
         seq.preemptions += 1
+        self.preemptions += 1
         self.waiting.appendleft(seq)
         plan.preempted.append(seq)
 
