@@ -159,6 +159,12 @@ class ContinuousBatchingEngine:
         """Also raises StructuredOutputError (a ValueError) for a structured output that cannot
         be compiled. The first structured request converts the tokenizer for the grammar
         library (about a second for a 49k vocabulary), later ones only compile their schema."""
+        blocks = self.blocks
+        if blocks is not None and blocks.blocks_for(len(prompt_ids) + 1) > blocks.num_blocks:
+            raise ValueError(  # the HTTP layer refuses prompts over the context long before
+                f"a prompt of {len(prompt_ids)} tokens does not fit the paged KV cache; allowed: "
+                f"at most {blocks.num_blocks * blocks.block_size - 1} tokens"
+            )
         stream = RequestStream(
             prompt_tokens=len(prompt_ids), _cancel=self.cancel, _loop=asyncio.get_running_loop()
         )
