@@ -192,7 +192,8 @@ def pool_blocks(
     """How many blocks the pools get: `cache_tokens` when given (LLMSERVE_KV_CACHE_TOKENS);
     else on a GPU what is left of `gpu_memory_utilization` x its memory once the weights (and
     everything else already there) are in, as vLLM's --gpu-memory-utilization; else, on the
-    CPU, the padded cache's ceiling (max batch x context), at most a quarter of the RAM. At least
+    CPU, the padded cache's ceiling (max batch x context, but room for one whole-context request
+    even with a batch of one), at most a quarter of the RAM. At least
     one full-length request must fit, or the engine could never admit it."""
     if cache_tokens:
         tokens, source = cache_tokens, f"LLMSERVE_KV_CACHE_TOKENS={cache_tokens}"
@@ -206,8 +207,13 @@ def pool_blocks(
         )
     else:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        tokens = min(max_batch * max_model_len, ram // 4 // per_token_bytes)
-        source = f"a quarter of the RAM ({ram / 2**30:.1f} GiB)"
+        # one whole-context request at least (+1: its next token), however small the batch
+        wanted = max(max_batch * max_model_len, max_model_len + 1)
+        tokens = min(-(-wanted // block_size) * block_size, ram // 4 // per_token_bytes)
+        source = (
+            f"max batch x context ({max_batch} x {max_model_len}), at most a quarter of the "
+            f"RAM ({ram / 2**30:.1f} GiB)"
+        )
     blocks = tokens // block_size
     needed = -(-(max_model_len + 1) // block_size)
     if blocks < needed:
