@@ -226,6 +226,36 @@ def test_preemption_under_a_tiny_pool_loses_no_request(build: Factory) -> None:
     assert tiny_pool.stats().cache_capacity_tokens == 68
 
 
+def test_sampling_logprobs_penalties_and_grammars_carry_on_across_preemption(
+    build: Factory,
+) -> None:
+    """The generator, the grammar and the penalties' token counts stay with the request: after
+    its recompute it goes on as if it had never stopped."""
+    prompts = [[1, *range(200 + 10 * i, 208 + 10 * i)] for i in range(5)]
+    params = [
+        SamplingParams(max_tokens=40, temperature=0.9, top_p=0.95, seed=3, ignore_eos=True),
+        greedy(37, logprobs=3, repetition_penalty=1.3),
+        SamplingParams(max_tokens=45, temperature=0.0, structured=StructuredOutput("json_object")),
+        greedy(31, presence_penalty=0.8, frequency_penalty=0.4, logprobs=0),
+        SamplingParams(max_tokens=28, temperature=1.0, seed=9, ignore_eos=True, logprobs=1),
+    ]
+    settings: dict[str, Any] = dict(
+        eos=[2], max_model_len=64, max_batch=5, kv_cache="paged", kv_block_size=4
+    )
+    want = together(build(**settings), prompts, params)
+    tiny_pool = build(**settings, kv_cache_tokens=68)
+    got = together(tiny_pool, prompts, params)
+    assert tiny_pool.scheduler.preemptions >= 2
+    for deltas, expected in zip(got, want, strict=True):
+        assert tokens_and_logprobs(deltas)[0] == tokens_and_logprobs(expected)[0]
+        assert tokens_and_logprobs(deltas)[1] == pytest.approx(
+            tokens_and_logprobs(expected)[1], abs=1e-4
+        )
+        assert "".join(d.text for d in deltas) == "".join(d.text for d in expected)
+        assert deltas[-1].finish_reason == expected[-1].finish_reason
+    assert isinstance(json.loads("".join(d.text for d in got[2])), dict)
+
+
 def test_cancelled_and_finished_requests_give_their_blocks_back(build: Factory) -> None:
     engine = build(max_batch=2, max_queue=4, kv_cache="paged", kv_block_size=4)
 
