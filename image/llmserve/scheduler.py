@@ -108,6 +108,7 @@ class Scheduler:
             for seq in self.running:
                 if seq.request_id in cancelled_ids:
                     seq.finished = True
+                    self.release(seq)  # now, so this step's growth and admission can use them
                     plan.cancelled.append(seq)
         if self.blocks is not None:
             self._grow_running(plan, self.blocks)

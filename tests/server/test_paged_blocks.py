@@ -121,6 +121,19 @@ def test_admission_waits_for_free_blocks_in_arrival_order() -> None:
     assert scheduler.cache_tokens == 6 * 4
 
 
+def test_a_cancelled_request_frees_its_blocks_for_the_same_step() -> None:
+    scheduler = paged_scheduler(6)
+    a, b, c = seq("a", [1] * 10), seq("b", [2] * 10), seq("c", [3] * 2)
+    scheduler.add(a)
+    scheduler.add(b)
+    prefill(scheduler, scheduler.schedule().admitted)
+    scheduler.add(c)
+    scheduler.cancel("a")
+    plan = scheduler.schedule()
+    assert plan.cancelled == [a] and a.block_table == [] and plan.admitted == [c]
+    assert scheduler.retire_finished() == [1] and scheduler.running == [b]
+
+
 def test_decode_out_of_blocks_preempts_the_newest_to_the_head_of_the_queue() -> None:
     scheduler = paged_scheduler(6)
     a, b = seq("a", [1] * 11), seq("b", [2] * 11)
