@@ -97,6 +97,11 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--max-model-len", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--modes",
+        default="padded,paged",
+        help="caches to build (on a GPU run one per process: each sizes itself from free memory)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -105,7 +110,7 @@ def main() -> None:
 
     loaded = load_model(None if args.model == "bundled" else args.model, args.device, args.dtype)
     vocab = int(loaded.model.get_input_embeddings().num_embeddings)
-    engines = {mode: build_engine(loaded, mode, args) for mode in ("padded", "paged")}
+    engines = {mode: build_engine(loaded, mode, args) for mode in args.modes.split(",")}
     system = random_tokens(random.Random(0), vocab, args.shared_tokens)
     rates: dict[str, dict[str, list[float]]] = {
         n: {m: [] for m in engines} for n in ("one-stream", "concurrent", "shared-prefix")
@@ -118,7 +123,7 @@ def main() -> None:
                 for mode, engine in engines.items():
                     rate = asyncio.run(run_load(engine, prompts, args.output_tokens))
                     rates[name][mode].append(round(rate, 1))
-    paged = engines["paged"].stats()
+    paged = engines["paged"].stats() if "paged" in engines else None
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
@@ -134,10 +139,10 @@ def main() -> None:
         },
         "output_tok_s_rounds": rates,
         "paged_prefix_hit_rate": round(paged.prefix_cache_hits / paged.prefix_cache_queries, 3)
-        if paged.prefix_cache_queries
-        else 0.0,
-        "paged_preemptions": paged.preemptions,
-        "paged_capacity_tokens": paged.cache_capacity_tokens,
+        if paged and paged.prefix_cache_queries
+        else None,
+        "paged_preemptions": paged.preemptions if paged else None,
+        "paged_capacity_tokens": paged.cache_capacity_tokens if paged else None,
     }
     for engine in engines.values():
         engine.stop()
