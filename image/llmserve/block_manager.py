@@ -1,18 +1,20 @@
 """The paged KV cache's bookkeeping: a pool of fixed-size blocks, each sequence's block table,
-reference counts, and the prefix cache over full blocks of prompt tokens.
+reference counts, and the prefix cache over full blocks of tokens.
 
 Pure Python, no tensors: the scheduler asks it whether a request fits (admission and preemption
 are decided by free blocks), the model runner only reads the block tables it hands out.
 
-Prefix caching (vLLM's automatic prefix caching): every full block of a request's prompt has a
+Prefix caching (vLLM's automatic prefix caching): every full block of a request's context has a
 chained hash, sha256(parent block's hash + the block's token ids), so one hash names the whole
 prefix up to and including that block. Once a prompt's blocks are written they are registered
-under those hashes; a later request with the same leading blocks takes them (reference count + 1)
-and prefills only the rest. A block whose last user leaves stays registered in the free list:
-free blocks are handed out least recently freed first, unregistered ones before registered ones,
-and a registered block loses its hash only when it is handed out again (LRU eviction). sha256
-rather than Python's hash: prompts are user input, and a crafted collision would make one user's
-request read another's keys and values (vLLM switched for the same reason)."""
+under those hashes, and when a request leaves or is preempted so are the full blocks of what it
+generated (a chat's next turn repeats the answer, a recompute repeats it all). A later request
+with the same leading blocks takes them (reference count + 1) and prefills only the rest. A
+block whose last user leaves stays registered in the free list: free blocks are handed out
+least recently freed first, unregistered ones before registered ones, and a registered block
+loses its hash only when it is handed out again (LRU eviction). sha256 rather than Python's
+hash: prompts are user input, and a crafted collision would make one user's request read
+another's keys and values (vLLM switched for the same reason)."""
 
 from __future__ import annotations
 

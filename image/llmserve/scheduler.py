@@ -24,7 +24,8 @@ of the queue with its prompt and the tokens generated so far, to be prefilled ag
 and carry on; its client sees nothing but a pause. A prompt is admitted (or starts its chunked
 prefill) only when blocks are free for its whole context plus the step's decode token, taking
 the blocks of its longest cached prefix from the prefix cache and prefilling only the rest; once
-written, its full blocks are registered there for later requests.
+written, its full blocks are registered there for later requests (and when it leaves or is
+preempted, the full blocks of what it generated too).
 
 Not thread-safe on its own: the engine calls `add`, `cancel`, `has_work`, `schedule` and `drain`
 with its lock held (they run on the event loop and on the engine's thread); the rest only on the
@@ -108,7 +109,7 @@ class Scheduler:
             for seq in self.running:
                 if seq.request_id in cancelled_ids:
                     seq.finished = True
-                    self.release(seq)  # now, so this step's growth and admission can use them
+                    self.retire_blocks(seq)  # now, so this step can grow and admit with them
                     plan.cancelled.append(seq)
         if self.blocks is not None:
             self._grow_running(plan, self.blocks)
@@ -144,11 +145,11 @@ class Scheduler:
         if len(keep) != len(self.running):
             for seq in self.running:
                 if seq.finished:
-                    self.release(seq)
+                    self.retire_blocks(seq)
             self.running = [self.running[i] for i in keep]
             rows = keep
         if self.prefilling is not None and self.prefilling.finished:
-            self.release(self.prefilling)
+            self.retire_blocks(self.prefilling)
             self.prefilling = None
         return rows
 
@@ -253,8 +254,10 @@ class Scheduler:
         return live[-1]
 
     def _preempt(self, seq: Sequence, plan: Plan) -> None:
-        """Take its blocks back; it waits at the head of the queue to be prefilled again."""
-        self.release(seq)
+        """Take its blocks back; it waits at the head of the queue to be prefilled again (its
+        written blocks stay cached, so unless they are evicted meanwhile the recompute is
+        short)."""
+        self.retire_blocks(seq)
         if seq is self.prefilling:
             self.prefilling = None
         else:
@@ -264,6 +267,19 @@ class Scheduler:
         self.preemptions += 1
         self.waiting.appendleft(seq)
         plan.preempted.append(seq)
+
+    def retire_blocks(self, seq: Sequence) -> None:
+        """Register every full block it has written (generated tokens too: a chat's next turn
+        repeats this answer, a preempted request recomputes it) and give its blocks back."""
+        blocks = self.blocks
+        if blocks is not None and seq.block_table:
+            written = max(seq.position, seq.prefilled)  # tokens whose keys/values are in
+            seq.block_hashes = block_hashes(
+                seq.context_ids[:written], blocks.block_size, seq.block_hashes
+            )
+            # (the hashes may run ahead: a chunked prompt has them for blocks not written yet)
+            blocks.register(seq.block_table, seq.block_hashes[: written // blocks.block_size])
+        self.release(seq)
 
     def release(self, seq: Sequence) -> None:
         """Give its blocks back (paged cache); a no-op for one that holds none."""

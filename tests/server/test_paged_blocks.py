@@ -176,6 +176,8 @@ def test_out_of_blocks_the_prompt_being_chunked_is_preempted_first() -> None:
     assert plan.preempted == [long] and len(run.block_table) == 3
     assert scheduler.prefilling is None and plan.chunk is None  # 10 blocks free: it waits
     assert list(scheduler.waiting) == [long] and long.prefilled == 0
+    # the 8 blocks its first chunk wrote stay cached; the 3 it had not written yet do not
+    assert len(scheduler.blocks.cached_prefix(long.block_hashes, 40)) == 8
 
 
 def test_prompt_logprobs_requests_do_not_reuse_cached_blocks() -> None:

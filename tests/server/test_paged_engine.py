@@ -202,6 +202,21 @@ def test_prefix_cache_hits_give_identical_outputs_and_count(build: Factory) -> N
     assert computed[0] == 43 and sorted(computed[1:]) == [3, 3, 3, 3, 5]
 
 
+def test_a_follow_up_that_repeats_an_answer_reuses_its_generated_blocks(build: Factory) -> None:
+    prompt = [1, *range(3000, 3009)]  # 10 tokens
+    cached = build(kv_cache="paged", kv_block_size=4)
+    uncached = build(kv_cache="paged", kv_block_size=4, prefix_caching=False)
+
+    async def chat(engine: ContinuousBatchingEngine) -> tuple[list[int], list[int]]:
+        first = tokens_and_logprobs(await answer(engine, prompt, greedy(20)))[0]
+        follow_up = [*prompt, *first, 5]  # 31 tokens: the answer is part of the next prompt
+        return first, tokens_and_logprobs(await answer(engine, follow_up, greedy(8)))[0]
+
+    assert asyncio.run(chat(cached)) == asyncio.run(chat(uncached))
+    # the first request wrote 10 + 19 tokens (its last one never went in): 7 full blocks
+    assert cached.stats().prefix_cache_hits == 7 * 4
+
+
 def test_preemption_under_a_tiny_pool_loses_no_request(build: Factory) -> None:
     prompts = [[1, *range(100 + 10 * i, 108 + 10 * i)] for i in range(5)]  # 9 tokens each
     params = [greedy(40 - 3 * i) for i in range(5)]
