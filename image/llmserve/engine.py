@@ -19,9 +19,14 @@ min_tokens; the OpenAI protocol needs all of those per request.
 On a GPU, decode steps replay CUDA graphs (graphs.py) for batches of up to
 LLMSERVE_GRAPH_MAX_BATCH rows whose cache buffers fit in memory; larger ones run eagerly.
 
-Limits (see image/README.md): no paged attention; the cache of the running batch is left-padded,
-so a batch mixing very long and very short requests spends memory on padding; models with
-sliding-window attention are refused."""
+The KV cache is one of two (`kv_cache`, LLMSERVE_KV_CACHE): "padded" (kvcache.py: the running
+batch's rows left-padded to one length; graphs.py's fixed buffers and CUDA graphs work over it)
+or "paged" (block_manager.py, paged_cache.py, paged_runner.py: fixed-size blocks per sequence,
+admission and preemption by free blocks, prefix caching; decode runs eagerly). "auto" is padded
+until the paged path is measured on a GPU.
+
+Limits (see image/README.md): with the padded cache a batch mixing very long and very short
+requests spends memory on padding; models with sliding-window attention are refused."""
 
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from typing import Any
 
 import torch
 
+from llmserve.block_manager import BlockManager
 from llmserve.engine_api import (
     Delta,
     EngineStats,
@@ -42,11 +48,15 @@ from llmserve.engine_api import (
 )
 from llmserve.model_runner import ModelRunner, device_is_broken
 from llmserve.output import OutputStage
+from llmserve.paged_cache import PagedKVPool, bytes_per_token, pool_blocks, probe_layer_shapes
+from llmserve.paged_runner import PagedModelRunner
 from llmserve.scheduler import Plan, Scheduler
 from llmserve.sequence import Sequence
 from llmserve.structured import GrammarCompiler
 
 log = logging.getLogger("llmserve.engine")
+
+KV_CACHE_MODES = ("auto", "padded", "paged")
 
 
 class ContinuousBatchingEngine:
@@ -66,7 +76,20 @@ class ContinuousBatchingEngine:
         compile_step: bool = False,
         compile_backend: str = "inductor",
         max_step_tokens: int | None = None,
+        kv_cache: str = "padded",
+        kv_block_size: int = 16,
+        kv_cache_tokens: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        prefix_caching: bool = True,
     ) -> None:
+        if kv_cache not in KV_CACHE_MODES:
+            raise ValueError(
+                f"LLMSERVE_KV_CACHE={kv_cache!r} is not allowed; allowed: "
+                + ", ".join(KV_CACHE_MODES)
+            )
+        # auto is the padded cache for now: its CUDA graphs (and the CPU's fixed buffers) are
+        # the measured fast path; the paged one is not measured on a GPU yet.
+        self.kv_cache = "paged" if kv_cache == "paged" else "padded"
         self.max_model_len = max_model_len
         self.max_batch = max_batch
         pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -74,8 +97,7 @@ class ContinuousBatchingEngine:
         self.grammars = GrammarCompiler(
             tokenizer, vocab_size=vocab_size, eos_token_ids=list(eos_token_ids)
         )
-        self.runner = ModelRunner(
-            model,
+        runner_args: dict[str, Any] = dict(
             max_model_len=max_model_len,
             pad_token_id=pad_token_id,
             eos_token_ids=eos_token_ids,
@@ -86,10 +108,39 @@ class ContinuousBatchingEngine:
             grammar_compiler=self.grammars,
             max_step_tokens=max_step_tokens,
         )
+        self.blocks: BlockManager | None = None
+        if self.kv_cache == "paged":
+            shapes, dtype = probe_layer_shapes(model)
+            device = next(model.parameters()).device
+            num_blocks = pool_blocks(
+                per_token_bytes=bytes_per_token(shapes, dtype),
+                block_size=kv_block_size,
+                device=device,
+                max_batch=max_batch,
+                max_model_len=max_model_len,
+                cache_tokens=kv_cache_tokens,
+                gpu_memory_utilization=gpu_memory_utilization,
+            )
+            pool = PagedKVPool(
+                shapes, num_blocks=num_blocks, block_size=kv_block_size, dtype=dtype, device=device
+            )
+            log.info(
+                "paged KV cache: %d blocks of %d tokens (%d tokens, %.2f GiB), prefix caching %s",
+                num_blocks,
+                kv_block_size,
+                num_blocks * kv_block_size,
+                pool.nbytes() / 2**30,
+                "on" if prefix_caching else "off",
+            )
+            self.blocks = BlockManager(num_blocks, kv_block_size, prefix_caching=prefix_caching)
+            self.runner: ModelRunner = PagedModelRunner(model, pool=pool, **runner_args)
+        else:
+            self.runner = ModelRunner(model, **runner_args)
         self.scheduler = Scheduler(
             max_batch=max_batch,
             max_queue=max_queue,
             max_step_tokens=self.runner.max_step_tokens,
+            blocks=self.blocks,
         )
         self.output = OutputStage(
             tokenizer, eos_token_ids=eos_token_ids, max_model_len=max_model_len
@@ -108,6 +159,12 @@ class ContinuousBatchingEngine:
         """Also raises StructuredOutputError (a ValueError) for a structured output that cannot
         be compiled. The first structured request converts the tokenizer for the grammar
         library (about a second for a 49k vocabulary), later ones only compile their schema."""
+        blocks = self.blocks
+        if blocks is not None and blocks.blocks_for(len(prompt_ids) + 1) > blocks.num_blocks:
+            raise ValueError(  # the HTTP layer refuses prompts over the context long before
+                f"a prompt of {len(prompt_ids)} tokens does not fit the paged KV cache; allowed: "
+                f"at most {blocks.num_blocks * blocks.block_size - 1} tokens"
+            )
         stream = RequestStream(
             prompt_tokens=len(prompt_ids), _cancel=self.cancel, _loop=asyncio.get_running_loop()
         )
@@ -125,11 +182,19 @@ class ContinuousBatchingEngine:
             self._wake.notify()
 
     def stats(self) -> EngineStats:
+        blocks = self.blocks
         return EngineStats(
             queue_depth=len(self.scheduler.waiting),
             running=len(self.scheduler.running) + (self.scheduler.prefilling is not None),
             cache_tokens=self.scheduler.cache_tokens,
-            cache_capacity_tokens=self.max_batch * self.max_model_len,
+            cache_capacity_tokens=(
+                blocks.num_blocks * blocks.block_size
+                if blocks is not None
+                else self.max_batch * self.max_model_len
+            ),
+            prefix_cache_queries=blocks.queried_tokens if blocks is not None else 0,
+            prefix_cache_hits=blocks.hit_tokens if blocks is not None else 0,
+            preemptions=self.scheduler.preemptions,
         )
 
     def in_flight(self) -> int:
@@ -173,6 +238,9 @@ class ContinuousBatchingEngine:
         """Two short requests of different lengths through the real prefill (with padding) and
         decode path before /ready says yes: on a GPU the first shapes pay for lazy CUDA init and
         kernel selection, and a real user's first request must not."""
+        if self.blocks is not None:
+            self._warm_up_paged(self.blocks)
+            return
         sink: list[Delta] = []
         params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
         lengths = [max(2, min(128, self.max_model_len // 4)), 2]
@@ -191,6 +259,26 @@ class ContinuousBatchingEngine:
         finished = [d.finish_reason for d in sink if d.finish_reason is not None]
         if finished != ["length"] * 3:
             raise RuntimeError(f"warm-up generation did not finish as expected: {sink!r}")
+
+    def _warm_up_paged(self, blocks: BlockManager) -> None:
+        """The same requests through the scheduler's real steps (blocks, chunk, decode); then the
+        prefix cache and its counters are emptied, so /metrics counts only users' requests."""
+        sink: list[Delta] = []
+        params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+        pad = self.runner.pad_token_id
+        lengths = [max(2, min(128, self.max_model_len // 4)), 2]
+        for n, name in ((lengths[0], "long"), (lengths[1], "short")):
+            self.scheduler.add(
+                self._new_sequence(f"warmup-{name}", [pad] * n, params, sink=sink.append)
+            )
+        with torch.inference_mode():
+            while self.scheduler.has_work():
+                self._step(self.scheduler.schedule())
+        finished = [d.finish_reason for d in sink if d.finish_reason is not None]
+        if finished != ["length"] * 2:
+            raise RuntimeError(f"warm-up generation did not finish as expected: {sink!r}")
+        blocks.clear_prefix_cache()
+        blocks.queried_tokens = blocks.hit_tokens = 0
 
     def _run(self) -> None:
         try:
@@ -272,6 +360,8 @@ class ContinuousBatchingEngine:
         self.output.discard()
         for seq in self.scheduler.running + stranded:
             self.output.finish(seq, "error", message)
+        for seq in stranded:  # admitted, so holding blocks, but not in the batch yet
+            self.scheduler.release(seq)
         self.scheduler.clear_running()
         self.runner.reset()
         self.output.flush()

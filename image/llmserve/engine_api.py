@@ -85,6 +85,10 @@ class EngineStats:
     running: int
     cache_tokens: int
     cache_capacity_tokens: int
+    # Prefix caching (paged KV cache), cumulative tokens: looked up, and found cached.
+    prefix_cache_queries: int = 0
+    prefix_cache_hits: int = 0
+    preemptions: int = 0  # requests whose blocks were taken back to be recomputed, cumulative
 
     @property
     def cache_usage(self) -> float:

@@ -3,10 +3,12 @@
 Autoscalers (KEDA in vLLM's production-stack), the Gateway API Inference Extension and the
 public Grafana dashboards query vLLM's names with a `model_name` label, so those are the names:
 `vllm:num_requests_running`, `vllm:num_requests_waiting`, `vllm:kv_cache_usage_perc` (a
-fraction 0..1, despite the name, as vLLM's), the latency histograms and the token and
-finished-request counters. Ours is kept only where vLLM has nothing: `llmserve_requests_total`
-counts HTTP responses by route and status. Process metrics come from prometheus_client's
-ProcessCollector; the `_created` series are turned off (they double every counter's series)."""
+fraction 0..1, despite the name, as vLLM's: blocks in use with the paged KV cache), the prefix
+cache's `vllm:prefix_cache_queries_total` and `vllm:prefix_cache_hits_total` (tokens) and
+`vllm:num_preemptions_total`, the latency histograms and the token and finished-request
+counters. Ours is kept only where vLLM has nothing: `llmserve_requests_total` counts HTTP
+responses by route and status. Process metrics come from prometheus_client's ProcessCollector;
+the `_created` series are turned off (they double every counter's series)."""
 
 from __future__ import annotations
 
@@ -65,10 +67,31 @@ class ServerMetrics:
         )
         self.kv_cache_usage = Gauge(
             "vllm:kv_cache_usage_perc",
-            "KV-cache usage as a fraction 0..1: tokens held / (max batch x context length)",
+            "KV-cache usage as a fraction 0..1: paged cache, blocks in use / blocks; padded "
+            "cache, tokens held / (max batch x context length)",
             label,
             registry=r,
         )
+        self.prefix_cache_queries = Counter(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in prompt tokens looked up (paged KV cache)",
+            label,
+            registry=r,
+        )
+        self.prefix_cache_hits = Counter(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in prompt tokens found cached (paged KV cache)",
+            label,
+            registry=r,
+        )
+        self.preemptions = Counter(
+            "vllm:num_preemptions",
+            "Requests preempted (blocks taken back, recomputed later; paged KV cache)",
+            label,
+            registry=r,
+        )
+        # The engine's running totals already counted into the three counters above, per model.
+        self._counted: dict[str, tuple[int, ...]] = {}
         self.prompt_tokens = Counter(
             "vllm:prompt_tokens", "Prompt tokens processed", label, registry=r
         )
@@ -124,6 +147,7 @@ class ServerMetrics:
         self.waiting.labels(model).set(stats.queue_depth)
         self.running.labels(model).set(stats.running)
         self.kv_cache_usage.labels(model).set(stats.cache_usage)
+        self._count_engine_totals(model, stats)
         for histogram in (
             self.time_to_first_token,
             self.inter_token_latency,
@@ -135,6 +159,18 @@ class ServerMetrics:
         self.prompt_tokens.labels(model)
         self.generation_tokens.labels(model)
         return generate_latest(self.registry)
+
+    def _count_engine_totals(self, model: str, stats: EngineStats) -> None:
+        """The engine keeps running totals; the counters get what was added since the last
+        scrape (a total that went down is an engine that started over: counted afresh)."""
+        counters = (self.prefix_cache_queries, self.prefix_cache_hits, self.preemptions)
+        totals = (stats.prefix_cache_queries, stats.prefix_cache_hits, stats.preemptions)
+        counted = self._counted.get(model, (0,) * len(totals))
+        if any(t < c for t, c in zip(totals, counted, strict=True)):
+            counted = (0,) * len(totals)
+        for counter, total, before in zip(counters, totals, counted, strict=True):
+            counter.labels(model).inc(total - before)
+        self._counted[model] = totals
 
     def observe_gaps(self, gap: float, tokens: int) -> None:
         """`tokens` new tokens arrived `gap` seconds after the previous ones: that many gaps."""

@@ -3,7 +3,8 @@
 The scheduler moves a sequence from the queue into the batch and out again (through a chunked
 prefill when its prompt is longer than a step's token budget), the model runner reads its tokens
 and position and keeps its grammar and penalties in force, and the output stage counts what it
-generated, decides when it is finished and hands its text to whoever waits for it."""
+generated, decides when it is finished and hands its text to whoever waits for it. With the paged
+KV cache it also carries its block table (the scheduler's block manager fills it)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ class Sequence:
     chunk_cache: Any = None
     # The prompt's logprobs, when asked for: None for the first token, then one per token.
     prompt_logprobs: list[TokenLogprob | None] | None = None
+    # Paged KV cache (block_manager.py): its blocks, the chained hashes of its context's full
+    # blocks (computed once), and how often it was preempted (its blocks taken back).
+    block_table: list[int] = field(default_factory=list)
+    block_hashes: list[bytes] = field(default_factory=list)
+    preemptions: int = 0
 
     @property
     def generated(self) -> int:
@@ -52,6 +58,12 @@ class Sequence:
     def remaining(self) -> int:
         """Tokens it may still generate."""
         return self.limit - len(self.output_ids)
+
+    @property
+    def context_ids(self) -> list[int]:
+        """What a (re)admitted request prefills: its prompt, and after a preemption the tokens
+        it had generated, so it carries on where it was."""
+        return self.prompt_ids + self.output_ids if self.output_ids else self.prompt_ids
 
     @property
     def tokens(self) -> int:

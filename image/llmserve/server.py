@@ -144,6 +144,10 @@ def build_backend(settings: Settings) -> Backend:
         ),
         cuda_graphs=graphs,
         compile_step=graphs and settings.compile != "off",
+        kv_cache=settings.kv_cache,
+        kv_block_size=settings.kv_block_size,
+        kv_cache_tokens=settings.kv_cache_tokens or None,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
     )
     engine.start()
     if compile_volume is not None:

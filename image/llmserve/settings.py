@@ -39,6 +39,10 @@ class Settings:
     log_level: str = "info"
     cuda_graphs: str = "auto"  # auto = on when the model runs on CUDA
     graph_max_batch: int = 256  # most rows a graphed step covers (also capped by memory)
+    kv_cache: str = "auto"  # auto (= padded for now) | padded | paged
+    kv_block_size: int = 16  # tokens per block of the paged KV cache
+    kv_cache_tokens: int = 0  # the paged cache's size in tokens; 0 = from memory (below)
+    gpu_memory_utilization: float = 0.9  # share of the GPU's memory the process may fill
     compile: str = "auto"  # torch.compile one-row graphed steps: auto (= with CUDA graphs)|on|off
     compile_cache_dir: str | None = None  # torch.compile cache on the model volume; None: torch
     header_timeout_seconds: float = 30.0  # request line + headers, else the connection closes
@@ -186,6 +190,39 @@ _FIELDS = [
         _int_in(1, 256),
         "largest batch decoded from CUDA graphs (also capped by LLMSERVE_MAX_BATCH and by GPU "
         "memory); larger ones run eagerly (default 256)",
+    ),
+    (
+        "--kv-cache",
+        "LLMSERVE_KV_CACHE",
+        "kv_cache",
+        _choice(("auto", "padded", "paged")),
+        "the KV cache: padded (the running batch's rows left-padded; CUDA graphs) | paged "
+        "(blocks per request, admission and preemption by free blocks, prefix caching; eager "
+        "decode) | auto (default: padded until paged is measured on a GPU)",
+    ),
+    (
+        "--kv-block-size",
+        "LLMSERVE_KV_BLOCK_SIZE",
+        "kv_block_size",
+        _int_in(1, 1024),
+        "tokens per block of the paged KV cache, and the unit of prefix caching (default 16)",
+    ),
+    (
+        "--kv-cache-tokens",
+        "LLMSERVE_KV_CACHE_TOKENS",
+        "kv_cache_tokens",
+        _int_in(0, 1 << 40),
+        "size of the paged KV cache in tokens (vLLM's --num-gpu-blocks-override x block size); "
+        "0 (default): on a GPU from LLMSERVE_GPU_MEMORY_UTILIZATION, on the CPU max batch x "
+        "context length, at most a quarter of the RAM",
+    ),
+    (
+        "--gpu-memory-utilization",
+        "LLMSERVE_GPU_MEMORY_UTILIZATION",
+        "gpu_memory_utilization",
+        _float_in(0.05, 1.0),
+        "as vLLM's: the share of the GPU's memory this server may fill; the paged KV cache gets "
+        "what the weights leave of it (default 0.9)",
     ),
     (
         "--compile",

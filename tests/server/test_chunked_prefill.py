@@ -48,13 +48,22 @@ async def workload(engine: ContinuousBatchingEngine) -> list[list[int]]:
     )
 
 
-@pytest.mark.parametrize("graph_max_batch", [0, 4], ids=["eager", "fixed-buffers"])
+@pytest.mark.parametrize(
+    ("graph_max_batch", "kv_cache"),
+    [(0, "padded"), (4, "padded"), (0, "paged")],
+    ids=["eager", "fixed-buffers", "paged"],
+)
 def test_chunked_greedy_equals_unchunked(
-    engine_factory: EngineFactory, graph_max_batch: int
+    engine_factory: EngineFactory, graph_max_batch: int, kv_cache: str
 ) -> None:
     def build(budget: int) -> ContinuousBatchingEngine:
         return engine_factory(
-            max_batch=8, max_step_tokens=budget, graph_max_batch=graph_max_batch, cuda_graphs=False
+            max_batch=8,
+            max_step_tokens=budget,
+            graph_max_batch=graph_max_batch,
+            cuda_graphs=False,
+            kv_cache=kv_cache,
+            kv_block_size=8,
         )
 
     expected = asyncio.run(workload(build(4096)))  # every prompt in one forward
@@ -121,8 +130,13 @@ def test_prompt_logprobs_span_the_chunks(tiny: LoadedModel, engine_factory: Engi
     assert got == pytest.approx(want, abs=1e-4)
 
 
-def test_cancelling_a_prompt_mid_prefill_frees_its_slot(engine_factory: EngineFactory) -> None:
-    engine = engine_factory(max_batch=1, max_queue=4, max_step_tokens=MIN_PREFILL_TOKENS)
+@pytest.mark.parametrize("kv_cache", ["padded", "paged"])
+def test_cancelling_a_prompt_mid_prefill_frees_its_slot(
+    engine_factory: EngineFactory, kv_cache: str
+) -> None:
+    engine = engine_factory(
+        max_batch=1, max_queue=4, max_step_tokens=MIN_PREFILL_TOKENS, kv_cache=kv_cache
+    )
     original = engine.runner.prefill_chunk
     chunks: list[int] = []
 
@@ -143,3 +157,4 @@ def test_cancelling_a_prompt_mid_prefill_frees_its_slot(engine_factory: EngineFa
     assert cancelled[-1].finish_reason == "cancelled" and cancelled[-1].completion_tokens == 0
     assert len(chunks) < len(LONG) // MIN_PREFILL_TOKENS and len(after) == 4
     assert engine.in_flight() == 0 and engine.scheduler.prefilling is None
+    assert engine.stats().cache_tokens == 0  # paged: its blocks are back

@@ -29,11 +29,12 @@ def first_greedy_token(tiny: LoadedModel) -> int:
         return int(tiny.model(torch.tensor([PROMPT])).logits[0, -1].argmax())
 
 
+@pytest.mark.parametrize("kv_cache", ["padded", "paged"])
 def test_eos_stops_unless_ignored_and_min_tokens_masks_it(
-    tiny: LoadedModel, engine_factory: EngineFactory
+    tiny: LoadedModel, engine_factory: EngineFactory, kv_cache: str
 ) -> None:
     # Declare the model's own first greedy token to be EOS: a real EOS on demand.
-    engine = engine_factory([first_greedy_token(tiny)])
+    engine = engine_factory([first_greedy_token(tiny)], kv_cache=kv_cache)
 
     async def scenario() -> tuple[list[Delta], list[Delta], list[Delta]]:
         return (
@@ -49,10 +50,11 @@ def test_eos_stops_unless_ignored_and_min_tokens_masks_it(
     assert at_least_three[-1].completion_tokens >= 3
 
 
+@pytest.mark.parametrize("kv_cache", ["padded", "paged"])
 def test_cancel_of_a_queued_request_ends_it_and_keeps_the_engine_serving(
-    engine_factory: EngineFactory,
+    engine_factory: EngineFactory, kv_cache: str
 ) -> None:
-    engine = engine_factory(max_batch=1, max_queue=4)
+    engine = engine_factory(max_batch=1, max_queue=4, kv_cache=kv_cache)
 
     async def scenario() -> tuple[list[Delta], list[Delta], list[Delta]]:
         busy = engine.submit(PROMPT, SamplingParams(max_tokens=200, temperature=0.0))
@@ -67,6 +69,7 @@ def test_cancel_of_a_queued_request_ends_it_and_keeps_the_engine_serving(
     assert queued[-1].finish_reason == "cancelled"
     assert (after[-1].finish_reason, after[-1].completion_tokens) == ("length", 8)
     assert engine.stats().running == 0 and engine.in_flight() == 0
+    assert engine.stats().cache_tokens == 0  # paged: every block is back
 
 
 def test_ids_beyond_the_vocabulary_decode_to_nothing(tiny: LoadedModel) -> None:
@@ -147,10 +150,11 @@ def test_seeded_sampling_does_not_depend_on_the_batch() -> None:
     assert batched[3] == alone[0]
 
 
+@pytest.mark.parametrize("kv_cache", ["padded", "paged"])
 def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_recovers(
-    tiny: LoadedModel, engine_factory: EngineFactory
+    tiny: LoadedModel, engine_factory: EngineFactory, kv_cache: str
 ) -> None:
-    engine = engine_factory()
+    engine = engine_factory(kv_cache=kv_cache)
     vocab = tiny.model.config.vocab_size
 
     async def scenario() -> tuple[list[Delta], list[Delta]]:
@@ -160,6 +164,7 @@ def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_recovers(
     broken, after = asyncio.run(asyncio.wait_for(scenario(), timeout=120))
     assert broken[-1].finish_reason == "error" and "generation failed" in (broken[-1].error or "")
     assert (after[-1].finish_reason, after[-1].completion_tokens) == ("length", 8)
+    assert engine.stats().cache_tokens == 0  # paged: the failed step's blocks came back too
 
 
 def test_a_vanishing_temperature_is_greedy_not_a_crash() -> None:
