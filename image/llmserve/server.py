@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from llmserve import tensor_parallel
 from llmserve.app import Backend, ServerState, create_app
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import load_model, pick_device
@@ -105,7 +106,8 @@ def build_backend(settings: Settings) -> Backend:
             "LLMSERVE_COMPILE=on compiles the step that CUDA graphs replay, and "
             "CUDA graphs are off here; allowed: auto or off"
         )
-    loaded = load_model(
+    tp = tensor_parallel.launch(settings)  # None unless LLMSERVE_TENSOR_PARALLEL > 1
+    loaded = (tp.load_model if tp else load_model)(
         settings.model,
         settings.device,
         settings.dtype,
@@ -137,6 +139,8 @@ def build_backend(settings: Settings) -> Backend:
         cuda_graphs=graphs,
         compile_step=graphs and settings.compile != "off",
     )
+    if tp is not None:
+        tp.attach(engine)  # rank 0 mirrors its runner's calls; other ranks serve them in here
     engine.start()
     # The grammar library's view of the tokenizer takes about a second to build: build it in the
     # background now, not in the first structured request on the event loop (which waits for
