@@ -204,7 +204,6 @@ class TensorParallel:
         if self.rank == 0:
             self.runner = MirroredRunner(engine.runner, self.send, self._check_alive)
             engine.runner = self.runner
-            atexit.register(self.shutdown)
             return
         serve_calls(engine.runner, self.receive, self.device)
         dist.destroy_process_group()
@@ -240,8 +239,8 @@ class TensorParallel:
         if self._stopping:
             return
         self._failure = (
-            f"tensor-parallel rank {rank} (pid {process.pid}) exited with code {code} while "
-            "serving; the model's other shards cannot run without it"
+            f"tensor-parallel rank {rank} (pid {process.pid}) exited with code {code} (its "
+            "log says why); the model's other shards cannot run without it"
         )
         log.error("%s", self._failure)
         self.on_worker_death(self._failure)
@@ -251,21 +250,26 @@ class TensorParallel:
             raise WorkerFailedError(self._failure)
 
     def shutdown(self) -> None:
-        """Tell the workers to stop and wait for them; kill any that do not."""
+        """Tell the workers to stop and wait for them; kill any that do not (and all of them
+        when the server exits before its engine had them serving)."""
         if self._stopping or self.rank != 0:
             return
         self._stopping = True
-        if self.runner is not None and self._failure is None:
-            if self.runner.lock.acquire(timeout=SHUTDOWN_WAIT_S):
-                try:
-                    dist.broadcast_object_list([Stop()], src=0, group=self.control)
-                except Exception as err:
-                    log.warning("could not tell the tensor-parallel workers to stop: %s", err)
-                finally:
-                    self.runner.lock.release()
+        runner = self.runner
+        if (
+            runner is not None
+            and self._failure is None
+            and runner.lock.acquire(timeout=SHUTDOWN_WAIT_S)
+        ):
+            try:
+                dist.broadcast_object_list([Stop()], src=0, group=self.control)
+            except Exception as err:
+                log.warning("could not tell the tensor-parallel workers to stop: %s", err)
+            finally:
+                runner.lock.release()
         for process in self.workers:
             try:
-                process.wait(timeout=SHUTDOWN_WAIT_S)
+                process.wait(timeout=SHUTDOWN_WAIT_S if runner is not None else 0)
             except subprocess.TimeoutExpired:
                 log.warning("tensor-parallel worker pid %d did not stop; killing it", process.pid)
                 process.kill()
@@ -313,6 +317,7 @@ def launch(settings: Settings) -> TensorParallel | None:
     device = check_world_size(settings)
     group = TensorParallel(settings, 0, device)
     port = _free_port()
+    atexit.register(group.shutdown)
     group.start_workers(port)
     group.join(port)
     return group

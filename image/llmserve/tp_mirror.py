@@ -221,10 +221,6 @@ class MirroredRunner:
 
         return mirrored
 
-    def stop_workers(self) -> None:
-        with self.lock:
-            self._send(Stop())
-
 
 def skip_sampling(runner: Any) -> None:
     """A worker's logits are rank 0's too (the output layer gathers them); only rank 0's choice
