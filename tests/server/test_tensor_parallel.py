@@ -59,21 +59,29 @@ def test_sharded_logits_equal_one_rank_within_float32_tolerance(tmp_path: Path) 
         assert sharded[preset][1].shape == (2, 1, whole[1].shape[-1])
 
 
-def test_engine_greedy_tokens_equal_one_rank_across_joins_and_leaves() -> None:
-    done = run_ranks("engine", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    tp2 = json.loads(done.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def tp2_run() -> subprocess.CompletedProcess[str]:
+    return run_ranks("engine-then-crash")
+
+
+def test_engine_greedy_tokens_equal_one_rank_across_joins_and_leaves(
+    tp2_run: subprocess.CompletedProcess[str],
+) -> None:
+    lines = tp2_run.stdout.strip().splitlines()
+    assert lines, tp2_run.stderr[-3000:]
+    tp2 = json.loads(lines[0])
     tp1 = tp_ranks.engine_tokens(1)
     assert [len(t) for t in tp1] == tp_ranks.MAX_TOKENS
     assert tp2 == tp1
 
 
-def test_a_dead_worker_makes_the_server_exit_with_the_reason() -> None:
-    done = run_ranks("crash")
-    assert done.returncode == 1, (done.stdout, done.stderr[-3000:])
-    assert '"answered"' not in done.stdout
-    assert "tensor-parallel rank 1" in done.stderr
-    assert "exited with code -9" in done.stderr
+def test_a_dead_worker_makes_the_server_exit_with_the_reason(
+    tp2_run: subprocess.CompletedProcess[str],
+) -> None:
+    assert tp2_run.returncode == 1, (tp2_run.stdout, tp2_run.stderr[-3000:])
+    assert '"answered"' not in tp2_run.stdout
+    assert "tensor-parallel rank 1" in tp2_run.stderr
+    assert "exited with code -9" in tp2_run.stderr
 
 
 def test_setting_allows_1_2_4_8_and_defaults_to_1() -> None:

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from llmserve.engine_api import SamplingParams
 from llmserve.presets import build_random_model
-from llmserve.server import build_backend
-from llmserve.settings import Settings
 from llmserve.tensor_parallel import shard_model
+
+# The server's modules (the app, uvicorn...) are imported only by the engine scenarios: the
+# logits ranks are spawned processes that import this module, and need none of them.
 
 PRESETS = ("tiny", "tiny-llama")
 # Prompts of different lengths (left padding in one prefill), one longer than a CPU step's token
@@ -39,11 +39,12 @@ def logits_of(model: Any) -> list[torch.Tensor]:
     prompt, step = logit_inputs()
     with torch.inference_mode():
         first = model(input_ids=prompt, use_cache=True)
-        second = model(input_ids=step, past_key_values=first.past_key_values, use_cache=True)
+        second = model(input_ids=step, cache=first.cache, use_cache=True)
     return [first.logits.float(), second.logits.float()]
 
 
 def _logits_rank(rank: int, world: int, port: int, out: str) -> None:
+    """One rank of the sharded model (rank 0 saves the logits)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     result = {}
@@ -57,14 +58,27 @@ def _logits_rank(rank: int, world: int, port: int, out: str) -> None:
 
 
 def sharded_logits(out: str, port: int) -> None:
-    mp.spawn(_logits_rank, args=(2, port, out), nprocs=2)
+    """This process is rank 0; rank 1 is spawned (one import of torch fewer than mp.spawn)."""
+    other = mp.get_context("spawn").Process(target=_logits_rank, args=(1, 2, port, out))
+    other.start()
+    _logits_rank(0, 2, port, out)
+    other.join()
+    if other.exitcode != 0:
+        raise SystemExit(f"rank 1 exited with code {other.exitcode}")
 
 
-def tp_settings(size: int) -> Settings:
-    return Settings(model="random:tiny", device="cpu", tensor_parallel=size, max_batch=2)
+def build(size: int) -> Any:
+    from llmserve.server import build_backend
+    from llmserve.settings import Settings
+
+    return build_backend(
+        Settings(model="random:tiny", device="cpu", tensor_parallel=size, max_batch=2)
+    )
 
 
 async def _generate(backend: Any) -> list[list[int]]:
+    from llmserve.engine_api import SamplingParams
+
     async def one(prompt: list[int], max_tokens: int) -> list[int]:
         params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
         return [t async for d in backend.engine.submit(prompt, params) for t in d.token_ids]
@@ -73,37 +87,36 @@ async def _generate(backend: Any) -> list[list[int]]:
 
 
 def engine_tokens(size: int) -> list[list[int]]:
-    backend = build_backend(tp_settings(size))
+    backend = build(size)
     try:
         return asyncio.run(_generate(backend))
     finally:
         backend.engine.stop()
 
 
-def crash_worker() -> None:
-    """Kills rank 1, then asks for a generation: rank 0 must exit with the reason, not hang and
-    not answer (an answer would be printed and the test fails on it)."""
+def engine_then_crash() -> None:
+    """The scenario's tokens at TP=2 (one JSON line), then rank 1 is killed and a generation is
+    asked for: rank 0 must exit with the reason, neither hang nor answer (an answer would be
+    printed, and the test fails on it). One process for both: a TP start is the slow part."""
     from llmserve import tensor_parallel
 
     launched: list[Any] = []
     real_launch = tensor_parallel.launch
     tensor_parallel.launch = lambda s: launched.append(real_launch(s)) or launched[0]
-    backend = build_backend(tp_settings(2))
-    worker = launched[0].workers[0]
-    os.kill(worker.pid, signal.SIGKILL)
-    print(json.dumps({"answered": asyncio.run(_generate(backend))}))
+    backend = build(2)
+    print(json.dumps(asyncio.run(_generate(backend))), flush=True)
+    os.kill(launched[0].workers[0].pid, signal.SIGKILL)
+    print(json.dumps({"answered": asyncio.run(_generate(backend))}), flush=True)
 
 
 def main() -> None:
     mode = sys.argv[1]
     if mode == "logits":
         sharded_logits(sys.argv[2], int(sys.argv[3]))
-    elif mode == "engine":
-        print(json.dumps(engine_tokens(int(sys.argv[2]))))
-    elif mode == "crash":
-        crash_worker()
+    elif mode == "engine-then-crash":
+        engine_then_crash()
     else:
-        raise SystemExit(f"unknown mode {mode!r}; allowed: logits, engine, crash")
+        raise SystemExit(f"unknown mode {mode!r}; allowed: logits, engine-then-crash")
 
 
 if __name__ == "__main__":
