@@ -17,8 +17,9 @@ it closes and they exit too. On a normal exit (after SIGTERM's drain) rank 0 tel
 to stop and waits for them.
 
 Loading: each rank reads the whole model into host memory (the architecture's own loader: HF
-directory, GGUF, ChatGLM checkpoint or random preset), keeps its shards and moves them to its GPU.
-So a host needs N times the model's size in RAM while loading, and only its shard per GPU."""
+directory, GGUF or ChatGLM checkpoint), keeps its shards and moves them to its GPU. So a host
+needs N times the model's size in RAM while loading, and only its shard per GPU. Random presets
+(benchmarks) are built whole on each GPU, then split."""
 
 from __future__ import annotations
 
@@ -180,11 +181,14 @@ class TensorParallel:
         report: Callable[[str], None] | None = None,
     ) -> LoadedModel:
         """`models.load_model`'s signature: the whole model in host memory, then this rank's
-        shard on this rank's device. Float weights (the CPU's int8 Linears do not split)."""
+        shard on this rank's device. Float weights (the CPU's int8 Linears do not split).
+        Random presets are built on the rank's own device, as at LLMSERVE_TENSOR_PARALLEL=1:
+        the same seed on the same device gives the same weights, so TP=1 and TP=N compare."""
         dtype = pick_dtype(dtype_setting, self.device)
+        random_preset = spec is not None and spec.startswith("random:")
         loaded = load_model(
             spec,
-            "cpu",
+            self.device.type if random_preset else "cpu",
             _DTYPE_NAMES[dtype],
             name,
             tokenizer_source,

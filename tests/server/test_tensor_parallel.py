@@ -30,7 +30,7 @@ from tests.server import tp_ranks
 # then the all-reduce), so logits of magnitude ~20 differ in their last bits (measured: 1.4e-5).
 LOGITS_ATOL = 1e-4
 LOGITS_RTOL = 1e-5
-HANG_GUARD_S = 300  # a scenario that takes longer is stuck: fail instead of waiting forever
+HANG_GUARD_S = 240  # a scenario that takes longer is stuck: fail instead of waiting forever
 
 
 def run_ranks(*args: str) -> subprocess.CompletedProcess[str]:
