@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from llmserve.tensor_parallel import check_heads
 from llmserve.tp_mirror import SequenceDecoder, SequenceEncoder
 from transformers import GlmConfig
 
-from tests.llm_server import IMAGE_DIR, REPO_ROOT, free_port
+from tests.llm_server import IMAGE_DIR, REPO_ROOT, free_port, start_server
 from tests.server import tp_ranks
 
 # float32 on the CPU: a sharded matmul sums the same products in another order (two halves,
@@ -82,6 +83,36 @@ def test_a_dead_worker_makes_the_server_exit_with_the_reason(
     assert '"answered"' not in tp2_run.stdout
     assert "tensor-parallel rank 1" in tp2_run.stderr
     assert "exited with code -9" in tp2_run.stderr
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def test_sigterm_drains_a_served_stream_then_the_worker_stops_and_the_server_exits_0(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path, "random:tiny", tensor_parallel="2", drain_seconds="120")
+    try:
+        (worker,) = _children(server.process.pid)
+        body = {"prompt": "Tell me", "max_tokens": 40, "temperature": 0, "ignore_eos": True}
+        with (
+            server.http() as http,
+            http.stream("POST", "/v1/completions", json={**body, "stream": True}) as reply,
+        ):
+            assert reply.status_code == 200, reply.read()
+            lines = reply.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            server.process.send_signal(signal.SIGTERM)
+            rest = [line for line in lines if line.startswith("data: ")]
+        assert first and rest[-1] == "data: [DONE]"
+        assert '"finish_reason":"length"' in rest[-2].replace(" ", "")
+        assert server.process.wait(timeout=HANG_GUARD_S) == 0
+        assert not Path(f"/proc/{worker}").exists()  # stopped and reaped, not left behind
+        assert "killing it" not in server.log()
+    finally:
+        server.stop()
 
 
 def test_setting_allows_1_2_4_8_and_defaults_to_1() -> None:
