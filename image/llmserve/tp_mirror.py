@@ -62,10 +62,8 @@ class Stop:
     """Workers leave their loop (the server is shutting down)."""
 
 
-def _is_plain(value: Any) -> bool:
-    if value is None or isinstance(value, _PLAIN_SCALARS):
-        return True
-    return isinstance(value, list) and all(type(v) is int for v in value)
+def _all_ints(values: list[Any]) -> bool:
+    return all(type(v) is int for v in values)
 
 
 class SequenceEncoder:
@@ -108,20 +106,22 @@ class SequenceEncoder:
         ref = SeqRef(key)
         for name in self._fields:
             value = getattr(seq, name)
-            if not _is_plain(value):
-                continue  # rank 0's own objects, or device state each rank keeps for itself
             old = sent.get(name, _MISSING)
-            if isinstance(value, list) and isinstance(old, list):
-                if len(value) >= len(old) and value[: len(old)] == old:
-                    if len(value) > len(old):
-                        tail = value[len(old) :]
+            if type(value) is list:
+                # Token lists grow by a few ids a step: check and send only the new tail.
+                if type(old) is list and len(value) >= len(old) and value[: len(old)] == old:
+                    if len(value) > len(old) and _all_ints(tail := value[len(old) :]):
                         ref.grown[name] = tail
                         old.extend(tail)
                     continue
+                if not _all_ints(value):
+                    continue  # not token ids (logprob records): each rank keeps its own
+            elif not (value is None or isinstance(value, _PLAIN_SCALARS)):
+                continue  # rank 0's own objects, or device state each rank keeps for itself
             elif old is not _MISSING and (old is value or old == value):
                 continue
-            ref.changed[name] = list(value) if isinstance(value, list) else value
-            sent[name] = list(value) if isinstance(value, list) else value
+            ref.changed[name] = list(value) if type(value) is list else value
+            sent[name] = list(value) if type(value) is list else value
         return ref
 
 
