@@ -52,7 +52,6 @@ log = logging.getLogger("llmserve.tensor_parallel")
 CONTROL_TIMEOUT = timedelta(days=365)
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 SHUTDOWN_WAIT_S = 30.0
-WORKER_RANK_ENV = "LLMSERVE_TP_RANK"
 
 _DTYPE_NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
 
@@ -123,9 +122,32 @@ def shard_model(model: Any, size: int, device: torch.device) -> Any:
             "allowed: unquantized weights with tensor parallel"
         )
     mesh = init_device_mesh(device.type, (size,))
-    plan, _ep_plan, _fsdp_plan = model._resolve_parallel_plans(DistributedConfig(tp_size=size))
+    config = DistributedConfig(tp_size=size, tp_plan=_packed_mlp_rules(model.tp_plan))
+    plan, _ep_plan, _fsdp_plan = model._resolve_parallel_plans(config)
     apply_tensor_parallelism(model, mesh, plan)
     return model.to(device).eval()
+
+
+# transformers' plan for a fused gate/up projection split by `chunk` (GLM) gathers the whole
+# projection on every rank and splits the down projection's input again: an all-gather per layer
+# more than needed. Its packed styles shard the gate half and the up half each, so `chunk` yields
+# this rank's halves and the down projection's all-reduce is the layer's only collective.
+_PACKED_MLP = {
+    "mlp.gate_up_proj": ("colwise_gather_output", "packed_colwise"),
+    "mlp.down_proj": ("rowwise_split_input", "rowwise"),
+}
+
+
+def _packed_mlp_rules(plan: dict[str, str]) -> dict[str, str] | None:
+    """Overrides for the plan (None: keep it; an empty dict would clear it)."""
+    rules = {
+        name: packed
+        for name, style in plan.items()
+        for suffix, (gathered, packed) in _PACKED_MLP.items()
+        if name.endswith(suffix) and style == gathered
+    }
+    suffixes = {suffix for name in rules for suffix in _PACKED_MLP if name.endswith(suffix)}
+    return rules if suffixes == set(_PACKED_MLP) else None
 
 
 class TensorParallel:
@@ -223,7 +245,6 @@ class TensorParallel:
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         for rank in range(1, self.size):
-            env[WORKER_RANK_ENV] = str(rank)
             process = subprocess.Popen(
                 [sys.executable, "-m", "llmserve.tp_worker"], stdin=subprocess.PIPE, env=env
             )
