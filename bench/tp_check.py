@@ -77,8 +77,10 @@ def run(args: argparse.Namespace) -> None:
         },
         args.out,
     )
-    print(f"size {args.size}: ready in {ready_s:.1f} s, {len(prompts)} x {args.tokens} tokens "
-          f"in {gen_s:.1f} s")
+    print(
+        f"size {args.size}: ready in {ready_s:.1f} s, {len(prompts)} x {args.tokens} tokens "
+        f"in {gen_s:.1f} s"
+    )
 
 
 def compare(args: argparse.Namespace) -> None:

@@ -181,15 +181,20 @@ class TensorParallel:
         self.control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
 
     def send(self, message: Call | Stop) -> None:
+        # Pickled here, so an argument that cannot travel fails as itself, not as a dead peer.
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            dist.broadcast_object_list([message], src=0, group=self.control)
+            dist.broadcast_object_list([payload], src=0, group=self.control)
         except Exception as err:  # gloo reports a closed peer as a plain RuntimeError
             raise WorkerFailedError(f"a tensor-parallel worker cannot be reached: {err}") from err
 
     def receive(self) -> Call | Stop:
         box: list[Any] = [None]
         dist.broadcast_object_list(box, src=0, group=self.control)
-        return box[0]
+        message = pickle.loads(box[0])
+        if not isinstance(message, Call | Stop):
+            raise TypeError(f"rank 0 sent a {type(message).__name__}, not a Call or Stop")
+        return message
 
     # ------------------------------------------------------------------ model and engine
     def load_model(
@@ -287,10 +292,13 @@ class TensorParallel:
             and runner.lock.acquire(timeout=SHUTDOWN_WAIT_S)
         ):
             try:
-                dist.broadcast_object_list([Stop()], src=0, group=self.control)
-            except Exception as err:
+                self.send(Stop())
+            except WorkerFailedError as err:
                 log.warning("could not tell the tensor-parallel workers to stop: %s", err)
             finally:
+                # A step after this (an engine still running at exit) fails at once instead of
+                # waiting for ranks that are gone.
+                self._failure = "the tensor-parallel group has shut down"
                 runner.lock.release()
         for process in self.workers:
             try:
