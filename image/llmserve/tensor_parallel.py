@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import json
 import logging
 import os
 import pickle
@@ -39,8 +40,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from transformers import AutoConfig
 
+from llmserve.chatglm import glm_config_from_chatglm, is_chatglm_checkpoint
 from llmserve.models import LoadedModel, load_model, pick_device, pick_dtype
+from llmserve.presets import PRESETS
 from llmserve.settings import TENSOR_PARALLEL_SIZES, Settings, SettingsError
 from llmserve.tp_mirror import Call, MirroredRunner, Stop, WorkerFailedError, serve_calls
 
@@ -95,6 +99,23 @@ def check_heads(config: Any, size: int) -> None:
             f"LLMSERVE_TENSOR_PARALLEL={size} does not divide this model's {heads} attention "
             f"heads and {kv_heads} key/value heads; allowed for this model: {allowed}"
         )
+
+
+def config_before_loading(spec: str | None) -> Any:
+    """The model's config where it can be read without the weights (a random preset, an HF or
+    ChatGLM directory); None otherwise (GGUF, or something load_model will refuse anyway)."""
+    try:
+        if spec is not None and spec.startswith("random:"):
+            entry = PRESETS.get(spec.removeprefix("random:"))
+            return entry()[1] if entry is not None else None
+        path = Path(spec) if spec is not None else None
+        if path is None or not (path / "config.json").is_file():
+            return None
+        if is_chatglm_checkpoint(path):
+            return glm_config_from_chatglm(json.loads((path / "config.json").read_text()))
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):  # load_model says what is wrong, with its own message
+        return None
 
 
 def shard_model(model: Any, size: int, device: torch.device) -> Any:
@@ -211,6 +232,9 @@ class TensorParallel:
         shard on this rank's device. Float weights (the CPU's int8 Linears do not split).
         Random presets are built on the rank's own device, as at LLMSERVE_TENSOR_PARALLEL=1:
         the same seed on the same device gives the same weights, so TP=1 and TP=N compare."""
+        early = config_before_loading(spec)
+        if early is not None:  # refuse a size that splits a head before minutes of loading
+            check_heads(early, self.size)
         dtype = pick_dtype(dtype_setting, self.device)
         random_preset = spec is not None and spec.startswith("random:")
         loaded = load_model(

@@ -20,7 +20,7 @@ from llmserve.engine_api import SamplingParams
 from llmserve.presets import build_random_model
 from llmserve.sequence import Sequence
 from llmserve.settings import SettingsError, load_settings
-from llmserve.tensor_parallel import check_heads
+from llmserve.tensor_parallel import check_heads, config_before_loading
 from llmserve.tp_mirror import SequenceDecoder, SequenceEncoder
 from transformers import GlmConfig
 
@@ -130,6 +130,19 @@ def test_sizes_that_split_a_head_are_refused_naming_the_sizes_that_fit() -> None
         check_heads(chatglm2_heads, 4)
     with pytest.raises(SettingsError, match=r"allowed for this model: 1, 2$"):
         check_heads(chatglm2_heads, 8)
+
+
+def test_head_counts_are_read_before_the_weights_where_the_config_says_them(
+    tmp_path: Path,
+) -> None:
+    preset = config_before_loading("random:chatglm2-6b")
+    assert (preset.num_attention_heads, preset.num_key_value_heads) == (32, 2)
+    build_random_model("tiny-llama", torch.device("cpu"), torch.float32).config.save_pretrained(
+        tmp_path
+    )
+    assert config_before_loading(str(tmp_path)).num_key_value_heads == 2
+    assert config_before_loading(None) is None  # the bundled GGUF: checked after loading
+    assert config_before_loading("random:nonesuch") is None  # load_model names the presets
 
 
 def _sequence(prompt: list[int]) -> Sequence:
