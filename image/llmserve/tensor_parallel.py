@@ -119,8 +119,8 @@ def config_before_loading(spec: str | None) -> Any:
 
 
 def shard_model(model: Any, size: int, device: torch.device) -> Any:
-    """Split `model` (whole, on the CPU, the same on every rank) with its architecture's
-    tensor-parallel plan and move this rank's part to `device`."""
+    """Split `model` (whole and the same on every rank, on the CPU or this rank's GPU) with its
+    architecture's tensor-parallel plan and move this rank's part to `device`."""
     from torch.distributed.device_mesh import init_device_mesh
     from transformers.distributed import DistributedConfig
     from transformers.distributed.tensor_parallel import apply_tensor_parallelism
