@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,11 +76,13 @@ class SequenceEncoder:
             weakref.WeakKeyDictionary()
         )
         self._next_key = 0
-        self._forgotten: list[int] = []  # appended by finalizers, from any thread
+        self._forgotten: deque[int] = deque()  # appended by finalizers, from any thread
         self._fields = [f.name for f in dataclasses.fields(Sequence)]
 
     def take_forgotten(self) -> list[int]:
-        taken, self._forgotten[:] = list(self._forgotten), []
+        taken = []
+        while self._forgotten:  # deque's popleft and append are atomic: none is lost
+            taken.append(self._forgotten.popleft())
         return taken
 
     def encode(self, value: Any) -> Any:
