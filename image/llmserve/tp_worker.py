@@ -15,6 +15,7 @@ import pickle
 import signal
 import sys
 import threading
+import traceback
 
 from llmserve.server import build_backend
 from llmserve.tensor_parallel import WorkerSpec, become_worker
@@ -25,7 +26,7 @@ def _exit_when_orphaned() -> None:
     os._exit(1)
 
 
-def main() -> int:
+def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     spec = pickle.load(sys.stdin.buffer)
@@ -35,10 +36,17 @@ def main() -> int:
         level=logging.WARNING, format=f"%(asctime)s tp-rank-{spec.rank} %(name)s: %(message)s"
     )
     threading.Thread(target=_exit_when_orphaned, name="llmserve-tp-orphan", daemon=True).start()
-    become_worker(spec)
-    build_backend(spec.settings)  # serves rank 0's calls; exits the process when told to stop
-    raise SystemExit("llmserve.tp_worker: the backend returned without serving rank 0")
+    try:
+        become_worker(spec)
+        build_backend(spec.settings)  # serves rank 0's calls; exits the process when told to stop
+        message = "the backend returned without serving rank 0"
+    except BaseException:  # its reason goes to the log, then rank 0 sees this rank exit
+        message = traceback.format_exc()
+    # os._exit: the interpreter's shutdown would wait on the stdin reader thread.
+    sys.stderr.write(f"llmserve.tp_worker rank {spec.rank}: {message}\n")
+    sys.stderr.flush()
+    os._exit(1)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
