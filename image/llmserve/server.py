@@ -27,7 +27,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from llmserve import compile_cache
+from llmserve import compile_cache, tensor_parallel
 from llmserve.app import Backend, ServerState, create_app
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import load_model, pick_device
@@ -107,7 +107,8 @@ def build_backend(settings: Settings) -> Backend:
             "LLMSERVE_COMPILE=on compiles the step that CUDA graphs replay, and "
             "CUDA graphs are off here; allowed: auto or off"
         )
-    loaded = load_model(
+    tp = tensor_parallel.launch(settings)  # None unless LLMSERVE_TENSOR_PARALLEL > 1
+    loaded = (tp.load_model if tp else load_model)(
         settings.model,
         settings.device,
         settings.dtype,
@@ -149,6 +150,8 @@ def build_backend(settings: Settings) -> Backend:
         kv_cache_tokens=settings.kv_cache_tokens or None,
         gpu_memory_utilization=settings.gpu_memory_utilization,
     )
+    if tp is not None:
+        tp.attach(engine)  # rank 0 mirrors its runner's calls; other ranks serve them in here
     engine.start()
     if compile_volume is not None:
         compile_cache.publish(compile_volume, compile_key)

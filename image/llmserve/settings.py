@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 _Number = TypeVar("_Number", int, float)
 
 
@@ -33,6 +34,7 @@ class Settings:
     max_queue: int = 256
     max_model_len: int | None = None  # None = the model's own context length
     device: str = "auto"
+    tensor_parallel: int = 1  # GPUs one model is split over (tensor_parallel.py)
     dtype: str = "auto"
     drain_seconds: float = 30.0
     max_body_bytes: int = 4 * 1024 * 1024
@@ -84,6 +86,21 @@ def _choice(choices: tuple[str, ...]):
         value = raw.strip().lower()
         if value not in choices:
             raise SettingsError(f"{name}={raw!r} is not allowed; allowed: {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _int_choice(choices: tuple[int, ...]) -> Callable[[str, str], int]:
+    allowed = ", ".join(str(c) for c in choices)
+
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer; allowed: {allowed}") from None
+        if value not in choices:
+            raise SettingsError(f"{name}={value} is not allowed; allowed: {allowed}")
         return value
 
     return parse
@@ -153,6 +170,15 @@ _FIELDS = [
         "context length: prompt plus output tokens (default: the model's)",
     ),
     ("--device", "LLMSERVE_DEVICE", "device", _choice(DEVICES), "auto|cuda|cpu (default auto)"),
+    (
+        "--tensor-parallel",
+        "LLMSERVE_TENSOR_PARALLEL",
+        "tensor_parallel",
+        _int_choice(TENSOR_PARALLEL_SIZES),
+        "GPUs of this host one model is split over (tensor parallel, for models that do not fit "
+        "one card): 1|2|4|8, at most the GPUs visible, dividing the model's attention and "
+        "key/value heads (default 1)",
+    ),
     (
         "--dtype",
         "LLMSERVE_DTYPE",
