@@ -10,6 +10,10 @@ of two). Batches with more rows than the buffers hold stay eager.
 The batch keeps its layout (kvcache.BatchCache: rows left-padded to one length): its layers are
 made views of these buffers, so a step writes one column in place and no copy is needed; after a
 request joins or leaves (BatchCache builds new tensors then) the rows are copied back in once.
+
+On the CPU there are no graphs; one-row steps of a Llama model run cpu_decode.LlamaCpuStep over
+the same buffers (attending over exactly the columns in use, not a length bucket), everything
+else the model's forward.
 """
 
 from __future__ import annotations
