@@ -1,16 +1,20 @@
-"""Compact CPU weights, converted once: int8 weight-only Linears cached as safetensors.
+"""Compact CPU weights, converted once: int4 and int8 weight-only Linears cached as safetensors.
 
 Why: transformers dequantizes a GGUF file to float32 on every start (~16 s for SmolLM2-135M on
-2 cores) and each decode step then reads ~540 MB of float32 weights. Here the first start
-converts every Linear to symmetric per-channel int8 (quantization.Int8WeightOnlyLinear, run by
-torch's `_weight_int8pack_mm` CPU kernel) and saves the result under
-`$XDG_CACHE_HOME/llmserve/cpu-int8/<sha256 of the source>/`; later starts build the model on the
-meta device and assign the saved tensors to it, so no float weight is built and nothing is
-converted again. A step then reads ~135 MB (the embedding table stays float32: a lookup reads
-one row of it).
+2 cores) and each decode step then reads ~540 MB of float32 weights. Here the first start keeps
+every Linear the GGUF file holds as Q4_1 blocks as those blocks (int4_cpu.Int4WeightOnlyLinear,
+torch's CPU int4 kernel; gguf_q4.py), converts every other Linear (the tied lm_head, Linears of
+Hugging Face directories) to symmetric per-channel int8 (quantization.Int8WeightOnlyLinear, run
+by torch's `_weight_int8pack_mm`), and saves the result under
+`$XDG_CACHE_HOME/llmserve/cpu-weights/<sha256 of the source>-v<format>-<torch>-<cpu>/`; later
+starts build the model on the meta device and assign the saved tensors to it, so no float weight
+is built and nothing is converted again. A step then reads ~80 MB for SmolLM2-135M (the
+embedding table stays float32: a lookup reads one row of it).
 
 The key is the SHA-256 of the source file's bytes (0.3 s for the 100 MB GGUF here), remembered
-per (path, size, mtime) so a second start does not hash again. A cache entry is written to a
+per (path, size, mtime) so a second start does not hash again; the format version, the torch
+version and the CPU capability are part of the entry's name, because the int4 weights are saved
+in the layout torch's kernel packed them into for this CPU. A cache entry is written to a
 temporary directory and renamed into place, so a crash never leaves a half entry that looks
 whole.
 """
@@ -33,13 +37,17 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
+from llmserve.gguf_q4 import swap_q4_1_linears
+from llmserve.int4_cpu import Int4WeightOnlyLinear
 from llmserve.quantization import Int8WeightOnlyLinear, quantize_model
 
 log = logging.getLogger("llmserve.cpu_weights")
 
-FORMAT_VERSION = 1
+# 2: int4 Linears from Q4_1 blocks (1 was int8 only, in cpu-int8/). Bump on any change of what
+# an entry holds, so an older entry is never loaded as a newer one.
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
-MANIFEST_FILE = "llmserve-int8.json"
+MANIFEST_FILE = "llmserve-cpu-weights.json"
 HASH_CHUNK = 8 << 20
 
 
@@ -88,7 +96,8 @@ def file_digest(path: Path) -> str:
 
 
 def entry_dir(digest: str) -> Path:
-    return cache_root() / "cpu-int8" / f"{digest}-v{FORMAT_VERSION}"
+    kernel = f"torch{torch.__version__.split('+')[0]}-{torch.backends.cpu.get_cpu_capability()}"
+    return cache_root() / "cpu-weights" / f"{digest}-v{FORMAT_VERSION}-{kernel.lower()}"
 
 
 def _tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -114,16 +123,27 @@ def save_entry(model: nn.Module, dest: Path) -> None:
         if generation is not None:
             generation.save_pretrained(tmp)
         save_file(_tensors_to_save(model), str(tmp / WEIGHTS_FILE))
-        int8 = sorted(n for n, m in model.named_modules() if isinstance(m, Int8WeightOnlyLinear))
-        (tmp / MANIFEST_FILE).write_text(
-            json.dumps({"format": FORMAT_VERSION, "int8_linears": int8}) + "\n"
-        )
+        manifest = {
+            "format": FORMAT_VERSION,
+            **{key: _names_of(model, cls) for key, cls in LINEAR_KINDS.items()},
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+LINEAR_KINDS: dict[str, type[Int8WeightOnlyLinear] | type[Int4WeightOnlyLinear]] = {
+    "int8_linears": Int8WeightOnlyLinear,
+    "int4_linears": Int4WeightOnlyLinear,
+}
+
+
+def _names_of(model: nn.Module, cls: type[nn.Module]) -> list[str]:
+    return sorted(n for n, m in model.named_modules() if isinstance(m, cls))
 
 
 def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
@@ -147,17 +167,13 @@ def load_entry(src: Path) -> nn.Module:
         model = AutoModelForCausalLM.from_config(
             config, dtype=torch.float32, attn_implementation="sdpa"
         )
-    for name in manifest["int8_linears"]:
-        linear = model.get_submodule(name)
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(
-            parent,
-            child,
-            Int8WeightOnlyLinear.empty(
-                linear.in_features, linear.out_features, linear.bias is not None
-            ),
-        )
+    for key, cls in LINEAR_KINDS.items():
+        for name in manifest.get(key, []):
+            linear = model.get_submodule(name)
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            shell = cls.empty(linear.in_features, linear.out_features, linear.bias is not None)
+            setattr(parent, child, shell)
     with safe_open(str(src / WEIGHTS_FILE), framework="pt", device="cpu") as f:
         for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
             _assign(model, name, f.get_tensor(name))
@@ -169,19 +185,23 @@ def load_entry(src: Path) -> nn.Module:
     return model.eval()
 
 
-def int8_model(source: Path, build_float: Callable[[], Any], report: Callable[[str], None]) -> Any:
-    """The int8 CPU model of `source`: from the cache, or converted (and cached) now."""
+def compact_model(
+    source: Path, build_float: Callable[[], Any], report: Callable[[str], None]
+) -> Any:
+    """The int4/int8 CPU model of `source`: from the cache, or converted (and cached) now."""
     digest = source_digest(source)
     entry = entry_dir(digest)
     if (entry / MANIFEST_FILE).is_file():
         try:
             model = load_entry(entry)
-            report(f"loaded int8 weights from the cache {entry}")
+            report(f"loaded compact weights from the cache {entry}")
             return model
         except Exception as err:  # a broken or outdated entry is rebuilt below
             log.warning("cached CPU weights at %s are unusable (%s); converting again", entry, err)
-    report(f"converting {source.name} to int8 weights (first start only)")
+    report(f"converting {source.name} to int4/int8 weights (first start only)")
     model = build_float()
+    if source.is_file() and source.suffix.lower() == ".gguf":
+        swap_q4_1_linears(model, source)
     quantize_model(model, "int8")
     for module in model.modules():
         if isinstance(module, Int8WeightOnlyLinear):
@@ -192,3 +212,6 @@ def int8_model(source: Path, build_float: Callable[[], Any], report: Callable[[s
     except OSError as err:
         log.warning("not caching the converted weights at %s: %s", entry, err)
     return model.eval()
+
+
+int8_model = compact_model  # the name models.py imports

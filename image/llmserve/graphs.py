@@ -10,6 +10,10 @@ of two). Batches with more rows than the buffers hold stay eager.
 The batch keeps its layout (kvcache.BatchCache: rows left-padded to one length): its layers are
 made views of these buffers, so a step writes one column in place and no copy is needed; after a
 request joins or leaves (BatchCache builds new tensors then) the rows are copied back in once.
+
+On the CPU there are no graphs; one-row steps of a Llama model run cpu_decode.LlamaCpuStep over
+the same buffers (attending over exactly the columns in use, not a length bucket), everything
+else the model's forward.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import torch
 import torch.fx.experimental._config as fx_config
 
+from llmserve.cpu_decode import LlamaCpuStep, llama_cpu_step
 from llmserve.fusions import fuse_rms_norms
 from llmserve.kvcache import BatchCache
 
@@ -98,6 +103,7 @@ class GraphedDecoder:
         compile_step: bool = False,
         compile_backend: str = "inductor",
         fuse_norms: bool = True,
+        lean_cpu_step: bool = True,
     ) -> None:
         self.model = model
         if use_cuda_graphs and fuse_norms:
@@ -131,6 +137,13 @@ class GraphedDecoder:
         self._mask = torch.zeros(
             (rows, max_len + SLACK_COLUMNS), dtype=torch.bool, device=self.device
         )
+        # On the CPU (never with CUDA graphs) one-row steps of a Llama model skip transformers'
+        # forward: see cpu_decode.py.
+        self._cpu_step: LlamaCpuStep | None = (
+            llama_cpu_step(model, max_len + SLACK_COLUMNS)
+            if lean_cpu_step and self.device.type == "cpu" and not use_cuda_graphs
+            else None
+        )
 
     def fits(self, rows: int, length: int) -> bool:
         """Whether a step over `rows` rows whose cache grows to `length` columns runs here."""
@@ -146,6 +159,12 @@ class GraphedDecoder:
         rows, length = batch.rows, batch.length
         self._adopt(batch, rows, length)
         mask = batch.extend_mask()
+        if rows == 1 and self._cpu_step is not None:
+            logits = self._cpu_step(
+                tokens[0], positions[0], self._keys, self._values, length, mask[0].bool()
+            )
+            self._point_layers(batch.cache.layers, rows, length + 1)
+            return logits[:, -1, :]
         bucket_rows = _bucket(rows, 1, self._ids.shape[0])
         bucket_len = _bucket(length + 1, MIN_LENGTH_BUCKET, self.max_len)
         self._ids_host.numpy()[:rows, 0] = tokens
