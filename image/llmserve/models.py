@@ -24,6 +24,7 @@ from llmserve.chatglm import ChatGLMCheckpointError, is_chatglm_checkpoint, load
 from llmserve.chatglm_tokenizer import ChatGLMTokenizerError, load_chatglm2_tokenizer
 from llmserve.cpu_weights import int8_model
 from llmserve.presets import build_random_model
+from llmserve.quantization import cpu_weights_for, quantize_loaded, weight_bytes
 
 log = logging.getLogger("llmserve.models")
 
@@ -195,13 +196,18 @@ def load_model(
     tokenizer_source: str | None = None,
     cpu_weights: str = "auto",
     report: Callable[[str], None] | None = None,
+    quantization: str = "none",
 ) -> LoadedModel:
     """`cpu_weights` (LLMSERVE_CPU_WEIGHTS): on the CPU, `auto` keeps a .gguf file's weights
     compact (int8, converted once and cached: cpu_weights.py) and every other model float;
-    `int8` does the same for Hugging Face directories; `float` never converts."""
+    `int8` does the same for Hugging Face directories; `float` never converts.
+    `quantization` (LLMSERVE_QUANTIZATION) is checked against the device before anything loads
+    and applied to every kind of model after loading (quantization.cpu_weights_for says how it
+    and cpu_weights agree on the CPU)."""
     report = report or log.info
     device = pick_device(device_setting)
     dtype = pick_dtype(dtype_setting, device)
+    cpu_weights = cpu_weights_for(quantization, cpu_weights, device)
     override = load_tokenizer(tokenizer_source) if tokenizer_source else None
     if spec is not None and spec.startswith("random:"):
         preset = spec.removeprefix("random:")
@@ -212,7 +218,7 @@ def load_model(
         tokenizer = (
             override if override is not None else load_gguf_tokenizer(bundled_smollm2_gguf())
         )
-        return _finish(model, tokenizer, name or f"random-{preset}", device, dtype)
+        return _finish(model, tokenizer, name or f"random-{preset}", device, dtype, quantization)
 
     path = Path(spec) if spec is not None else bundled_smollm2_gguf()
     if not path.exists():
@@ -245,7 +251,7 @@ def load_model(
             model = load_chatglm(path, device, dtype)
         except (ChatGLMCheckpointError, ChatGLMTokenizerError) as err:
             raise ModelLoadError(f"LLMSERVE_MODEL={spec!r}: {err}") from None
-        return _finish(model, tokenizer, name or path.name, device, dtype)
+        return _finish(model, tokenizer, name or path.name, device, dtype, quantization)
     else:
         _check_hf_directory(path)
         AutoConfig.from_pretrained(path)  # fail early with transformers' own message
@@ -262,12 +268,28 @@ def load_model(
         else:
             model = float_dir()
         default_name = path.name
-    return _finish(model.to(device).eval(), tokenizer, name or default_name, device, dtype)
+    return _finish(
+        model.to(device).eval(), tokenizer, name or default_name, device, dtype, quantization
+    )
 
 
 def _finish(
-    model: Any, tokenizer: Any, name: str, device: torch.device, dtype: torch.dtype
+    model: Any,
+    tokenizer: Any,
+    name: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    quantization: str = "none",
 ) -> LoadedModel:
+    quantize_loaded(model, quantization)
+    log.info(
+        "weights of %s: %.3f GB on %s (%s, LLMSERVE_QUANTIZATION=%s)",
+        name,
+        weight_bytes(model) / 1e9,
+        device,
+        dtype,
+        quantization,
+    )
     eos = _eos_ids(tokenizer, getattr(model, "generation_config", None), model.config)
     return LoadedModel(
         model=model,

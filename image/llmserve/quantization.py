@@ -77,6 +77,39 @@ def check_mode(mode: str, device: torch.device, capability: tuple[int, int] | No
         )
 
 
+def cpu_weights_for(mode: str, cpu_weights: str, device: torch.device) -> str:
+    """Check `mode` for `device` and return the LLMSERVE_CPU_WEIGHTS the load follows.
+
+    On the CPU the two settings name one thing: int8 means the CPU int8 weights (cpu_weights.py,
+    converted once and cached; also for models it does not cache, quantized after loading), fp8
+    means float weights quantized after loading, none leaves LLMSERVE_CPU_WEIGHTS in charge.
+    A pair that asks for both int8 and float weights is refused. On CUDA cpu_weights is unused."""
+    check_mode(mode, device)
+    if device.type != "cpu" or mode == "none":
+        return cpu_weights
+    wanted = "int8" if mode == "int8" else "float"
+    if cpu_weights not in ("auto", wanted):
+        raise QuantizationError(
+            f"LLMSERVE_QUANTIZATION={mode!r} on the CPU wants {wanted} weights to start from, "
+            f"but LLMSERVE_CPU_WEIGHTS={cpu_weights!r}; allowed: LLMSERVE_CPU_WEIGHTS auto or "
+            f"{wanted} with LLMSERVE_QUANTIZATION={mode!r}, or LLMSERVE_QUANTIZATION=none"
+        )
+    return wanted
+
+
+def quantize_loaded(model: nn.Module, mode: str) -> int:
+    """`quantize_model` for a model as loaded: a model already in int8 (the CPU weight cache)
+    is left as it is; on the CPU, int8 layers take bfloat16 activations as that cache's do
+    (Int8WeightOnlyLinear.use_bf16_on_cpu), so both int8 routes run the same kernel."""
+    if mode == "none" or any(isinstance(m, Int8WeightOnlyLinear) for m in model.modules()):
+        return 0
+    replaced = quantize_model(model, mode)
+    for module in model.modules():
+        if isinstance(module, Int8WeightOnlyLinear) and module.weight.device.type == "cpu":
+            module.use_bf16_on_cpu()
+    return replaced
+
+
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-output-channel int8: returns (int8 [N, K], float32 scale [N])."""
     w = weight.detach().float()

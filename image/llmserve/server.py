@@ -113,6 +113,7 @@ def build_backend(settings: Settings) -> Backend:
         settings.tokenizer,
         cpu_weights=settings.cpu_weights,
         report=progress.info,
+        quantization=settings.quantization,
     )
     max_model_len = settings.max_model_len or loaded.max_model_len
     # On the CPU, a model with int8 Linears (cpu_weights.py) decodes one-row batches from the
