@@ -40,6 +40,9 @@ log = logging.getLogger("llmserve.quantization")
 
 MODES = ("none", "int8", "fp8")
 FP8_MIN_CAPABILITY = (8, 9)
+# Inductor's GPU kernels are Triton's, and Triton needs compute capability 7.0 (Volta) or newer:
+# older GPUs (P40, 1080Ti: 6.1) run the int8 layers' plain dequantize-and-multiply, uncompiled.
+TRITON_MIN_CAPABILITY = (7, 0)
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 INT8_MAX = 127.0
@@ -146,6 +149,13 @@ def _int8_linear_cuda(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor
     return _compiled_int8(x, weight, scale)
 
 
+def compiles_int8(device: torch.device) -> bool:
+    """Whether int8 layers on `device` run the compiled fused kernel (CUDA with Triton)."""
+    if device.type != "cuda":
+        return False
+    return tuple(torch.cuda.get_device_capability(device)) >= TRITON_MIN_CAPABILITY
+
+
 def compile_options(mode: str) -> dict[str, Any]:
     """Inductor options a torch.compile of a model quantized in `mode` should pass."""
     return {"coordinate_descent_tuning": True} if mode == "int8" else {}
@@ -164,7 +174,7 @@ class Int8WeightOnlyLinear(nn.Module):
         self.bias = (
             None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
         )
-        self.use_compile = q.device.type == "cuda"
+        self.use_compile = compiles_int8(q.device)
 
     @classmethod
     def empty(cls, in_features: int, out_features: int, bias: bool) -> Int8WeightOnlyLinear:

@@ -246,3 +246,13 @@ def test_the_server_passes_the_setting_to_the_load(monkeypatch: pytest.MonkeyPat
     with pytest.raises(Loaded):
         build_backend(settings)
     assert seen["quantization"] == "fp8"
+
+
+@pytest.mark.parametrize(("capability", "compiled"), [((6, 1), False), ((7, 0), True)])
+def test_int8_compiles_only_where_triton_runs(
+    capability: tuple[int, int], compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P40 and 1080Ti (6.1) have no Triton: their int8 layers stay eager, not broken."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert q.compiles_int8(torch.device("cuda")) is compiled
+    assert q.compiles_int8(CPU) is False
