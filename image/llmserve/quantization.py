@@ -245,6 +245,11 @@ class Fp8Linear(nn.Module):
 def _fits(mode: str, linear: nn.Linear) -> bool:
     if mode == "fp8":  # cuBLASLt FP8: both matrix dimensions of the weight a multiple of 16
         return linear.in_features % 16 == 0 and linear.out_features % 16 == 0
+    if linear.weight.device.type == "cpu":
+        # torch._weight_int8pack_mm on the CPU with bfloat16 activations reads K in blocks of
+        # 16: any other K gives wrong results or crashes (measured, torch 2.13: K=856 returns
+        # 1e33s, K=100 segfaults; float32 activations are right for K a multiple of 8 only).
+        return linear.in_features % 16 == 0
     return True
 
 

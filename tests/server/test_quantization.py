@@ -110,6 +110,20 @@ def test_fp8_skips_shapes_the_kernel_refuses() -> None:
     assert isinstance(model[0], q.Fp8Linear) and isinstance(model[1], torch.nn.Linear)
 
 
+def test_int8_on_the_cpu_keeps_layers_the_kernel_gets_wrong() -> None:
+    """torch's CPU int8 kernel needs K (in_features) a multiple of 16: K=856 gave 1e33s and
+    K=100 a segfault, so such layers stay float."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 856), torch.nn.Linear(856, 48))
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        ref = model(x)
+        assert q.quantize_loaded(model, "int8") == 1
+        out = model(x)
+    assert isinstance(model[0], q.Int8WeightOnlyLinear) and isinstance(model[1], torch.nn.Linear)
+    assert _rel(out, ref) <= 0.01
+
+
 def test_none_leaves_the_model_alone() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(16, 16))
     assert q.quantize_model(model, "none") == 0
@@ -256,3 +270,51 @@ def test_int8_compiles_only_where_triton_runs(
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert q.compiles_int8(torch.device("cuda")) is compiled
     assert q.compiles_int8(CPU) is False
+
+
+# ---- a whole model: the logit error of quantized weights against bf16 on the same weights ----
+
+GLM_SMALL = dict(  # ChatGLM2-6B's proportions (head_dim, KV heads, FFN ratio), far smaller
+    vocab_size=4096,
+    hidden_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    intermediate_size=864,
+    head_dim=128,
+    partial_rotary_factor=0.5,
+    max_position_embeddings=512,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+# Stated bounds for this model, teacher-forced over 96 tokens (bench/quant_quality.py measures
+# the same on a 0.24 B model and 256 tokens): relative L2 error of the logits, mean cosine and
+# mean KL(bf16 || quantized) of the next-token distributions.
+LOGIT_BOUNDS = {"int8": (0.04, 0.999, 1e-4), "fp8": (0.15, 0.99, 1e-3)}
+
+
+@pytest.fixture(scope="module")
+def glm_small() -> torch.nn.Module:
+    from transformers import GlmConfig, GlmForCausalLM
+
+    config = GlmConfig(**GLM_SMALL)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    return GlmForCausalLM(config).to(torch.bfloat16).eval()
+
+
+@pytest.mark.parametrize("mode", ["int8", "fp8"])
+def test_quantized_logits_stay_within_the_stated_error(glm_small, mode: str) -> None:
+    rel_bound, cosine_bound, kl_bound = LOGIT_BOUNDS[mode]
+    ids = torch.randint(10, 4000, (1, 96), generator=torch.Generator().manual_seed(1))
+    quantized = copy.deepcopy(glm_small)
+    assert q.quantize_loaded(quantized, mode) == 2 * 6 + 1  # q, k, v, o, gate_up, down; lm_head
+    with torch.inference_mode():
+        ref = glm_small(input_ids=ids).logits[0].float()
+        out = quantized(input_ids=ids).logits[0].float()
+    log_p, log_q = ref.log_softmax(-1), out.log_softmax(-1)
+    kl = float((log_p.exp() * (log_p - log_q)).sum(-1).mean())
+    assert _rel(out, ref) <= rel_bound
+    assert float(torch.cosine_similarity(out, ref, dim=-1).mean()) >= cosine_bound
+    assert kl <= kl_bound
