@@ -318,3 +318,23 @@ def test_quantized_logits_stay_within_the_stated_error(glm_small, mode: str) -> 
     assert _rel(out, ref) <= rel_bound
     assert float(torch.cosine_similarity(out, ref, dim=-1).mean()) >= cosine_bound
     assert kl <= kl_bound
+
+
+def test_a_server_with_int8_weights_serves_and_logs_their_size(tmp_path) -> None:
+    from tests.llm_server import start_server
+
+    server = start_server(
+        tmp_path, "random:tiny", quantization="int8", max_batch="2", log_level="info"
+    )
+    try:
+        with server.http() as http:
+            reply = http.post(
+                "/v1/completions",
+                json={"model": "random-tiny", "prompt": "hello", "max_tokens": 4},
+            )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["usage"]["completion_tokens"] == 4
+        log = server.log()
+        assert "LLMSERVE_QUANTIZATION=int8" in log and "weights of random-tiny:" in log
+    finally:
+        server.stop()
