@@ -575,9 +575,17 @@ class StackConfig(BaseModel):
         return capacity.KNOWN_MODELS.get(self.model_repo_id.lower())
 
     def _quantization_problems(self) -> list[str]:
-        """FP8 needs FP8 tensor cores (compute capability 8.9+); the server would refuse to
+        """Tensor parallel shards float weights only (image/llmserve/tensor_parallel.py). FP8
+        needs FP8 tensor cores (compute capability 8.9+); the server would refuse to
         start on any other GPU, so the config refuses it first, and where the type's capability
         is unknown too (vocabulary.GpuSpec.capability_source)."""
+        if self.quantization != "none" and self.gpus_per_replica > 1:
+            return [
+                f"{PROJECT}:quantization = {self.quantization!r}: with gpusPerReplica "
+                f"{self.gpus_per_replica} the server shards the model over the pod's GPUs "
+                "(LLMSERVE_TENSOR_PARALLEL), and it shards float weights only; allowed: "
+                "quantization none with gpusPerReplica > 1, or gpusPerReplica 1"
+            ]
         if not (self.uses_ucloud and self.gpus_per_replica and self.quantization == "fp8"):
             return []
         if capacity.fp8_runs_on(self.gpu_type):

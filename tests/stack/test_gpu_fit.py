@@ -141,3 +141,16 @@ def test_every_known_capability_names_its_row_in_nvidias_table() -> None:
         assert spec.capability_source.endswith(f", {major}.{minor}"), name
     fp8 = {n for n in vocabulary.GPU_SPECS if capacity.fp8_runs_on(n)}
     assert fp8 == {"4090", "4090_48G", "H20"}
+
+
+def test_quantized_weights_are_refused_with_tensor_parallel() -> None:
+    found = [
+        p
+        for p in problems(quantization="int8", gpusPerReplica=2, gpusPerNode=2)
+        if "quantization" in p
+    ]
+    assert found == [
+        "llm-uk8s:quantization = 'int8': with gpusPerReplica 2 the server shards the model over "
+        "the pod's GPUs (LLMSERVE_TENSOR_PARALLEL), and it shards float weights only; allowed: "
+        "quantization none with gpusPerReplica > 1, or gpusPerReplica 1"
+    ]
