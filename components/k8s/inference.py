@@ -61,9 +61,17 @@ from components.k8s.conventions import (
 TYPE_TOKEN = "llm-uk8s:k8s:InferenceService"
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+# The server's LLMSERVE_QUANTIZATION (image/llmserve/quantization.py MODES).
+QUANTIZATIONS = ("none", "int8", "fp8")
 PORT = 7861
 DEFAULT_NODE_PORT = 30619
 MODEL_MOUNT = "/app/models"
+# The torch.compile cache of GPU pods (the server's LLMSERVE_COMPILE_CACHE_DIR): a directory of
+# the model volume, mounted read-write, so the second pod (and every restart) reuses the first
+# one's compiled kernels instead of compiling for minutes. The fetch Job creates it, owned by
+# the image's user (kubelet would create a missing subPath as root: kubernetes#41638).
+COMPILE_CACHE_SUBPATH = ".llmserve-compile-cache"
+COMPILE_CACHE_MOUNT = "/app/compile-cache"
 API_KEY_DIR = "/var/run/secrets/llm-uk8s/api-key"
 API_KEY_FILE_KEY = "api-key"
 PRESTOP_SLEEP_S = 5
@@ -117,6 +125,7 @@ class InferenceServiceArgs:
     max_batch: int = 64
     max_model_len: int | None = None
     dtype: str = "auto"
+    quantization: str = "none"
     drain_seconds: int = 30
     startup_timeout_s: int = 1800
     # Resources the Deployment must wait for: the model fetch Job, the GPU DaemonSets.
@@ -167,6 +176,7 @@ class InferenceServiceArgs:
         if self.max_model_len is not None:
             require_positive_int("max_model_len", self.max_model_len, minimum=16)
         require_choice("dtype", self.dtype, DTYPES)
+        require_choice("quantization", self.quantization, QUANTIZATIONS)
         require_positive_int("drain_seconds", self.drain_seconds, minimum=0, maximum=3600)
         require_positive_int("startup_timeout_s", self.startup_timeout_s, minimum=60)
         require_label_value("instance", self.instance)
@@ -180,6 +190,11 @@ class InferenceServiceArgs:
     @property
     def exposed(self) -> bool:
         return self.service_type != "ClusterIP"
+
+    @property
+    def compile_cache(self) -> bool:
+        """Only GPU pods compile (the server compiles CUDA-graphed steps only)."""
+        return self.uses_gpu
 
 
 def rollout_strategy(uses_gpu: bool) -> dict[str, Any]:
@@ -226,6 +241,7 @@ def server_env(args: InferenceServiceArgs) -> list[dict[str, str]]:
         "LLMSERVE_MAX_BATCH": str(args.max_batch),
         "LLMSERVE_DEVICE": "cuda" if args.uses_gpu else "cpu",
         "LLMSERVE_DTYPE": args.dtype,
+        "LLMSERVE_QUANTIZATION": args.quantization,
         "LLMSERVE_DRAIN_SECONDS": str(args.drain_seconds),
         "HOME": "/tmp",
         "HF_HOME": "/tmp/hf",
@@ -235,7 +251,36 @@ def server_env(args: InferenceServiceArgs) -> list[dict[str, str]]:
         env["LLMSERVE_MODEL"] = args.model_dir
     if args.max_model_len is not None:
         env["LLMSERVE_MAX_MODEL_LEN"] = str(args.max_model_len)
+    if args.gpus_per_replica > 1:  # one pod's GPUs share the model: tensor parallel over them
+        env["LLMSERVE_TENSOR_PARALLEL"] = str(args.gpus_per_replica)
+    if args.compile_cache:
+        env["LLMSERVE_COMPILE_CACHE_DIR"] = COMPILE_CACHE_MOUNT
     return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def volume_mounts(args: InferenceServiceArgs) -> list[dict[str, Any]]:
+    """The weights read-only; with the compile cache, one directory of the same volume
+    read-write (so the claim itself is mounted writable: `model_volume`)."""
+    mounts: list[dict[str, Any]] = [
+        {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True},
+        {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
+    if args.compile_cache:
+        mounts.append(
+            {"name": "models", "mountPath": COMPILE_CACHE_MOUNT, "subPath": COMPILE_CACHE_SUBPATH}
+        )
+    return mounts
+
+
+def model_volume(args: InferenceServiceArgs) -> dict[str, Any]:
+    """The claim read-only unless the compile cache needs a writable directory of it: a
+    read-only claim makes every mount of it read-only, whatever each mount says."""
+    claim: dict[str, Any] = {"claimName": args.model_claim_name}
+    if not args.compile_cache:
+        claim["readOnly"] = True
+    return {"name": "models", "persistentVolumeClaim": claim}
 
 
 def probes(startup_timeout_s: int) -> dict[str, dict[str, Any]]:
@@ -309,12 +354,7 @@ def pod_spec(
         **container_probes,
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SLEEP_S)]}}},
         "securityContext": restricted_container_security(),
-        "volumeMounts": [
-            {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True},
-            {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "dshm", "mountPath": "/dev/shm"},
-        ],
+        "volumeMounts": volume_mounts(args),
     }
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -324,10 +364,7 @@ def pod_spec(
         "topologySpreadConstraints": zone_spread(selector or {}),
         "containers": [container],
         "volumes": [
-            {
-                "name": "models",
-                "persistentVolumeClaim": {"claimName": args.model_claim_name, "readOnly": True},
-            },
+            model_volume(args),
             {"name": "api-key", "secret": {"secretName": api_key_secret, "defaultMode": 0o440}},
             {"name": "tmp", "emptyDir": {"sizeLimit": args.tmp_size}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": args.shm_size}},

@@ -58,7 +58,7 @@ from components.k8s.conventions import (
     wait_timeouts,
     workload_labels,
 )
-from components.k8s.inference import MODEL_MOUNT
+from components.k8s.inference import COMPILE_CACHE_SUBPATH, MODEL_MOUNT
 
 # The class was called ModelStore; the type token keeps that name on purpose. It is part of every
 # child's URN, and a changed URN makes `pulumi up` replace the PV, claim and Job of live stacks
@@ -172,10 +172,14 @@ def fetch_command(args: ModelFetchArgs) -> list[str]:
     return command
 
 
-def prepare_dir_command(subdir: str, uid: int = IMAGE_UID) -> list[str]:
-    """A fresh UFS export (or hostPath) belongs to root; the unprivileged fetcher needs its dir."""
-    target = f"{VOLUME_MOUNT_IN_JOB}/{subdir}"
-    return ["sh", "-c", f"mkdir -p '{target}' && chown {uid}:{uid} '{target}'"]
+def prepare_dir_command(*subdirs: str, uid: int = IMAGE_UID) -> list[str]:
+    """A fresh UFS export (or hostPath) belongs to root; the unprivileged fetcher needs its dir
+    (and the servers their compile cache: inference.COMPILE_CACHE_SUBPATH)."""
+    steps = []
+    for subdir in subdirs:
+        target = f"{VOLUME_MOUNT_IN_JOB}/{subdir}"
+        steps.append(f"mkdir -p '{target}' && chown {uid}:{uid} '{target}'")
+    return ["sh", "-c", " && ".join(steps)]
 
 
 def access_modes(args: ModelFetchArgs) -> list[str]:
@@ -350,8 +354,10 @@ class ModelFetch(pulumi.ComponentResource):
                             {
                                 "name": "prepare-dir",
                                 "image": args.fetch_image,
-                                "command": prepare_dir_command(weights_subdir(args)),
-                                # Root without privileges: only the right to chown one directory.
+                                "command": prepare_dir_command(
+                                    weights_subdir(args), COMPILE_CACHE_SUBPATH
+                                ),
+                                # Root without privileges: only the right to chown its directories.
                                 "securityContext": {
                                     "runAsUser": 0,
                                     "runAsNonRoot": False,

@@ -172,6 +172,7 @@ class StackConfig(BaseModel):
     inference_memory: str = Field(alias="inferenceMemory", pattern=QUANTITY.pattern)
     max_batch: int = Field(alias="maxBatch", ge=1, le=1024)
     max_model_len: int = Field(alias="maxModelLen", ge=128, le=1_048_576)
+    quantization: Literal[inference.QUANTIZATIONS]  # type: ignore[valid-type]
     service_type: Literal[inference.SERVICE_TYPES] = Field(alias="serviceType")  # type: ignore[valid-type]
     node_port: int = Field(alias="nodePort", ge=30000, le=32767)
     load_balancer_type: Literal[inference.UCLOUD_LB_TYPES] = Field(alias="loadBalancerType")  # type: ignore[valid-type]
@@ -363,16 +364,11 @@ class StackConfig(BaseModel):
                 )
         if ok("model_source", "model_repo_id", "model_revision", "platform", "gpus_per_replica"):
             out += self._model_source_problems()
-        if ok(
-            "platform",
-            "gpus_per_replica",
-            "gpu_type",
-            "model_source",
-            "model_repo_id",
-            "model_shape",
-            "max_model_len",
-            "max_batch",
-        ):
+        quantization_ok = ok("platform", "gpus_per_replica", "gpu_type", "quantization")
+        quantization = self._quantization_problems() if quantization_ok else []
+        out += quantization
+        fit_fields = ("model_source", "model_repo_id", "model_shape", "max_model_len", "max_batch")
+        if quantization_ok and not quantization and ok(*fit_fields):
             out += self._gpu_fit_problems()
         if ok("min_replicas", "max_replicas") and self.max_replicas < self.min_replicas:
             out.append(
@@ -578,9 +574,40 @@ class StackConfig(BaseModel):
             return capacity.parse_shape(self.model_shape)
         return capacity.KNOWN_MODELS.get(self.model_repo_id.lower())
 
+    def _quantization_problems(self) -> list[str]:
+        """Tensor parallel shards float weights only (image/llmserve/tensor_parallel.py). FP8
+        needs FP8 tensor cores (compute capability 8.9+); the server would refuse to
+        start on any other GPU, so the config refuses it first, and where the type's capability
+        is unknown too (vocabulary.GpuSpec.capability_source)."""
+        if self.quantization != "none" and self.gpus_per_replica > 1:
+            return [
+                f"{PROJECT}:quantization = {self.quantization!r}: with gpusPerReplica "
+                f"{self.gpus_per_replica} the server shards the model over the pod's GPUs "
+                "(LLMSERVE_TENSOR_PARALLEL), and it shards float weights only; allowed: "
+                "quantization none with gpusPerReplica > 1, or gpusPerReplica 1"
+            ]
+        if not (self.uses_ucloud and self.gpus_per_replica and self.quantization == "fp8"):
+            return []
+        if capacity.fp8_runs_on(self.gpu_type):
+            return []
+        capability = vocabulary.gpu_capability(self.gpu_type)
+        low, high = vocabulary.FP8_MIN_CAPABILITY
+        why = (
+            f"a {self.gpu_type} has compute capability {capability[0]}.{capability[1]}"
+            if capability
+            else f"the compute capability of {self.gpu_type} is unknown"
+        )
+        able = [t for t, spec in vocabulary.GPU_SPECS.items() if spec.zones != ()]
+        able = [t for t in able if capacity.fp8_runs_on(t)]
+        return [
+            f"{PROJECT}:quantization = 'fp8': FP8 needs a GPU of compute capability "
+            f"{low}.{high} or newer and {why}; allowed: quantization none or int8 on "
+            f"{self.gpu_type}, or fp8 with gpuType one of " + ", ".join(able)
+        ]
+
     def _gpu_fit_problems(self) -> list[str]:
-        """Weights at the dtype the server picks for this GPU, plus the KV cache of maxBatch
-        requests of maxModelLen tokens, plus headroom, must fit one GPU (capacity.py)."""
+        """Weights at the dtype the server picks for this GPU (quantized: capacity.py), plus the
+        KV cache of maxBatch requests of maxModelLen tokens, plus headroom, must fit one GPU."""
         if not (self.uses_ucloud and self.gpus_per_replica and self.model_source == "huggingface"):
             return []
         shape = self.model_shape_known
@@ -593,14 +620,21 @@ class StackConfig(BaseModel):
         memory = vocabulary.gpu_memory_gib(self.gpu_type)
         if memory is None:
             return []  # warned about in warnings()
-        need = capacity.gpu_need(shape, self.gpu_type, self.max_model_len, self.max_batch, memory)
+        quant = self.quantization
+        need = capacity.gpu_need(
+            shape, self.gpu_type, self.max_model_len, self.max_batch, memory, quant
+        )
         if need.total_gib <= memory:
             return []
         batch, length = capacity.largest_fitting(
-            shape, self.gpu_type, self.max_model_len, self.max_batch
+            shape, self.gpu_type, self.max_model_len, self.max_batch, quant
         )
         options = []
-        fitting = capacity.gpu_types_that_fit(shape, self.max_model_len, self.max_batch)
+        if quant == "none" and capacity.fits(
+            shape, self.gpu_type, self.max_model_len, self.max_batch, "int8"
+        ):
+            options.append("quantization int8")
+        fitting = capacity.gpu_types_that_fit(shape, self.max_model_len, self.max_batch, quant)
         if fitting:
             options.append("gpuType one of " + ", ".join(fitting))
         if batch >= 1:
@@ -609,7 +643,8 @@ class StackConfig(BaseModel):
             options.append(f"maxModelLen <= {length} (at maxBatch {self.max_batch})")
         return [
             f"{PROJECT}:gpuType = {self.gpu_type!r}: the model needs {need.total_gib:.1f} GiB per "
-            f"GPU at {need.dtype} (weights {need.weights_gib:.1f} + KV cache "
+            f"GPU at {need.dtype}{'' if quant == 'none' else f' with {quant} weights'} "
+            f"(weights {need.weights_gib:.1f} + KV cache "
             f"{need.kv_gib:.1f} for maxModelLen {self.max_model_len} x maxBatch "
             f"{self.max_batch} + headroom {need.headroom_gib:.1f}) but a {self.gpu_type} has "
             f"{memory:g} GiB; would fit: " + ("; or ".join(options) or "nothing this stack offers")
@@ -838,6 +873,7 @@ class StackConfig(BaseModel):
             allowed_cidrs=self.allowed_cidrs,
             max_batch=self.max_batch,
             max_model_len=self.max_model_len,
+            quantization=self.quantization,
             wait_for=wait_for,
             instance=self.instance,
             autoscaled=self.autoscaling,

@@ -71,7 +71,10 @@ class GpuSpec:
 
     zones: the zones a UCloud page says sell it; () = documented as sold nowhere (retired);
     None = no source lists its zones (config accepts it with a warning).
-    memory_gib / capability: None where no source gives them (the fit check then warns).
+    memory_gib / capability: None where no source gives them (the fit check then warns, and
+    the stack config refuses `quantization: fp8`).
+    capability_source: the row of NVIDIA's CUDA GPU Compute Capability table
+    (https://developer.nvidia.com/cuda-gpus) the capability is read from, or why it is inferred.
     """
 
     name: str
@@ -79,6 +82,7 @@ class GpuSpec:
     capability: tuple[int, int] | None
     zones: tuple[str, ...] | None
     source: str
+    capability_source: str = "unknown: the type names no NVIDIA product"
 
 
 # The names: UHost's GpuType enum, API uhost-api/create_uhost_instance.md (GpuType row), in its
@@ -88,8 +92,11 @@ class GpuSpec:
 # Zones: GPU-doc type.md ("可选可用区"), letters mapped to ids through API summary/regionlist.md.
 # Memory: GPU-doc type.md "显存容量" row (P40 24GB, V100 16GB, T4/T4S 16GB, V100S 32GB, A100 80GB)
 # and GPU-doc advantage.md (K80 12G); the rest from NVIDIA's product pages as noted.
-# Capability: NVIDIA's CUDA GPU Compute Capability table (Kepler GK210 3.7, Pascal 6.1,
-# Volta 7.0, Turing 7.5, Ampere GA100 8.0 / GA102 8.6, Ada 8.9, Hopper 9.0).
+# Capability: NVIDIA's CUDA GPU Compute Capability table, https://developer.nvidia.com/cuda-gpus
+# (Kepler GK210 3.7, Pascal 6.1, Volta 7.0, Turing 7.5, Ampere GA100 8.0 / GA102 8.6, Ada 8.9,
+# Hopper 9.0): each type names its row in capability_source; a type the table does not list by
+# name (UCloud's variants, export boards) takes its chip's row and says so.
+_NVIDIA = "developer.nvidia.com/cuda-gpus: "
 GPU_SPECS: dict[str, GpuSpec] = {
     spec.name: spec
     for spec in (
@@ -99,6 +106,7 @@ GPU_SPECS: dict[str, GpuSpec] = {
             (3, 7),
             None,
             "GPU-doc advantage.md (显存12G); NVIDIA Tesla K80; zones undocumented",
+            capability_source=_NVIDIA + "Tesla K80, 3.7",
         ),
         GpuSpec(
             "P40",
@@ -106,14 +114,23 @@ GPU_SPECS: dict[str, GpuSpec] = {
             (6, 1),
             ("cn-bj2-02", "cn-sh2-02"),
             "GPU-doc type.md (P40: 华东(上海2)可用区B, 华北(北京2)B; 24GB; Pascal)",
+            capability_source=_NVIDIA + "Tesla P40, 6.1",
         ),
-        GpuSpec("V100", 16, (7, 0), (), "GPU-doc type.md (V100(售罄)... 已下线: retired; 16GB)"),
+        GpuSpec(
+            "V100",
+            16,
+            (7, 0),
+            (),
+            "GPU-doc type.md (V100(售罄)... 已下线: retired; 16GB)",
+            capability_source=_NVIDIA + "Tesla V100, 7.0",
+        ),
         GpuSpec(
             "T4",
             16,
             (7, 5),
             ("cn-bj2-05",),
             "GPU-doc type.md (T4: 华北(北京2)可用区E only; 16GB; Turing)",
+            capability_source=_NVIDIA + "Tesla T4, 7.5",
         ),
         GpuSpec(
             "T4A",
@@ -128,6 +145,9 @@ GPU_SPECS: dict[str, GpuSpec] = {
             (7, 5),
             ("cn-bj2-02", "cn-gd-02", "cn-bj2-05"),
             "GPU-doc type.md (T4S: 北京2 B, 广州 B, 北京2 E; Tesla T4/T4S 16GB, Turing)",
+            capability_source="inferred: a Tesla T4 board (GPU-doc type.md); "
+            + _NVIDIA
+            + "Tesla T4, 7.5",
         ),
         GpuSpec(
             "2080Ti",
@@ -135,6 +155,7 @@ GPU_SPECS: dict[str, GpuSpec] = {
             (7, 5),
             None,
             "NVIDIA GeForce RTX 2080 Ti (11 GB, Turing); zones undocumented",
+            capability_source=_NVIDIA + "GeForce RTX 2080 Ti, 7.5",
         ),
         GpuSpec("2080Ti-4C", None, None, None, "unconfirmed: enum only"),
         GpuSpec(
@@ -143,6 +164,7 @@ GPU_SPECS: dict[str, GpuSpec] = {
             (6, 1),
             None,
             "NVIDIA GeForce GTX 1080 Ti (11 GB, Pascal); zones undocumented",
+            capability_source=_NVIDIA + "GeForce GTX 1080 Ti, 6.1",
         ),
         GpuSpec("T4/4", None, None, None, "unconfirmed: enum only (a share of a T4?)"),
         GpuSpec(
@@ -151,17 +173,33 @@ GPU_SPECS: dict[str, GpuSpec] = {
             (7, 0),
             ("cn-bj2-02", "cn-gd-02", "cn-sh2-01"),
             "GPU-doc type.md (V100S: 北京2 B, 广州 B, 上海2 A; 32GB; Volta)",
+            capability_source="inferred: a Volta GV100 board; " + _NVIDIA + "Tesla V100, 7.0",
         ),
         GpuSpec(
-            "2080", 8, (7, 5), None, "NVIDIA GeForce RTX 2080 (8 GB, Turing); zones undocumented"
+            "2080",
+            8,
+            (7, 5),
+            None,
+            "NVIDIA GeForce RTX 2080 (8 GB, Turing); zones undocumented",
+            capability_source=_NVIDIA + "GeForce RTX 2080, 7.5",
         ),
         GpuSpec("2080TiS", None, None, None, "unconfirmed: enum only"),
         GpuSpec("2080TiPro", None, None, None, "unconfirmed: enum only"),
         GpuSpec(
-            "3090", 24, (8, 6), None, "NVIDIA GeForce RTX 3090 (24 GB, GA102); zones undocumented"
+            "3090",
+            24,
+            (8, 6),
+            None,
+            "NVIDIA GeForce RTX 3090 (24 GB, GA102); zones undocumented",
+            capability_source=_NVIDIA + "GeForce RTX 3090, 8.6",
         ),
         GpuSpec(
-            "4090", 24, (8, 9), None, "NVIDIA GeForce RTX 4090 (24 GB, Ada); zones undocumented"
+            "4090",
+            24,
+            (8, 9),
+            None,
+            "NVIDIA GeForce RTX 4090 (24 GB, Ada); zones undocumented",
+            capability_source=_NVIDIA + "GeForce RTX 4090, 8.9",
         ),
         GpuSpec("4090Pro", None, None, None, "unconfirmed: enum only"),
         GpuSpec(
@@ -171,6 +209,9 @@ GPU_SPECS: dict[str, GpuSpec] = {
             None,
             "unconfirmed: 48 GB from the enum name only; "
             "AD102 (Ada) as the 4090; zones undocumented",
+            capability_source="inferred: an AD102 board as the 4090; "
+            + _NVIDIA
+            + "GeForce RTX 4090, 8.9",
         ),
         GpuSpec(
             "A100",
@@ -178,6 +219,7 @@ GPU_SPECS: dict[str, GpuSpec] = {
             (8, 0),
             ("cn-wlcb-01",),
             "GPU-doc type.md (A100: 华北(乌兰察布)可用区A; 80GB; Ampere)",
+            capability_source=_NVIDIA + "NVIDIA A100, 8.0",
         ),
         GpuSpec(
             "A800",
@@ -187,6 +229,9 @@ GPU_SPECS: dict[str, GpuSpec] = {
             "unconfirmed: NVIDIA sells A800 with 40 or 80 GB; "
             "GPU-doc user_guide/A800_nccl.md installs nvidia-fabricmanager (NVSwitch, i.e. "
             "the SXM4 80GB board), so 80 is inferred; zones undocumented",
+            capability_source="inferred: a GA100 board (the A100's export variant); "
+            + _NVIDIA
+            + "NVIDIA A100, 8.0",
         ),
         GpuSpec(
             "H20",
@@ -195,6 +240,9 @@ GPU_SPECS: dict[str, GpuSpec] = {
             None,
             "unconfirmed: 96 GB HBM3 as widely reported (no NVIDIA "
             "datasheet is public); Hopper 9.0; zones undocumented",
+            capability_source="inferred: a Hopper GH100 board (an export variant); "
+            + _NVIDIA
+            + "NVIDIA H100, 9.0",
         ),
     )
 }
@@ -210,6 +258,10 @@ GPUS_PER_NODE = (1, 2, 4, 8)
 # What `dtype=auto` picks (image/llmserve/models.py pick_dtype): bfloat16 from this capability
 # on (NVIDIA: BF16 tensor cores arrive with Ampere, compute capability 8.0), float16 below.
 BF16_MIN_CAPABILITY = (8, 0)
+# FP8 (e4m3) tensor cores, what the server's LLMSERVE_QUANTIZATION=fp8 runs on: Ada (8.9) and
+# Hopper (9.0) on; NVIDIA's CUDA programming guide lists FP8 MMA from compute capability 8.9
+# (image/llmserve/quantization.py FP8_MIN_CAPABILITY refuses the same GPUs at start).
+FP8_MIN_CAPABILITY = (8, 9)
 
 
 # ---- machine types, charge types, disks --------------------------------------------------------

@@ -45,7 +45,7 @@ log = logging.getLogger("llmserve.cpu_weights")
 
 # 2: int4 Linears from Q4_1 blocks (1 was int8 only, in cpu-int8/). Bump on any change of what
 # an entry holds, so an older entry is never loaded as a newer one.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: Linears whose in_features is not a multiple of 16 stay float
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "llmserve-cpu-weights.json"
 HASH_CHUNK = 8 << 20

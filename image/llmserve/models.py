@@ -22,10 +22,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from llmserve.chatglm import ChatGLMCheckpointError, is_chatglm_checkpoint, load_chatglm
 from llmserve.chatglm_tokenizer import ChatGLMTokenizerError, load_chatglm2_tokenizer
-from llmserve.cpu_weights import int8_model
+from llmserve.cpu_weights import compact_model
 from llmserve.hf_loading import HfLoadError, load_hf_directory
 from llmserve.presets import build_random_model
-from llmserve.weight_loading import WeightFileError
+from llmserve.quantization import cpu_weights_for, quantize_loaded, weight_bytes
+from llmserve.weight_loading import WeightFileError, release_file_buffers
 
 log = logging.getLogger("llmserve.models")
 
@@ -197,13 +198,18 @@ def load_model(
     tokenizer_source: str | None = None,
     cpu_weights: str = "auto",
     report: Callable[[str], None] | None = None,
+    quantization: str = "none",
 ) -> LoadedModel:
     """`cpu_weights` (LLMSERVE_CPU_WEIGHTS): on the CPU, `auto` keeps a .gguf file's weights
     compact (int8, converted once and cached: cpu_weights.py) and every other model float;
-    `int8` does the same for Hugging Face directories; `float` never converts."""
+    `int8` does the same for Hugging Face directories; `float` never converts.
+    `quantization` (LLMSERVE_QUANTIZATION) is checked against the device before anything loads
+    and applied to every kind of model after loading (quantization.cpu_weights_for says how it
+    and cpu_weights agree on the CPU)."""
     report = report or log.info
     device = pick_device(device_setting)
     dtype = pick_dtype(dtype_setting, device)
+    cpu_weights = cpu_weights_for(quantization, cpu_weights, device)
     override = load_tokenizer(tokenizer_source) if tokenizer_source else None
     if spec is not None and spec.startswith("random:"):
         preset = spec.removeprefix("random:")
@@ -214,7 +220,7 @@ def load_model(
         tokenizer = (
             override if override is not None else load_gguf_tokenizer(bundled_smollm2_gguf())
         )
-        return _finish(model, tokenizer, name or f"random-{preset}", device, dtype)
+        return _finish(model, tokenizer, name or f"random-{preset}", device, dtype, quantization)
 
     path = Path(spec) if spec is not None else bundled_smollm2_gguf()
     if not path.exists():
@@ -237,7 +243,7 @@ def load_model(
             )
 
         if device.type == "cpu" and cpu_weights != "float" and dtype == torch.float32:
-            model = int8_model(path, _quiet_float_loader(float_gguf), report)
+            model = compact_model(path, _quiet_float_loader(float_gguf), report)
         else:
             model = float_gguf()
         default_name = path.stem
@@ -247,7 +253,7 @@ def load_model(
             model = load_chatglm(path, device, dtype)
         except (ChatGLMCheckpointError, ChatGLMTokenizerError) as err:
             raise ModelLoadError(f"LLMSERVE_MODEL={spec!r}: {err}") from None
-        return _finish(model, tokenizer, name or path.name, device, dtype)
+        return _finish(model, tokenizer, name or path.name, device, dtype, quantization)
     else:
         _check_hf_directory(path)
         AutoConfig.from_pretrained(path)  # fail early with transformers' own message
@@ -261,16 +267,33 @@ def load_model(
                 raise ModelLoadError(f"LLMSERVE_MODEL={spec!r}: {err}") from None
 
         if device.type == "cpu" and cpu_weights == "int8" and dtype == torch.float32:
-            model = int8_model(path, float_dir, report)
+            model = compact_model(path, float_dir, report)
         else:
             model = float_dir()
         default_name = path.name
-    return _finish(model.to(device).eval(), tokenizer, name or default_name, device, dtype)
+    return _finish(
+        model.to(device).eval(), tokenizer, name or default_name, device, dtype, quantization
+    )
 
 
 def _finish(
-    model: Any, tokenizer: Any, name: str, device: torch.device, dtype: torch.dtype
+    model: Any,
+    tokenizer: Any,
+    name: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    quantization: str = "none",
 ) -> LoadedModel:
+    if quantize_loaded(model, quantization):
+        release_file_buffers(model)  # the float bytes of a file allocation the Linears left
+    log.info(
+        "weights of %s: %.3f GB on %s (%s, LLMSERVE_QUANTIZATION=%s)",
+        name,
+        weight_bytes(model) / 1e9,
+        device,
+        dtype,
+        quantization,
+    )
     eos = _eos_ids(tokenizer, getattr(model, "generation_config", None), model.config)
     return LoadedModel(
         model=model,

@@ -40,6 +40,9 @@ log = logging.getLogger("llmserve.quantization")
 
 MODES = ("none", "int8", "fp8")
 FP8_MIN_CAPABILITY = (8, 9)
+# Inductor's GPU kernels are Triton's, and Triton needs compute capability 7.0 (Volta) or newer:
+# older GPUs (P40, 1080Ti: 6.1) run the int8 layers' plain dequantize-and-multiply, uncompiled.
+TRITON_MIN_CAPABILITY = (7, 0)
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 INT8_MAX = 127.0
@@ -75,6 +78,39 @@ def check_mode(mode: str, device: torch.device, capability: tuple[int, int] | No
             f"LLMSERVE_QUANTIZATION={mode!r} runs on cuda or cpu, not "
             f"{device.type}; allowed here: none"
         )
+
+
+def cpu_weights_for(mode: str, cpu_weights: str, device: torch.device) -> str:
+    """Check `mode` for `device` and return the LLMSERVE_CPU_WEIGHTS the load follows.
+
+    On the CPU the two settings name one thing: int8 means the CPU int8 weights (cpu_weights.py,
+    converted once and cached; also for models it does not cache, quantized after loading), fp8
+    means float weights quantized after loading, none leaves LLMSERVE_CPU_WEIGHTS in charge.
+    A pair that asks for both int8 and float weights is refused. On CUDA cpu_weights is unused."""
+    check_mode(mode, device)
+    if device.type != "cpu" or mode == "none":
+        return cpu_weights
+    wanted = "int8" if mode == "int8" else "float"
+    if cpu_weights not in ("auto", wanted):
+        raise QuantizationError(
+            f"LLMSERVE_QUANTIZATION={mode!r} on the CPU wants {wanted} weights to start from, "
+            f"but LLMSERVE_CPU_WEIGHTS={cpu_weights!r}; allowed: LLMSERVE_CPU_WEIGHTS auto or "
+            f"{wanted} with LLMSERVE_QUANTIZATION={mode!r}, or LLMSERVE_QUANTIZATION=none"
+        )
+    return wanted
+
+
+def quantize_loaded(model: nn.Module, mode: str) -> int:
+    """`quantize_model` for a model as loaded: a model already in int8 (the CPU weight cache)
+    is left as it is; on the CPU, int8 layers take bfloat16 activations as that cache's do
+    (Int8WeightOnlyLinear.use_bf16_on_cpu), so both int8 routes run the same kernel."""
+    if mode == "none" or any(isinstance(m, Int8WeightOnlyLinear) for m in model.modules()):
+        return 0
+    replaced = quantize_model(model, mode)
+    for module in model.modules():
+        if isinstance(module, Int8WeightOnlyLinear) and module.weight.device.type == "cpu":
+            module.use_bf16_on_cpu()
+    return replaced
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,6 +149,13 @@ def _int8_linear_cuda(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor
     return _compiled_int8(x, weight, scale)
 
 
+def compiles_int8(device: torch.device) -> bool:
+    """Whether int8 layers on `device` run the compiled fused kernel (CUDA with Triton)."""
+    if device.type != "cuda":
+        return False
+    return tuple(torch.cuda.get_device_capability(device)) >= TRITON_MIN_CAPABILITY
+
+
 def compile_options(mode: str) -> dict[str, Any]:
     """Inductor options a torch.compile of a model quantized in `mode` should pass."""
     return {"coordinate_descent_tuning": True} if mode == "int8" else {}
@@ -131,7 +174,7 @@ class Int8WeightOnlyLinear(nn.Module):
         self.bias = (
             None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
         )
-        self.use_compile = q.device.type == "cuda"
+        self.use_compile = compiles_int8(q.device)
 
     @classmethod
     def empty(cls, in_features: int, out_features: int, bias: bool) -> Int8WeightOnlyLinear:
@@ -202,6 +245,11 @@ class Fp8Linear(nn.Module):
 def _fits(mode: str, linear: nn.Linear) -> bool:
     if mode == "fp8":  # cuBLASLt FP8: both matrix dimensions of the weight a multiple of 16
         return linear.in_features % 16 == 0 and linear.out_features % 16 == 0
+    if linear.weight.device.type == "cpu":
+        # torch._weight_int8pack_mm on the CPU with bfloat16 activations reads K in blocks of
+        # 16: any other K gives wrong results or crashes (measured, torch 2.13: K=856 returns
+        # 1e33s, K=100 segfaults; float32 activations are right for K a multiple of 8 only).
+        return linear.in_features % 16 == 0
     return True
 
 

@@ -116,6 +116,7 @@ def build_backend(settings: Settings) -> Backend:
         settings.tokenizer,
         cpu_weights=settings.cpu_weights,
         report=progress.info,
+        quantization=settings.quantization,
     )
     max_model_len = settings.max_model_len or loaded.max_model_len
     # On the CPU, a model with int8 Linears (cpu_weights.py) decodes one-row batches from the
@@ -124,7 +125,9 @@ def build_backend(settings: Settings) -> Backend:
     cpu_fixed = not on_cuda and _has_int8(loaded.model)
     compile_volume = Path(settings.compile_cache_dir) if settings.compile_cache_dir else None
     compile_key = compile_cache.cache_key(
-        settings.model or loaded.name, loaded.device, extra=str(loaded.dtype)
+        settings.model or loaded.name,
+        loaded.device,
+        extra=f"{loaded.dtype}:{settings.quantization}:tp{settings.tensor_parallel}",
     )
     if compile_volume is not None:  # before the warm-up compiles: load what a pod published
         compile_cache.configure(compile_volume, compile_key, compile_cache.LOCAL_ROOT)

@@ -52,6 +52,7 @@ class Settings:
     tool_parser: str = "auto"  # auto (from the chat template) | hermes | glm
     log_format: str = "text"  # text | json (one object per line)
     cpu_weights: str = "auto"  # auto (int8 for .gguf on the CPU) | int8 | float
+    quantization: str = "none"  # none | int8 (weight-only) | fp8 (compute capability >= 8.9)
 
 
 def _number_in(
@@ -304,6 +305,15 @@ _FIELDS = [
         _choice(("auto", "int8", "float")),
         "weights of a model on the CPU: auto (a .gguf file's stay compact: int8, converted on the "
         "first start and cached under ~/.cache/llmserve) | int8 (also HF directories) | float",
+    ),
+    (
+        "--quantization",
+        "LLMSERVE_QUANTIZATION",
+        "quantization",
+        _choice(("none", "int8", "fp8")),
+        "quantize the Linear weights after loading: none | int8 (weight-only, per-channel "
+        "scales, any CUDA GPU; on the CPU the same int8 weights as LLMSERVE_CPU_WEIGHTS=int8) | "
+        "fp8 (e4m3 weights and activations, CUDA compute capability 8.9 or newer) (default none)",
     ),
     (
         "--log-level",

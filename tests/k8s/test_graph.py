@@ -159,19 +159,32 @@ def test_no_token_means_no_secret_and_no_token_flag() -> None:
     assert "--token-file" not in pod_spec(plan.one(JOB))["containers"][0]["command"]
 
 
-def test_deployment_waits_for_the_fetch_job_and_mounts_the_claim_read_only() -> None:
+def test_deployment_waits_for_the_fetch_job_and_mounts_the_weights_read_only() -> None:
+    """The GPU pods' compile cache is a directory of the same claim, read-write (so the claim
+    itself is not mounted read-only); the weights' mount stays read-only."""
     plan = run_default("dev")
     deployment, job, pvc = plan.one(DEPLOYMENT), plan.one(JOB), plan.one(PVC)
     assert deployment.depends_on(job)
     assert job.depends_on(pvc)
     spec = pod_spec(deployment)
     claim = next(v for v in spec["volumes"] if "persistentVolumeClaim" in v)
-    assert claim["persistentVolumeClaim"] == {
-        "claimName": pvc.manifest()["metadata"]["name"],
-        "readOnly": True,
-    }
-    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == claim["name"])
-    assert mount == {"name": claim["name"], "mountPath": "/app/models", "readOnly": True}
+    assert claim["persistentVolumeClaim"] == {"claimName": pvc.manifest()["metadata"]["name"]}
+    mounts = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == claim["name"]]
+    assert mounts == [
+        {"name": claim["name"], "mountPath": "/app/models", "readOnly": True},
+        {
+            "name": claim["name"],
+            "mountPath": "/app/compile-cache",
+            "subPath": ".llmserve-compile-cache",
+        },
+    ]
+    env = env_of(spec["containers"][0])
+    assert env["LLMSERVE_COMPILE_CACHE_DIR"]["value"] == "/app/compile-cache"
+    # The Job makes the directory the unprivileged server writes to (kubelet would make it
+    # root's), and the volume is shared by every node: every pod reads the first one's cache.
+    prepare = pod_spec(job)["initContainers"][0]["command"][2]
+    assert "mkdir -p '/models/.llmserve-compile-cache' && chown 10001:10001" in prepare
+    assert pvc.manifest()["spec"]["accessModes"] == ["ReadWriteMany"]
     model = env_of(spec["containers"][0])["LLMSERVE_MODEL"]["value"]
     assert model == f"/app/models/chatglm2-6b/{REVISION}"
 
@@ -363,6 +376,29 @@ def test_local_stack_has_no_gpu_objects_and_no_fetch_job() -> None:
     pv = plan.one(PV).manifest()["spec"]
     assert pv["hostPath"]["path"] == "/var/lib/llm-uk8s/models" and "nfs" not in pv
     assert plan.outputs["model_dir"] is None
+    # CPU pods compile nothing: no compile cache, and the claim stays read-only throughout.
+    assert "LLMSERVE_COMPILE_CACHE_DIR" not in env and "LLMSERVE_TENSOR_PARALLEL" not in env
+    claim = next(v for v in spec["volumes"] if "persistentVolumeClaim" in v)
+    assert claim["persistentVolumeClaim"]["readOnly"] is True
+    assert [m["mountPath"] for m in spec["containers"][0]["volumeMounts"]] == [
+        "/app/models",
+        API_KEY_DIR,
+        "/tmp",
+        "/dev/shm",
+    ]
+
+
+@pytest.mark.parametrize(("gpus", "expected"), [(1, None), (2, "2"), (4, "4")])
+def test_tensor_parallel_over_the_pods_gpus(gpus: int, expected: str | None) -> None:
+    def make() -> StackArgs:
+        stack = dev_args()
+        stack.inference = gpu_inference(gpus_per_replica=gpus, quantization=quantization)
+        return stack
+
+    quantization = "int8" if gpus == 1 else "none"  # the config refuses int8 with TP
+    env = env_of(server_container(run_stack("dev", make)))
+    assert env.get("LLMSERVE_TENSOR_PARALLEL", {}).get("value") == expected
+    assert env["LLMSERVE_QUANTIZATION"]["value"] == quantization
 
 
 # --- the server's pod -------------------------------------------------------------------------
@@ -482,6 +518,7 @@ def test_endpoint_output_for_node_port_with_node_address() -> None:
         (lambda s: setattr(s, "inference", gpu_inference(memory_limit="48 GB")), "memory_limit"),
         (lambda s: setattr(s, "inference", gpu_inference(node_port=8080)), "node_port"),
         (lambda s: setattr(s, "inference", gpu_inference(image="reg/llmserve")), "image"),
+        (lambda s: setattr(s, "inference", gpu_inference(quantization="int4")), "quantization"),
     ],
 )
 def test_bad_args_name_the_field(mutate, field: str) -> None:

@@ -23,6 +23,7 @@ from components.k8s.conventions import is_commit_sha
 from components.k8s.inference import (
     API_KEY_DIR,
     API_KEY_FILE_KEY,
+    COMPILE_CACHE_SUBPATH,
     MODEL_MOUNT,
     PORT,
     InferenceServiceArgs,
@@ -153,19 +154,32 @@ def test_the_server_reads_what_the_stack_meant(stack, tmp_path: Path) -> None:
     assert got.max_model_len == cfg.max_model_len
     assert got.device == ("cuda" if cfg.gpus_per_replica else "cpu")
     assert got.dtype == "auto"
+    assert got.quantization == cfg.quantization
     grace = plan.one("kubernetes:apps/v1:Deployment").manifest()["spec"]["template"]["spec"][
         "terminationGracePeriodSeconds"
     ]
     assert grace == termination_grace_s(int(got.drain_seconds))
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts["api-key"] == API_KEY_DIR and mounts["models"] == MODEL_MOUNT
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[API_KEY_DIR]["name"] == "api-key"
+    assert mounts[MODEL_MOUNT] == {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True}
+    # GPU pods: the compile cache the server is told about is a writable directory of the
+    # model volume (CPU pods compile nothing and get neither).
+    cache = _env(container).get("LLMSERVE_COMPILE_CACHE_DIR")
+    if cfg.gpus_per_replica:
+        assert mounts[cache] == {
+            "name": "models",
+            "mountPath": cache,
+            "subPath": COMPILE_CACHE_SUBPATH,
+        }
+    else:
+        assert cache is None and len(mounts) == 4
     if cfg.model_source == "bundled":
         assert got.model is None  # the image's own model
     else:
         assert got.model == f"{MODEL_MOUNT}/{cfg.model_name}/{cfg.model_revision}"
 
 
-@pytest.mark.parametrize("gpus", [0, 1])
+@pytest.mark.parametrize("gpus", [0, 1, 2])
 @pytest.mark.parametrize("model_dir", [None, f"{MODEL_MOUNT}/m/{COMMIT}"])
 @pytest.mark.parametrize("max_model_len", [None, 4096])
 def test_server_env_branches_parse(
@@ -182,6 +196,7 @@ def test_server_env_branches_parse(
         max_batch=7,
         max_model_len=max_model_len,
         dtype="float16",
+        quantization="int8" if gpus else "none",
         drain_seconds=12,
     )
     env = {e["name"]: e["value"] for e in server_env(args)}
@@ -189,6 +204,20 @@ def test_server_env_branches_parse(
     got = _load(env, tmp_path)
     assert (got.model, got.max_model_len, got.max_batch) == (model_dir, max_model_len, 7)
     assert (got.device, got.dtype, got.drain_seconds) == ("cuda" if gpus else "cpu", "float16", 12)
+    assert got.quantization == args.quantization
+
+
+def test_the_stack_offers_the_quantizations_the_server_has() -> None:
+    from llmserve import quantization
+
+    from components.k8s.inference import QUANTIZATIONS
+    from components.stack import capacity
+
+    assert QUANTIZATIONS == quantization.MODES
+    for mode in QUANTIZATIONS:
+        settings.load_settings(args=None, env={"LLMSERVE_QUANTIZATION": mode})
+    quantized = {m: b for m, b in quantization.WEIGHT_BYTES_PER_PARAM.items() if m != "none"}
+    assert quantized == capacity.QUANTIZED_BYTES_PER_PARAM
 
 
 # ---- the fetch Job ----------------------------------------------------------------------------
