@@ -205,7 +205,8 @@ def test_build_backend_configures_before_the_warm_up_and_publishes_after(
     settings = Settings(model="random:tiny", device="cpu", compile_cache_dir=str(volume))
     backend = server.build_backend(settings)
     backend.engine.stop()
-    key = cc.cache_key("random:tiny", torch.device("cpu"), extra=str(torch.float32))
+    # The key's extra: dtype, quantization, tensor-parallel size.
+    key = cc.cache_key("random:tiny", torch.device("cpu"), extra=f"{torch.float32}:none:tp1")
     assert calls == [
         ("configure", (volume, key, cc.LOCAL_ROOT)),
         ("warm-up", None),
