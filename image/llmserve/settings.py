@@ -130,7 +130,8 @@ _FIELDS = [
         "LLMSERVE_MODEL",
         "model",
         _text,
-        "HF model directory, .gguf file or random:<preset> (default: bundled SmolLM2-135M GGUF)",
+        "HF model directory, .gguf file, random:<preset> or a hub id ORG/NAME[@REV] (fetched "
+        "once into ~/.cache/llmserve/hub; default: bundled SmolLM2-135M GGUF)",
     ),
     (
         "--model-name",
