@@ -69,7 +69,9 @@ class QueueAutoscalerArgs:
                 "max_replicas", self.max_replicas, f"at least min_replicas ({self.min_replicas})"
             )
         require_positive_int("waiting_target", self.waiting_target, maximum=10000)
-        require_positive_int("drain_grace_s", self.drain_grace_s, maximum=7200)
+        # It becomes the scale-down policy's periodSeconds, which the HPA API caps at 1800
+        # (autoscaling/v2 HPAScalingPolicy), and the stabilisation window (KEDA's CRD: <= 3600).
+        require_positive_int("drain_grace_s", self.drain_grace_s, maximum=1800)
         require_positive_int("polling_s", self.polling_s, minimum=5, maximum=600)
         if not self.prometheus_url.startswith(("http://", "https://")):
             raise bad_value("prometheus_url", self.prometheus_url, "an http(s):// URL")

@@ -187,6 +187,10 @@ def test_autoscaler_args_name_the_bad_field() -> None:
         autoscaler(prometheus_url="prometheus:9090").validate()
     with pytest.raises(ConfigError, match="min_replicas"):
         autoscaler(min_replicas=0).validate()
+    # periodSeconds of an HPA scaling policy is at most 1800: the API server would refuse more.
+    with pytest.raises(ConfigError, match="drain_grace_s: invalid value 1801"):
+        autoscaler(drain_grace_s=1801).validate()
+    autoscaler(drain_grace_s=1800).validate()
 
 
 def test_the_scale_down_window_never_undercuts_the_drain() -> None:
