@@ -41,10 +41,14 @@ $(VENV)/.dev: $(VENV)/.serve requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	touch $@
 
+# compileall first: the server runs from source (PYTHONPATH=image), and where
+# PYTHONDONTWRITEBYTECODE is set Python would compile its ~60 modules again on every start
+# (pip does this step for installed packages, as in the image); it is a no-op when up to date.
 # exec: the server replaces the recipe's shell, so the SIGTERM make passes to its child on
 # `kill <make>` (or Ctrl-C) reaches the server, which drains and exits instead of being orphaned.
 # LLMSERVE_VIA_MAKE=1: error lines name MODEL=, PORT= and HOST= rather than the flags below.
 serve: $(VENV)/.serve
+	@$(PY) -m compileall -q image/llmserve >/dev/null
 	exec env PYTHONPATH=image LLMSERVE_VIA_MAKE=1 $(PY) -m llmserve serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL),)
 
 # Headless Chromium for the chat-page test (Debian's package; Playwright's own download is not used).

@@ -213,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     gguf = args.gguf or bundled_gguf()
     llama = llama_python(args.wheel_cache)
     work = Path(tempfile.mkdtemp(prefix="cpu-local-"))
+    # What `make serve` does before it starts the server (see the Makefile): bytecode for the
+    # server's modules, which Python would otherwise recompile on every start wherever
+    # PYTHONDONTWRITEBYTECODE is set (this development machine sets it; users rarely do).
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "image" / "llmserve")], check=True
+    )
     ours_env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "image"),
