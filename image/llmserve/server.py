@@ -107,6 +107,11 @@ def build_backend(settings: Settings) -> Backend:
             "LLMSERVE_COMPILE=on compiles the step that CUDA graphs replay, and "
             "CUDA graphs are off here; allowed: auto or off"
         )
+    if settings.tensor_parallel > 1 and settings.quantization != "none":
+        raise SettingsError(  # before any worker rank is started
+            f"LLMSERVE_QUANTIZATION={settings.quantization!r} with LLMSERVE_TENSOR_PARALLEL="
+            f"{settings.tensor_parallel}: tensor parallel shards float weights only; allowed: none"
+        )
     tp = tensor_parallel.launch(settings)  # None unless LLMSERVE_TENSOR_PARALLEL > 1
     loaded = (tp.load_model if tp else load_model)(
         settings.model,

@@ -233,11 +233,7 @@ class TensorParallel:
         shard on this rank's device. Float weights (the CPU's int8 Linears do not split).
         Random presets are built on the rank's own device, as at LLMSERVE_TENSOR_PARALLEL=1:
         the same seed on the same device gives the same weights, so TP=1 and TP=N compare."""
-        if quantization != "none":
-            raise SettingsError(
-                f"LLMSERVE_QUANTIZATION={quantization!r} with LLMSERVE_TENSOR_PARALLEL="
-                f"{self.size}: tensor parallel shards float weights only; allowed: none"
-            )
+        del quantization  # always "none": build_backend refuses quantized weights at TP > 1
         early = config_before_loading(spec)
         if early is not None:  # refuse a size that splits a head before minutes of loading
             check_heads(early, self.size)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from llmserve.server import build_backend
-from llmserve.settings import SettingsError, load_settings
+from llmserve.settings import Settings, SettingsError, load_settings
 
 from tests.llm_server import IMAGE_DIR, free_port
 
@@ -144,3 +144,15 @@ def test_fetch_and_bench_dispatch_to_their_modules(command: str) -> None:
     result = run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
     assert f"llmserve {command}" in result.stdout or "usage" in result.stdout.lower()
+
+
+def test_quantized_weights_with_tensor_parallel_are_refused_before_any_rank_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def must_not_launch(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tensor-parallel rank was started before the settings were checked")
+
+    monkeypatch.setattr("llmserve.server.tensor_parallel.launch", must_not_launch)
+    settings = Settings(model="random:tiny", device="cpu", tensor_parallel=2, quantization="int8")
+    with pytest.raises(SettingsError, match=r"LLMSERVE_TENSOR_PARALLEL=2.*allowed: none"):
+        build_backend(settings)
