@@ -129,12 +129,12 @@ def build_backend(settings: Settings) -> Backend:
     # per-step concatenation (SmolLM2-135M, 1 thread: 51 ms a step against ~70 ms).
     cpu_fixed = not on_cuda and _has_int8(loaded.model)
     compile_volume = Path(settings.compile_cache_dir) if settings.compile_cache_dir else None
-    compile_key = compile_cache.cache_key(
-        settings.model or loaded.name,
-        loaded.device,
-        extra=f"{loaded.dtype}:{settings.quantization}:tp{settings.tensor_parallel}",
-    )
     if compile_volume is not None:  # before the warm-up compiles: load what a pod published
+        compile_key = compile_cache.cache_key(
+            settings.model or loaded.name,
+            loaded.device,
+            extra=f"{loaded.dtype}:{settings.quantization}:tp{settings.tensor_parallel}",
+        )
         compile_cache.configure(compile_volume, compile_key, compile_cache.LOCAL_ROOT)
     progress.info("warming up")
     engine = ContinuousBatchingEngine(
