@@ -404,9 +404,7 @@ def create_app(
         )
         id_ = protocol.new_id("chatcmpl")
         if body.stream:
-            options = body.stream_options
-            include = bool(options and options.include_usage)
-            continuous = include and bool(options and options.continuous_usage_stats)
+            include, continuous = protocol.stream_usage(body.stream_options)
             return sse(
                 chat.frames(
                     runs,
@@ -473,9 +471,7 @@ def create_app(
         runs = admit(engine, requests, state.registry, metrics)
         id_ = protocol.new_id("cmpl")
         if body.stream:
-            options = body.stream_options
-            include = bool(options and options.include_usage)
-            continuous = include and bool(options and options.continuous_usage_stats)
+            include, continuous = protocol.stream_usage(body.stream_options)
             return sse(
                 completions.frames(
                     runs,

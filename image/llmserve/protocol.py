@@ -155,6 +155,12 @@ class StreamOptions(_Lenient):
     continuous_usage_stats: StrictBool | None = False  # vLLM: usage on every chunk
 
 
+def stream_usage(options: StreamOptions | None) -> tuple[bool, bool]:
+    """(usage in a final chunk, usage on every chunk): the second only with the first, as vLLM."""
+    include = bool(options and options.include_usage)
+    return include, include and bool(options and options.continuous_usage_stats)
+
+
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
