@@ -242,8 +242,7 @@ class ContinuousBatchingEngine:
             self._warm_up_paged(self.blocks)
             return
         sink: list[Delta] = []
-        params = SamplingParams(max_tokens=self._warm_up_tokens, temperature=0.0, ignore_eos=True)
-        lengths = [max(2, min(self._warm_up_length, self.max_model_len // 4)), 2]
+        params, lengths = self._warm_up_requests()
         pad = self.runner.pad_token_id
         seqs = [
             self._new_sequence(f"warmup-{n}", [pad] * n, params, sink=sink.append) for n in lengths
@@ -260,26 +259,23 @@ class ContinuousBatchingEngine:
         if finished != ["length"] * 3:
             raise RuntimeError(f"warm-up generation did not finish as expected: {sink!r}")
 
-    @property
-    def _warm_up_length(self) -> int:
-        """The longer warm-up prompt: 128 tokens on a GPU (kernel selection for prefill shapes);
-        16 on the CPU, where there is nothing to select and a 128-token padded prefill of two
-        rows was half of a second start's warm-up (SmolLM2-135M: ~0.5 s of ~1 s)."""
-        return 128 if self.runner.device.type == "cuda" else 16
-
-    @property
-    def _warm_up_tokens(self) -> int:
-        """Tokens each warm-up request generates: 8 on a GPU (every graph bucket the warm-up
-        batch passes through); 3 on the CPU, enough to run the one-row and batched steps."""
-        return 8 if self.runner.device.type == "cuda" else 3
+    def _warm_up_requests(self) -> tuple[SamplingParams, list[int]]:
+        """The warm-up requests' parameters and prompt lengths. On a GPU a 128-token prompt and
+        8 tokens each (kernel selection for prefill shapes, every graph bucket the warm-up batch
+        passes through); on the CPU 16 and 3, since there is nothing to select and a 128-token
+        padded prefill of two rows was half of a second start's warm-up (SmolLM2-135M: ~0.5 s
+        of ~1 s)."""
+        on_gpu = self.runner.device.type == "cuda"
+        params = SamplingParams(max_tokens=8 if on_gpu else 3, temperature=0.0, ignore_eos=True)
+        longest = 128 if on_gpu else 16
+        return params, [max(2, min(longest, self.max_model_len // 4)), 2]
 
     def _warm_up_paged(self, blocks: BlockManager) -> None:
         """The same requests through the scheduler's real steps (blocks, chunk, decode); then the
         prefix cache and its counters are emptied, so /metrics counts only users' requests."""
         sink: list[Delta] = []
-        params = SamplingParams(max_tokens=self._warm_up_tokens, temperature=0.0, ignore_eos=True)
+        params, lengths = self._warm_up_requests()
         pad = self.runner.pad_token_id
-        lengths = [max(2, min(self._warm_up_length, self.max_model_len // 4)), 2]
         for n, name in ((lengths[0], "long"), (lengths[1], "short")):
             self.scheduler.add(
                 self._new_sequence(f"warmup-{name}", [pad] * n, params, sink=sink.append)
