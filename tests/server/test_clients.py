@@ -18,20 +18,9 @@ from typing import Any
 import pytest
 
 from tests.llm_server import REPO_ROOT, RunningServer
+from tests.server.tool_specs import WEATHER
 
 HELLO = [{"role": "user", "content": "Write one sentence about the sea."}]
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 GUIDELLM = "guidellm==0.8.1"
 GUIDELLM_VENV = REPO_ROOT / "build" / "guidellm-venv"
 

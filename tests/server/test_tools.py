@@ -18,20 +18,9 @@ from llmserve.tool_parsers.glm import GlmParser
 from llmserve.tool_parsers.hermes import HermesParser
 
 from tests.llm_server import RunningServer, start_server
+from tests.server.tool_specs import WEATHER
 
 NAMES = frozenset({"get_weather", "add"})
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 ADD = {
     "type": "function",
     "function": {
