@@ -54,6 +54,9 @@ def _logits_rank(rank: int, world: int, port: int, out: str) -> None:
         result[preset] = logits_of(model)
     if rank == 0:
         torch.save(result, out)
+    # Both ranks leave together: a rank tearing gloo down while its peer still works ended the
+    # peer with std::terminate ("terminate called without an active exception", seen in CI).
+    dist.barrier()
     dist.destroy_process_group()
 
 
