@@ -19,6 +19,14 @@ min_tokens; the OpenAI protocol needs all of those per request.
 On a GPU, decode steps replay CUDA graphs (graphs.py) for batches of up to
 LLMSERVE_GRAPH_MAX_BATCH rows whose cache buffers fit in memory; larger ones run eagerly.
 
+Overlapped steps (`overlap_steps`, LLMSERVE_OVERLAP_STEPS; on by default on a GPU): while the
+batch only decodes, step N+1 is launched on the device, fed step N's picks where they are (on
+the GPU), before the host reads step N's tokens back and does its work on them (stop rules,
+detokenizing, delivery), so that work runs while the GPU computes instead of between steps. A
+request that finished at step N has had one more token computed by then; it is dropped unread.
+The engine falls back to plain steps (reading each step back first) for a step that admits,
+prefills or cancels, and while any row needs the host per token (grammar, logprobs, penalties).
+
 The KV cache is one of two (`kv_cache`, LLMSERVE_KV_CACHE): "padded" (kvcache.py: the running
 batch's rows left-padded to one length; graphs.py's fixed buffers and CUDA graphs work over it)
 or "paged" (block_manager.py, paged_cache.py, paged_runner.py: fixed-size blocks per sequence,
@@ -46,10 +54,11 @@ from llmserve.engine_api import (
     RequestStream,
     SamplingParams,
 )
-from llmserve.model_runner import ModelRunner, device_is_broken
+from llmserve.model_runner import LaunchedStep, ModelRunner, device_is_broken
 from llmserve.output import OutputStage
 from llmserve.paged_cache import PagedKVPool, bytes_per_token, pool_blocks, probe_layer_shapes
 from llmserve.paged_runner import PagedModelRunner
+from llmserve.sampling import Choice
 from llmserve.scheduler import Plan, Scheduler
 from llmserve.sequence import Sequence
 from llmserve.structured import GrammarCompiler
@@ -81,6 +90,7 @@ class ContinuousBatchingEngine:
         kv_cache_tokens: int | None = None,
         gpu_memory_utilization: float = 0.9,
         prefix_caching: bool = True,
+        overlap_steps: bool = False,
     ) -> None:
         if kv_cache not in KV_CACHE_MODES:
             raise ValueError(
@@ -148,10 +158,18 @@ class ContinuousBatchingEngine:
         self._wake = threading.Condition()  # guards the scheduler's queue and _stopping
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self.overlap_steps = overlap_steps
+        self._overlap = False  # decided in start(), once the runner is final (tensor parallel)
+        self._pending: LaunchedStep | None = None  # launched, tokens not read back yet
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
         self._warm_up()
+        # Only the padded runner's own steps: the paged runner decodes its own way, and tensor
+        # parallel's mirror (tp_mirror.py) replays plain calls on the other ranks.
+        self._overlap = self.overlap_steps and type(self.runner) is ModelRunner
+        if self.overlap_steps and not self._overlap:
+            log.info("overlapped steps are off: the %s runner has none", type(self.runner).__name__)
         self._thread = threading.Thread(target=self._run, name="llmserve-engine", daemon=True)
         self._thread.start()
 
@@ -222,6 +240,13 @@ class ContinuousBatchingEngine:
         sink: Callable[[Delta], None] | None = None,
     ) -> Sequence:
         grammar = self.grammars.compile(params.structured) if params.structured else None
+        overlappable = (
+            grammar is None
+            and params.logprobs is None
+            and params.repetition_penalty == 1.0
+            and not params.presence_penalty
+            and not params.frequency_penalty
+        )
         return Sequence(
             request_id=request_id,
             prompt_ids=list(prompt_ids),
@@ -232,6 +257,7 @@ class ContinuousBatchingEngine:
             generator=self.runner.generator(params),
             grammar=grammar,
             limit=max(0, min(params.max_tokens, self.max_model_len - len(prompt_ids))),
+            overlappable=overlappable,
         )
 
     def _warm_up(self) -> None:
@@ -299,6 +325,10 @@ class ContinuousBatchingEngine:
                         if self._stopping:
                             break
                         plan = self.scheduler.schedule()
+                    if self._pending is not None and (
+                        plan.cancelled or plan.admitted or plan.chunk is not None
+                    ):
+                        self._settle()  # the batch changes: read the launched step back first
                     if plan.cancelled:
                         for seq in plan.cancelled:
                             self.output.finish(seq, "cancelled")
@@ -322,6 +352,12 @@ class ContinuousBatchingEngine:
                             )
                             break
         finally:
+            if self._pending is not None:
+                try:
+                    self._settle()
+                except Exception:  # a broken device: its requests end as cancelled below
+                    log.exception("reading the last launched step back failed")
+                    self._pending = None
             with self._wake:
                 leftovers = self.scheduler.drain()
             self.output.discard()
@@ -353,8 +389,40 @@ class ContinuousBatchingEngine:
 
     def _decode(self) -> None:
         seqs = self.scheduler.running
+        if self._overlap and all(s.overlappable for s in seqs):
+            launched = self.runner.launch_decode(seqs, follows=self._pending is not None)
+            self._settle()  # the previous step's host work, while this one runs
+            for seq in launched.seqs:
+                seq.unread_tokens += 1
+            self._pending = launched
+            if not self.scheduler.running:  # every row finished: nothing will follow it
+                self._settle()
+            return
+        if self._pending is not None:
+            self._settle()
+            seqs = self.scheduler.running
+            if not seqs:
+                return
         choices = self.runner.decode(seqs)
         self.output.accept(seqs, choices)
+        self._retire_finished()
+
+    def _settle(self) -> None:
+        """Read the launched step's tokens back and do their host work; rows that finished
+        before it (their extra token) are skipped."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        tokens = pending.tokens()
+        live: list[Sequence] = []
+        choices: list[Choice] = []
+        for seq, token in zip(pending.seqs, tokens, strict=True):
+            seq.unread_tokens -= 1
+            if not seq.finished:
+                live.append(seq)
+                choices.append(Choice(token))
+        if live:
+            self.output.accept(live, choices)
         self._retire_finished()
 
     def _retire_finished(self) -> None:
@@ -366,6 +434,7 @@ class ContinuousBatchingEngine:
 
     def _fail_running(self, message: str, stranded: list[Sequence]) -> None:
         """Ends every running request, and admitted ones not yet in the batch, with an error."""
+        self._pending = None
         self.output.discard()
         for seq in self.scheduler.running + stranded:
             self.output.finish(seq, "error", message)

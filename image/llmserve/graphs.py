@@ -109,9 +109,11 @@ class GraphedDecoder:
         if use_cuda_graphs and fuse_norms:
             fuse_rms_norms(model)
         # torch.compile fuses the step's remaining small element-wise kernels (rotary, SiLU)
-        # before capture. Only one-row steps are compiled: they are the launch-bound ones. The
-        # length is dynamic, so one compilation serves every length bucket (each bucket is still
-        # its own captured graph); see _forward for why that needs duck sizing off.
+        # before capture. Only one-row steps are compiled: they are the launch-bound ones, and
+        # batched steps compiled with dynamic shapes were measured slower on the H200 (256 rows:
+        # 80.8 ms a step against 10.3 ms eager-captured; 368 s to compile; bench/RESULTS.md).
+        # The length is dynamic, so one compilation serves every length bucket (each bucket is
+        # still its own captured graph); see _forward for why that needs duck sizing off.
         self._step_model = (
             torch.compile(model, dynamic=True, backend=compile_backend) if compile_step else model
         )
@@ -129,10 +131,21 @@ class GraphedDecoder:
         self._ids = torch.full((rows, 1), pad_token_id, dtype=torch.long, device=self.device)
         self._positions = torch.zeros((rows, 1), dtype=torch.long, device=self.device)
         # Host staging for each step's token ids and positions: pinned on a GPU, so the copy is
-        # queued behind nothing and the CPU never waits for it.
+        # queued behind nothing and the CPU never waits for it. Two sets, used in turn: with
+        # overlapped steps (engine.py) the next step is staged while the previous one's copy
+        # may still wait in the stream, and must not overwrite what that copy reads.
         pinned = self.device.type == "cuda"
-        self._ids_host = torch.zeros((rows, 1), dtype=torch.long, pin_memory=pinned)
-        self._positions_host = torch.zeros((rows, 1), dtype=torch.long, pin_memory=pinned)
+        self._staging = [
+            (
+                torch.zeros((rows, 1), dtype=torch.long, pin_memory=pinned),
+                torch.zeros((rows, 1), dtype=torch.long, pin_memory=pinned),
+            )
+            for _ in range(2)
+        ]
+        self._steps = 0
+        # (BatchCache.version, rows, length) the buffers last held: the per-layer check of
+        # _adopt (two views per layer, ~1-2 ms a step for 28 layers) only runs after a change.
+        self._adopted: tuple[int, int, int] | None = None
         self._column = torch.zeros((1,), dtype=torch.long, device=self.device)
         self._mask = torch.zeros(
             (rows, max_len + SLACK_COLUMNS), dtype=torch.bool, device=self.device
@@ -152,27 +165,38 @@ class GraphedDecoder:
     def buffer_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._keys + self._values)
 
-    def decode(self, batch: BatchCache, tokens: list[int], positions: list[int]) -> torch.Tensor:
+    def decode(
+        self, batch: BatchCache, tokens: list[int] | torch.Tensor, positions: list[int]
+    ) -> torch.Tensor:
         """One decode step for every row of `batch` (its last tokens at these positions);
-        returns logits [rows, vocab]."""
+        returns logits [rows, vocab]. `tokens` may be a tensor on the model's device (the last
+        step's picks, not yet read back: engine.py's overlapped steps)."""
         assert batch.cache is not None
         rows, length = batch.rows, batch.length
         self._adopt(batch, rows, length)
         mask = batch.extend_mask()
         if rows == 1 and self._cpu_step is not None:
+            token = int(tokens[0]) if isinstance(tokens, torch.Tensor) else tokens[0]
             logits = self._cpu_step(
-                tokens[0], positions[0], self._keys, self._values, length, mask[0].bool()
+                token, positions[0], self._keys, self._values, length, mask[0].bool()
             )
             self._point_layers(batch.cache.layers, rows, length + 1)
+            self._adopted = (batch.version, rows, length + 1)
             return logits[:, -1, :]
         bucket_rows = _bucket(rows, 1, self._ids.shape[0])
         bucket_len = _bucket(length + 1, MIN_LENGTH_BUCKET, self.max_len)
-        self._ids_host.numpy()[:rows, 0] = tokens
-        self._ids_host.numpy()[rows:bucket_rows, 0] = self.pad_token_id
-        self._positions_host.numpy()[:rows, 0] = positions
-        self._positions_host.numpy()[rows:bucket_rows, 0] = 0
-        self._ids[:bucket_rows].copy_(self._ids_host[:bucket_rows], non_blocking=True)
-        self._positions[:bucket_rows].copy_(self._positions_host[:bucket_rows], non_blocking=True)
+        ids_host, positions_host = self._staging[self._steps % 2]
+        self._steps += 1
+        if isinstance(tokens, torch.Tensor):
+            self._ids[:rows, 0].copy_(tokens)
+            self._ids[rows:bucket_rows].fill_(self.pad_token_id)
+        else:
+            ids_host.numpy()[:rows, 0] = tokens
+            ids_host.numpy()[rows:bucket_rows, 0] = self.pad_token_id
+            self._ids[:bucket_rows].copy_(ids_host[:bucket_rows], non_blocking=True)
+        positions_host.numpy()[:rows, 0] = positions
+        positions_host.numpy()[rows:bucket_rows, 0] = 0
+        self._positions[:bucket_rows].copy_(positions_host[:bucket_rows], non_blocking=True)
         self._column.fill_(length)
         self._mask[:bucket_rows, :bucket_len].zero_()
         self._mask[:rows, : length + 1].copy_(mask.bool())
@@ -180,6 +204,7 @@ class GraphedDecoder:
         self._mask[rows:bucket_rows, length] = True
         logits = self._run(bucket_rows, bucket_len)[:rows, -1, :]
         self._point_layers(batch.cache.layers, rows, length + 1)
+        self._adopted = (batch.version, rows, length + 1)
         return logits
 
     def precapture(self, batch: BatchCache) -> None:
@@ -199,6 +224,7 @@ class GraphedDecoder:
         for rows in rows_buckets:
             for length in lengths:
                 self._run(rows, length)
+        self._adopted = None  # the buffers' rows are scratch now
         log.info(
             "decode graphs ready: %d rows buckets x %d length buckets (%d captured)",
             len(rows_buckets),
@@ -221,6 +247,8 @@ class GraphedDecoder:
     def _adopt(self, batch: BatchCache, rows: int, length: int) -> None:
         """Make the batch's layers views of the fixed buffers (copying rows in if they moved)."""
         layers = batch.cache.layers  # type: ignore[union-attr]
+        if self._adopted == (batch.version, rows, length) and self._keys:
+            return  # the layers are still the views the last step left
         if not self._keys:
             self._allocate(layers)
         for i, layer in enumerate(layers):

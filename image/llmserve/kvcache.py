@@ -7,9 +7,13 @@ long request that left does not make everybody pay for its length."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+from llmserve.host_to_device import to_device
 
 
 class UnsupportedCacheError(RuntimeError):
@@ -35,10 +39,22 @@ def _left_pad(t: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([pad, t], dim=-2)
 
 
+_versions = itertools.count(1)
+
+
 class BatchCache:
     def __init__(self) -> None:
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [rows, length], 1 = real token
+        # Real tokens per row, on the host (each row is padding, then only real tokens), so
+        # keep_rows finds the columns to cut without reading the mask back from the GPU.
+        self.real: list[int] = []
+        # New whenever the layers' tensors are replaced (rows join or leave, an eager step
+        # grows them), unique across caches: graphs.py re-checks its buffers only then.
+        self.version = next(_versions)
+
+    def changed(self) -> None:
+        self.version = next(_versions)
 
     @property
     def rows(self) -> int:
@@ -50,10 +66,13 @@ class BatchCache:
 
     def append(self, cache: DynamicCache, mask: torch.Tensor) -> None:
         """Add rows prefilled on their own (same layer count, same device)."""
+        self.changed()
+        real = mask.sum(dim=1).tolist()  # joins follow a prefill, read back anyway
         if self.cache is None or self.mask is None:
             _layers(cache)
-            self.cache, self.mask = cache, mask
+            self.cache, self.mask, self.real = cache, mask, real
             return
+        self.real = self.real + real
         length = max(self.length, mask.shape[1])
         for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, length), _left_pad(theirs.keys, length)])
@@ -70,12 +89,14 @@ class BatchCache:
     def keep_rows(self, keep: list[int]) -> None:
         if self.cache is None or self.mask is None:
             return
+        self.changed()
         if not keep:
-            self.cache, self.mask = None, None
+            self.cache, self.mask, self.real = None, None, []
             return
-        index = torch.tensor(keep, device=self.mask.device)
+        index = to_device(keep, self.mask.device, torch.long)
         self.mask = self.mask[index]
-        first_real = int(self.mask.any(dim=0).int().argmax())
+        self.real = [self.real[i] for i in keep]
+        first_real = self.length - max(self.real)
         self.mask = self.mask[:, first_real:]
         for layer in _layers(self.cache):
             layer.keys = layer.keys[index, :, first_real:]
@@ -85,4 +106,5 @@ class BatchCache:
         """The mask for one more decoded token per row (call before the decode forward)."""
         assert self.mask is not None
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.rows, 1))], dim=1)
+        self.real = [n + 1 for n in self.real]
         return self.mask

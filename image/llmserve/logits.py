@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from llmserve.host_to_device import to_device
 from llmserve.structured import (
     Grammar,
     GrammarCompiler,
@@ -118,7 +119,13 @@ def process_logits(
             repeated.append(i)
         if (p.presence_penalty or p.frequency_penalty) and r.output_ids:
             penalized.append(i)
-        if p.min_tokens and len(r.output_ids) < p.min_tokens and (eos or p.stop_token_ids):
+        # unread_tokens: picked by a launched step not read back yet (engine.py's overlapped
+        # steps), so not in output_ids, but generated all the same
+        if (
+            p.min_tokens
+            and len(r.output_ids) + r.unread_tokens < p.min_tokens
+            and (eos or p.stop_token_ids)
+        ):
             blocked.append(i)
         if r.grammar is not None:
             constrained.append(i)
@@ -146,10 +153,7 @@ def _pairs(logits: torch.Tensor, pairs: list[tuple[int, int]]) -> tuple[torch.Te
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty
     rows, tokens = zip(*kept, strict=True)
-    return (
-        torch.tensor(rows, dtype=torch.long, device=device),
-        torch.tensor(tokens, dtype=torch.long, device=device),
-    )
+    return to_device(rows, device, torch.long), to_device(tokens, device, torch.long)
 
 
 def _logit_bias(logits: torch.Tensor, rows: Sequence[Row], biased: list[int]) -> None:
@@ -158,9 +162,9 @@ def _logit_bias(logits: torch.Tensor, rows: Sequence[Row], biased: list[int]) ->
     if not entries:
         return
     device = logits.device
-    index_rows = torch.tensor([e[0] for e in entries], dtype=torch.long, device=device)
-    index_tokens = torch.tensor([e[1] for e in entries], dtype=torch.long, device=device)
-    values = torch.tensor([e[2] for e in entries], dtype=logits.dtype, device=device)
+    index_rows = to_device([e[0] for e in entries], device, torch.long)
+    index_tokens = to_device([e[1] for e in entries], device, torch.long)
+    values = to_device([e[2] for e in entries], device, logits.dtype)
     logits.index_put_((index_rows, index_tokens), values, accumulate=True)
 
 
@@ -211,5 +215,5 @@ def _block_stops(
 ) -> None:
     pairs = [(i, t) for i in blocked for t in {*eos_token_ids, *rows[i].params.stop_token_ids}]
     index_rows, index_tokens = _pairs(logits, pairs)
-    if index_rows.numel():
-        logits[index_rows, index_tokens] = float("-inf")
+    if index_rows.numel():  # a device tensor of values: a Python float here is copied over
+        logits.index_put_((index_rows, index_tokens), logits.new_full(index_rows.shape, -torch.inf))

@@ -11,6 +11,7 @@ nothing of queues, stop rules or clients."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,9 +19,10 @@ from transformers import DynamicCache
 
 from llmserve.engine_api import SamplingParams, TokenLogprob
 from llmserve.graphs import GraphedDecoder
+from llmserve.host_to_device import to_device
 from llmserve.kvcache import BatchCache
 from llmserve.logits import LogitsContext
-from llmserve.sampling import Choice, pick_next_tokens
+from llmserve.sampling import Choice, pick_next_tokens, pick_token_tensor
 from llmserve.sequence import Sequence
 from llmserve.structured import GrammarCompiler
 
@@ -34,6 +36,22 @@ DEFAULT_STEP_TOKENS_CPU = 512
 # Longest cache a graphed step covers; longer batches decode eagerly. Bounds the fixed buffers
 # (ChatGLM2-6B: 112 MiB per row at 4096 tokens).
 GRAPH_MAX_LEN = 4096
+
+
+@dataclass
+class LaunchedStep:
+    """A decode step queued on the device whose tokens are not read back yet (engine.py's
+    overlapped steps): `tokens()` waits for them. `seqs` are the batch's rows as they were when
+    it was launched."""
+
+    seqs: list[Sequence]
+    host: torch.Tensor  # its picks land here (pinned on a GPU)
+    ready: Any  # a CUDA event recorded after the copy, or None on the CPU
+
+    def tokens(self) -> list[int]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host.tolist()
 
 
 class ModelRunner:
@@ -77,6 +95,15 @@ class ModelRunner:
             if graph_max_batch
             else None
         )
+        # The last launched step's picks on the device, row by row: the next launched step's
+        # input tokens (None after a step read back on the host).
+        self._device_tokens: torch.Tensor | None = None
+        pinned = self.device.type == "cuda"
+        self._pick_host = [
+            torch.zeros(max(graph_max_batch, 1), dtype=torch.long, pin_memory=pinned)
+            for _ in range(2)
+        ]
+        self._launches = 0
 
     def generator(self, params: SamplingParams) -> torch.Generator | None:
         """A request's own random generator, on the model's device, when it is seeded and
@@ -172,34 +199,78 @@ class ModelRunner:
     def decode(self, seqs: list[Sequence]) -> list[Choice]:
         """One step for every row of the batch (`seqs` are its rows in order); returns each
         row's next token."""
-        if self.graphed is not None and self.graphed.fits(len(seqs), self.batch.length + 1):
-            logits = self.graphed.decode(
-                self.batch, [s.last_token for s in seqs], [s.position for s in seqs]
-            )
-        else:
-            ids = torch.tensor([[s.last_token] for s in seqs], device=self.device)
-            positions = torch.tensor([[s.position] for s in seqs], device=self.device)
-            mask = self.batch.extend_mask()
-            out = self.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                cache=self.batch.cache,
-                use_cache=True,
-            )
-            logits = out.logits[:, -1, :]
+        logits = self._decode_logits(seqs, [s.last_token for s in seqs])
+        self._device_tokens = None
         tokens = self._pick(seqs, logits)
         for seq in seqs:
             seq.position += 1
         return tokens
 
+    def launch_decode(self, seqs: list[Sequence], follows: bool) -> LaunchedStep:
+        """The same step, queued without waiting for its tokens (rows must ask for nothing
+        the host decides per token: engine.py's `_overlappable`). `follows`: the rows' last
+        tokens are the previous launched step's picks, still on the device (their host copy
+        is not read yet), else their `last_token`."""
+        tokens: list[int] | torch.Tensor = [s.last_token for s in seqs]
+        if follows:
+            assert self._device_tokens is not None and len(self._device_tokens) == len(seqs)
+            tokens = self._device_tokens
+        logits = self._decode_logits(seqs, tokens)
+        choice = pick_token_tensor(logits, seqs, self.logits_context)
+        self._device_tokens = choice
+        buffers = self._pick_host
+        if len(buffers[0]) < len(seqs):
+            pinned = self.device.type == "cuda"
+            self._pick_host = buffers = [
+                torch.zeros(len(seqs), dtype=torch.long, pin_memory=pinned) for _ in range(2)
+            ]
+        # Two host buffers in turn: the step launched before this one may not be read yet.
+        host = buffers[self._launches % 2][: len(seqs)]
+        self._launches += 1
+        ready = None
+        if self.device.type == "cuda":
+            host.copy_(choice, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+        else:
+            host.copy_(choice)
+        for seq in seqs:
+            seq.position += 1
+        return LaunchedStep(list(seqs), host, ready)
+
+    def _decode_logits(
+        self, seqs: list[Sequence], tokens: list[int] | torch.Tensor
+    ) -> torch.Tensor:
+        if self.graphed is not None and self.graphed.fits(len(seqs), self.batch.length + 1):
+            return self.graphed.decode(self.batch, tokens, [s.position for s in seqs])
+        if isinstance(tokens, torch.Tensor):
+            ids = tokens.view(-1, 1)
+        else:
+            ids = torch.tensor([[t] for t in tokens], device=self.device)
+        positions = torch.tensor([[s.position] for s in seqs], device=self.device)
+        mask = self.batch.extend_mask()
+        self.batch.changed()  # the forward below grows the layers into new tensors
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=self.batch.cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1, :]
+
     def keep_rows(self, rows: list[int]) -> None:
-        """Drop every other row from the batch's cache (the scheduler retired them)."""
+        """Drop every other row from the batch's cache (the scheduler retired them), and from
+        the launched step's picks that the next step reads."""
         self.batch.keep_rows(rows)
+        if self._device_tokens is not None:
+            index = to_device(rows, self._device_tokens.device, torch.long)
+            self._device_tokens = self._device_tokens[index]
 
     def reset(self) -> None:
         """Forget the batch's cache (after a failed step: its state is unknown)."""
         self.batch = BatchCache()
+        self._device_tokens = None
 
     def precapture(self) -> None:
         """Capture every CUDA graph bucket now, using the batch in the cache for the buffers'

@@ -35,6 +35,11 @@ class Sequence:
     output_ids: list[int] = field(default_factory=list)
     position: int = 0  # of its last token, for the next decode step
     finished: bool = False
+    # Overlapped steps (engine.py): whether its parameters let a step be launched before the
+    # last one's tokens are read back (nothing the host decides from each token: no grammar,
+    # logprobs or penalties), and how many of its tokens are picked but not read back yet.
+    overlappable: bool = True
+    unread_tokens: int = 0
     # Chunked prefill: prompt tokens already in its own cache, and that cache until it joins.
     prefilled: int = 0
     chunk_cache: Any = None

@@ -157,6 +157,8 @@ def build_backend(settings: Settings) -> Backend:
         kv_block_size=settings.kv_block_size,
         kv_cache_tokens=settings.kv_cache_tokens or None,
         gpu_memory_utilization=settings.gpu_memory_utilization,
+        overlap_steps=settings.overlap_steps == "on"
+        or (settings.overlap_steps == "auto" and on_cuda),
     )
     if tp is not None:
         tp.attach(engine)  # rank 0 mirrors its runner's calls; other ranks serve them in here

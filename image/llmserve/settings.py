@@ -46,6 +46,7 @@ class Settings:
     kv_cache_tokens: int = 0  # the paged cache's size in tokens; 0 = from memory (below)
     gpu_memory_utilization: float = 0.9  # share of the GPU's memory the process may fill
     compile: str = "auto"  # torch.compile one-row graphed steps: auto (= with CUDA graphs)|on|off
+    overlap_steps: str = "auto"  # launch step N+1 before reading step N back: auto (= on CUDA)
     compile_cache_dir: str | None = None  # torch.compile cache on the model volume; None: torch
     header_timeout_seconds: float = 30.0  # request line + headers, else the connection closes
     body_timeout_seconds: float = 60.0  # the whole body, else 408
@@ -260,6 +261,15 @@ _FIELDS = [
         "torch.compile the one-row decode step before its CUDA graph is captured (fuses small "
         "kernels: a faster single stream for one compilation at start-up): auto|on|off "
         "(default auto: whenever CUDA graphs are on)",
+    ),
+    (
+        "--overlap-steps",
+        "LLMSERVE_OVERLAP_STEPS",
+        "overlap_steps",
+        _choice(("auto", "on", "off")),
+        "launch each decode step before the last one's tokens are read back, so the host's "
+        "per-token work (stop rules, text, streaming) runs while the GPU computes: auto|on|off "
+        "(default auto: on CUDA)",
     ),
     (
         "--compile-cache-dir",
