@@ -164,12 +164,14 @@ class ContinuousBatchingEngine:
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
-        self._warm_up()
         # Only the padded runner's own steps: the paged runner decodes its own way, and tensor
-        # parallel's mirror (tp_mirror.py) replays plain calls on the other ranks.
+        # parallel's mirror (tp_mirror.py) replays plain calls on the other ranks. Decided
+        # before the warm-up (the runner is final by now), so the warm-up runs the launched
+        # path too and a user's first request is not its first use.
         self._overlap = self.overlap_steps and type(self.runner) is ModelRunner
         if self.overlap_steps and not self._overlap:
             log.info("overlapped steps are off: the %s runner has none", type(self.runner).__name__)
+        self._warm_up()
         self._thread = threading.Thread(target=self._run, name="llmserve-engine", daemon=True)
         self._thread.start()
 
@@ -325,15 +327,18 @@ class ContinuousBatchingEngine:
                         if self._stopping:
                             break
                         plan = self.scheduler.schedule()
-                    if self._pending is not None and (
-                        plan.cancelled or plan.admitted or plan.chunk is not None
-                    ):
-                        self._settle()  # the batch changes: read the launched step back first
-                    if plan.cancelled:
-                        for seq in plan.cancelled:
-                            self.output.finish(seq, "cancelled")
-                        self._retire_finished()
                     try:
+                        # Inside the try: the launched step's error (a CUDA fault surfaces
+                        # when it is read back) must fail the batch and the plan's admitted
+                        # requests, which are out of the queue and not yet in the batch.
+                        if self._pending is not None and (
+                            plan.cancelled or plan.admitted or plan.chunk is not None
+                        ):
+                            self._settle()  # the batch changes: read the launched step first
+                        if plan.cancelled:
+                            for seq in plan.cancelled:
+                                self.output.finish(seq, "cancelled")
+                            self._retire_finished()
                         self._step(plan)
                     except Exception as err:  # one bad step must not kill the server
                         log.exception("generation step failed; failing the running batch")

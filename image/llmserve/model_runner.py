@@ -115,6 +115,7 @@ class ModelRunner:
     def prefill(self, seqs: list[Sequence]) -> list[Choice]:
         """One left-padded forward over whole prompts; appends their rows to the batch's cache
         and returns each one's first token."""
+        self._device_tokens = None  # rows join: the last launched picks no longer match them
         longest = max(len(s.prompt_ids) for s in seqs)
         ids = torch.full((len(seqs), longest), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), longest), dtype=torch.long)
@@ -143,6 +144,7 @@ class ModelRunner:
         """The next `tokens` prompt tokens of `seq` into its own cache. After the last chunk its
         cache joins the batch (as the last row) and its first token is returned; before, None.
         Prompt logprobs, when asked for, are taken from every chunk's logits."""
+        self._device_tokens = None  # its row may join: the last launched picks would not match
         start = seq.prefilled
         end = min(len(seq.prompt_ids), start + tokens)
         if seq.chunk_cache is None:
@@ -208,7 +210,7 @@ class ModelRunner:
 
     def launch_decode(self, seqs: list[Sequence], follows: bool) -> LaunchedStep:
         """The same step, queued without waiting for its tokens (rows must ask for nothing
-        the host decides per token: engine.py's `_overlappable`). `follows`: the rows' last
+        the host decides per token: Sequence.overlappable). `follows`: the rows' last
         tokens are the previous launched step's picks, still on the device (their host copy
         is not read yet), else their `last_token`."""
         tokens: list[int] | torch.Tensor = [s.last_token for s in seqs]
@@ -219,10 +221,11 @@ class ModelRunner:
         choice = pick_token_tensor(logits, seqs, self.logits_context)
         self._device_tokens = choice
         buffers = self._pick_host
-        if len(buffers[0]) < len(seqs):
+        if len(buffers[0]) < len(seqs):  # grown by doubling: not again for every joining row
             pinned = self.device.type == "cuda"
+            size = max(len(seqs), 2 * len(buffers[0]))
             self._pick_host = buffers = [
-                torch.zeros(len(seqs), dtype=torch.long, pin_memory=pinned) for _ in range(2)
+                torch.zeros(size, dtype=torch.long, pin_memory=pinned) for _ in range(2)
             ]
         # Two host buffers in turn: the step launched before this one may not be read yet.
         host = buffers[self._launches % 2][: len(seqs)]
@@ -243,11 +246,13 @@ class ModelRunner:
     ) -> torch.Tensor:
         if self.graphed is not None and self.graphed.fits(len(seqs), self.batch.length + 1):
             return self.graphed.decode(self.batch, tokens, [s.position for s in seqs])
-        if isinstance(tokens, torch.Tensor):
-            ids = tokens.view(-1, 1)
-        else:
-            ids = torch.tensor([[t] for t in tokens], device=self.device)
-        positions = torch.tensor([[s.position] for s in seqs], device=self.device)
+        # to_device, not torch.tensor(..., device=): that one would wait for a launched step
+        ids = (
+            tokens.view(-1, 1)
+            if isinstance(tokens, torch.Tensor)
+            else to_device(tokens, self.device, torch.long).view(-1, 1)
+        )
+        positions = to_device([s.position for s in seqs], self.device, torch.long).view(-1, 1)
         mask = self.batch.extend_mask()
         self.batch.changed()  # the forward below grows the layers into new tensors
         out = self.model(
