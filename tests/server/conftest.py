@@ -57,6 +57,11 @@ def tiny() -> LoadedModel:
     return load_model("random:tiny", "cpu", "float32")
 
 
+@pytest.fixture(scope="module")
+def tiny_llama() -> LoadedModel:
+    return load_model("random:tiny-llama", "cpu", "float32")
+
+
 @pytest.fixture
 def engine_factory(tiny: LoadedModel) -> Iterator[EngineFactory]:
     """Builds and starts an engine on `tiny` (256-token context, `eos` as its EOS ids, other

@@ -15,17 +15,13 @@ from typing import Any
 import pytest
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.engine_api import Delta, SamplingParams
-from llmserve.models import LoadedModel, load_model
+from llmserve.models import LoadedModel
 from llmserve.settings import SettingsError, load_settings
 
 from tests.server.test_batching import MAX_TOKENS, PROMPTS, mixed_params, tokens_and_logprobs
+from tests.server.test_paged_engine import together
 
 Factory = Callable[..., ContinuousBatchingEngine]
-
-
-@pytest.fixture(scope="module")
-def tiny_llama() -> LoadedModel:
-    return load_model("random:tiny-llama", "cpu", "float32")
 
 
 @pytest.fixture
@@ -61,28 +57,6 @@ def count_launches(engine: ContinuousBatchingEngine) -> list[int]:
 
     engine.runner.launch_decode = counted  # type: ignore[method-assign]
     return launches
-
-
-def together(
-    engine: ContinuousBatchingEngine, prompts: list[list[int]], params: list[SamplingParams]
-) -> list[list[Delta]]:
-    """All at once, a few ms apart: some join a running batch, some wait for a slot."""
-
-    async def one(prompt: list[int], p: SamplingParams, delay: float) -> list[Delta]:
-        await asyncio.sleep(delay)
-        return [d async for d in engine.submit(prompt, p)]
-
-    async def scenario() -> list[list[Delta]]:
-        return list(
-            await asyncio.gather(
-                *(
-                    one(p, q, 0.005 * i)
-                    for i, (p, q) in enumerate(zip(prompts, params, strict=True))
-                )
-            )
-        )
-
-    return asyncio.run(scenario())
 
 
 def assert_same(got: list[list[Delta]], want: list[list[Delta]]) -> None:

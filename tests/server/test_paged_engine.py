@@ -16,16 +16,11 @@ from typing import Any
 import pytest
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.engine_api import Delta, SamplingParams, StructuredOutput
-from llmserve.models import LoadedModel, load_model
+from llmserve.models import LoadedModel
 
 from tests.server.test_batching import MAX_TOKENS, PROMPTS, mixed_params, tokens_and_logprobs
 
 Factory = Callable[..., ContinuousBatchingEngine]
-
-
-@pytest.fixture(scope="module")
-def tiny_llama() -> LoadedModel:
-    return load_model("random:tiny-llama", "cpu", "float32")
 
 
 @pytest.fixture
