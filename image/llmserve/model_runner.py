@@ -213,10 +213,12 @@ class ModelRunner:
         the host decides per token: Sequence.overlappable). `follows`: the rows' last
         tokens are the previous launched step's picks, still on the device (their host copy
         is not read yet), else their `last_token`."""
-        tokens: list[int] | torch.Tensor = [s.last_token for s in seqs]
+        tokens: list[int] | torch.Tensor
         if follows:
             assert self._device_tokens is not None and len(self._device_tokens) == len(seqs)
             tokens = self._device_tokens
+        else:
+            tokens = [s.last_token for s in seqs]
         logits = self._decode_logits(seqs, tokens)
         choice = pick_token_tensor(logits, seqs, self.logits_context)
         self._device_tokens = choice
