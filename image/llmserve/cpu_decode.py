@@ -25,8 +25,9 @@ from llmserve.quantization import Int8WeightOnlyLinear
 
 log = logging.getLogger("llmserve.cpu_decode")
 
-SUPPORTED_MODELS = frozenset({"LlamaForCausalLM"})
-SUPPORTED_NORMS = frozenset({"LlamaRMSNorm"})
+# transformers' Llama and cpu_llama.py's (the CPU weight cache's), which has the same modules
+SUPPORTED_MODELS = frozenset({"LlamaForCausalLM", "LeanLlamaForCausalLM"})
+SUPPORTED_NORMS = frozenset({"LlamaRMSNorm", "LeanLlamaRMSNorm"})
 FUSION_CHECK_TOL = 0.0  # concatenated weights must give the separate products exactly
 
 

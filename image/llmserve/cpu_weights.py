@@ -7,9 +7,11 @@ torch's CPU int4 kernel; gguf_q4.py), converts every other Linear (the tied lm_h
 Hugging Face directories) to symmetric per-channel int8 (quantization.Int8WeightOnlyLinear, run
 by torch's `_weight_int8pack_mm`), and saves the result under
 `$XDG_CACHE_HOME/llmserve/cpu-weights/<sha256 of the source>-v<format>-<torch>-<cpu>/`; later
-starts build the model on the meta device and assign the saved tensors to it, so no float weight
-is built and nothing is converted again. A step then reads ~80 MB for SmolLM2-135M (the
-embedding table stays float32: a lookup reads one row of it).
+starts build the model on the meta device (a Llama as cpu_llama.py's model, which needs no
+transformers modeling import; others as transformers' class) and assign the saved tensors to it,
+memory-mapped from the file, so no float weight is built and nothing is converted again. The
+first start serves the entry it just wrote the same way. A step then reads ~80 MB for
+SmolLM2-135M (the embedding table stays float32: a lookup reads one row of it).
 
 The key is the SHA-256 of the source file's bytes (0.3 s for the 100 MB GGUF here), remembered
 per (path, size, mtime) so a second start does not hash again; the format version, the torch
@@ -35,9 +37,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-from llmserve.gguf_q4 import swap_q4_1_linears
+from llmserve import cpu_llama
 from llmserve.int4_cpu import Int4WeightOnlyLinear
 from llmserve.quantization import Int8WeightOnlyLinear, quantize_model
 
@@ -157,23 +158,63 @@ def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
         raise KeyError(f"the cached tensor {name!r} has no place in the model")
 
 
-def load_entry(src: Path) -> nn.Module:
-    """Build the model on the meta device and assign the cached tensors to it."""
-    manifest = json.loads((src / MANIFEST_FILE).read_text())
-    if manifest.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{src}: format {manifest.get('format')!r}, want {FORMAT_VERSION}")
+def int8_shell(in_features: int, out_features: int) -> Int8WeightOnlyLinear:
+    """What Int8WeightOnlyLinear.empty(in, out, False) builds, without running its quantizer
+    over a meta weight: meta ops go through torch._refs, whose first use imports torch._dynamo
+    (~1 s of a start). tests/server/test_cpu_weights.py checks both shells alike."""
+    shell = Int8WeightOnlyLinear.__new__(Int8WeightOnlyLinear)
+    nn.Module.__init__(shell)
+    shell.in_features, shell.out_features = in_features, out_features
+    shell.register_buffer("weight", torch.empty((out_features, in_features), dtype=torch.int8))
+    shell.register_buffer("scale", torch.empty(out_features))
+    shell.bias = None
+    shell.use_compile = False
+    return shell.to("meta")
+
+
+def _build_on_meta(src: Path, manifest: dict[str, Any]) -> nn.Module:
+    """The entry's model with empty (meta) tensors, its compact Linears already in place: the
+    lean Llama (cpu_llama.py, no transformers modeling import) where it serves the config, else
+    transformers' class for it."""
+    shells: dict[str, type[Int8WeightOnlyLinear] | type[Int4WeightOnlyLinear]] = {
+        name: cls for key, cls in LINEAR_KINDS.items() for name in manifest.get(key, [])
+    }
+    config = cpu_llama.LeanLlamaConfig.from_pretrained(src)
+    if cpu_llama.unsupported_reason(config) is None:
+
+        def linear(name: str, in_features: int, out_features: int) -> nn.Module:
+            cls = shells.get(name)
+            if cls is Int8WeightOnlyLinear:
+                return int8_shell(in_features, out_features)
+            if cls is not None:
+                return cls.empty(in_features, out_features, False)
+            return nn.Linear(in_features, out_features, bias=False, device="meta")
+
+        with torch.device("meta"):
+            return cpu_llama.LeanLlamaForCausalLM(config, linear)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     config = AutoConfig.from_pretrained(src)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(
             config, dtype=torch.float32, attn_implementation="sdpa"
         )
-    for key, cls in LINEAR_KINDS.items():
-        for name in manifest.get(key, []):
-            linear = model.get_submodule(name)
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            shell = cls.empty(linear.in_features, linear.out_features, linear.bias is not None)
-            setattr(parent, child, shell)
+    for name, cls in shells.items():
+        linear = model.get_submodule(name)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        shell = cls.empty(linear.in_features, linear.out_features, linear.bias is not None)
+        setattr(parent, child, shell)
+    return model
+
+
+def load_entry(src: Path) -> nn.Module:
+    """Build the model on the meta device and assign the cached tensors to it (memory-mapped
+    from the entry's safetensors file, not copied)."""
+    manifest = json.loads((src / MANIFEST_FILE).read_text())
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{src}: format {manifest.get('format')!r}, want {FORMAT_VERSION}")
+    model = _build_on_meta(src, manifest)
     with safe_open(str(src / WEIGHTS_FILE), framework="pt", device="cpu") as f:
         for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
             _assign(model, name, f.get_tensor(name))
@@ -181,6 +222,8 @@ def load_entry(src: Path) -> nn.Module:
     if left:
         raise ValueError(f"{src}: no cached value for {', '.join(left[:5])}")
     if (src / "generation_config.json").is_file():
+        from transformers.generation.configuration_utils import GenerationConfig
+
         model.generation_config = GenerationConfig.from_pretrained(src)
     return model.eval()
 
@@ -201,6 +244,8 @@ def compact_model(
     report(f"converting {source.name} to int4/int8 weights (first start only)")
     model = build_float()
     if source.is_file() and source.suffix.lower() == ".gguf":
+        from llmserve.gguf_q4 import swap_q4_1_linears  # the gguf reader: first start only
+
         swap_q4_1_linears(model, source)
     quantize_model(model, "int8")
     for module in model.modules():
@@ -211,7 +256,10 @@ def compact_model(
         report(f"cached the converted weights in {entry}")
     except OSError as err:
         log.warning("not caching the converted weights at %s: %s", entry, err)
-    return model.eval()
+        return model.eval()
+    # Serve what every later start serves (the same class, the same memory-mapped tensors), so
+    # a first and a second start answer alike; the converted copy is dropped.
+    return load_entry(entry)
 
 
 int8_model = compact_model  # the name models.py imports

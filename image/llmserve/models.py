@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -18,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from llmserve.chatglm import ChatGLMCheckpointError, is_chatglm_checkpoint, load_chatglm
-from llmserve.chatglm_tokenizer import ChatGLMTokenizerError, load_chatglm2_tokenizer
 from llmserve.cpu_weights import compact_model
-from llmserve.hf_loading import HfLoadError, load_hf_directory
-from llmserve.presets import build_random_model
 from llmserve.quantization import cpu_weights_for, quantize_loaded, weight_bytes
 from llmserve.weight_loading import WeightFileError, release_file_buffers
+
+# transformers' Auto classes, its model code, ChatGLM and the random presets are imported where
+# a model of that kind is loaded: the first import of anything under transformers.models scans
+# every model's source, and its modeling code imports torch.distributed.tensor, torch._dynamo
+# and sympy (seconds of a start). A second start of the bundled GGUF on the CPU needs none of
+# it (cpu_weights.py builds the lean Llama of cpu_llama.py).
 
 log = logging.getLogger("llmserve.models")
 
@@ -121,15 +123,31 @@ def load_gguf_tokenizer(gguf: Path) -> Any:
     cached = _cache_dir() / "tokenizers" / key
     if (cached / "tokenizer_config.json").is_file():
         try:
-            return AutoTokenizer.from_pretrained(cached)
+            return _cached_tokenizer(cached)
         except Exception:  # a broken cache entry is rebuilt below
             log.warning("cached tokenizer at %s is unreadable; rebuilding it", cached)
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     try:
         tokenizer.save_pretrained(cached)
     except OSError as err:
         log.info("not caching the tokenizer at %s: %s", cached, err)
     return tokenizer
+
+
+def _cached_tokenizer(directory: Path) -> Any:
+    """A saved tokenizer: the class its tokenizer_config.json names when that is transformers'
+    `tokenizers` backend (what AutoTokenizer would pick, without importing transformers.models
+    to pick it), else through AutoTokenizer."""
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+        return TokenizersBackend.from_pretrained(directory)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory)
 
 
 def _eos_ids(*sources: Any) -> list[int]:
@@ -166,6 +184,8 @@ def load_tokenizer(source: str) -> Any:
     if path.is_file() and path.suffix.lower() == ".gguf":
         return load_gguf_tokenizer(path)
     if path.is_dir():
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(path)
     raise ModelLoadError(
         f"LLMSERVE_TOKENIZER={source!r} is neither a directory nor a .gguf "
@@ -212,6 +232,8 @@ def load_model(
     cpu_weights = cpu_weights_for(quantization, cpu_weights, device)
     override = load_tokenizer(tokenizer_source) if tokenizer_source else None
     if spec is not None and spec.startswith("random:"):
+        from llmserve.presets import build_random_model
+
         preset = spec.removeprefix("random:")
         try:
             model = build_random_model(preset, device, dtype)
@@ -238,6 +260,8 @@ def load_model(
         tokenizer = override if override is not None else load_gguf_tokenizer(path)
 
         def float_gguf() -> Any:
+            from transformers import AutoModelForCausalLM
+
             return AutoModelForCausalLM.from_pretrained(
                 path.parent, gguf_file=path.name, dtype=dtype, attn_implementation="sdpa"
             )
@@ -247,7 +271,10 @@ def load_model(
         else:
             model = float_gguf()
         default_name = path.stem
-    elif is_chatglm_checkpoint(path):
+    elif _is_chatglm(path):
+        from llmserve.chatglm import ChatGLMCheckpointError, load_chatglm
+        from llmserve.chatglm_tokenizer import ChatGLMTokenizerError, load_chatglm2_tokenizer
+
         try:
             tokenizer = override if override is not None else load_chatglm2_tokenizer(path)
             model = load_chatglm(path, device, dtype)
@@ -255,6 +282,10 @@ def load_model(
             raise ModelLoadError(f"LLMSERVE_MODEL={spec!r}: {err}") from None
         return _finish(model, tokenizer, name or path.name, device, dtype, quantization)
     else:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from llmserve.hf_loading import HfLoadError, load_hf_directory
+
         _check_hf_directory(path)
         AutoConfig.from_pretrained(path)  # fail early with transformers' own message
         report(f"loading {path}")
@@ -274,6 +305,12 @@ def load_model(
     return _finish(
         model.to(device).eval(), tokenizer, name or default_name, device, dtype, quantization
     )
+
+
+def _is_chatglm(path: Path) -> bool:
+    from llmserve.chatglm import is_chatglm_checkpoint
+
+    return is_chatglm_checkpoint(path)
 
 
 def _finish(

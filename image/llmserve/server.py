@@ -27,7 +27,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from llmserve import compile_cache, tensor_parallel
+from llmserve import compile_cache
 from llmserve.app import Backend, ServerState, create_app
 from llmserve.engine import ContinuousBatchingEngine
 from llmserve.models import load_model, pick_device
@@ -112,7 +112,11 @@ def build_backend(settings: Settings) -> Backend:
             f"LLMSERVE_QUANTIZATION={settings.quantization!r} with LLMSERVE_TENSOR_PARALLEL="
             f"{settings.tensor_parallel}: tensor parallel shards float weights only; allowed: none"
         )
-    tp = tensor_parallel.launch(settings)  # None unless LLMSERVE_TENSOR_PARALLEL > 1
+    tp = None
+    if settings.tensor_parallel > 1:  # its import pulls in transformers' model code: only then
+        from llmserve import tensor_parallel
+
+        tp = tensor_parallel.launch(settings)
     loaded = (tp.load_model if tp else load_model)(
         settings.model,
         settings.device,

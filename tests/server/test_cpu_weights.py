@@ -228,3 +228,89 @@ def test_an_entry_of_another_format_is_converted_again(tiny_gguf: Path) -> None:
     said: list[str] = []
     cpu_weights.compact_model(tiny_gguf, lambda: _float_gguf(tiny_gguf), said.append)
     assert any("first start only" in s for s in said)
+
+
+@pytest.mark.parametrize("source", ["tiny_gguf", "float_dir"])
+def test_a_cached_llama_is_the_lean_model_with_transformers_logits(
+    source: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached Llama loads as cpu_llama's model (first start too, reloaded from the entry), and
+    its greedy tokens and logits equal transformers' Llama built from the same entry."""
+    from llmserve import cpu_llama
+
+    path: Path = request.getfixturevalue(source)
+    build = (lambda: _float_gguf(path)) if source == "tiny_gguf" else (lambda: _float(path))
+    first = cpu_weights.compact_model(path, build, lambda _s: None)
+    assert isinstance(first, cpu_llama.LeanLlamaForCausalLM)
+    entry = cpu_weights.entry_dir(cpu_weights.source_digest(path))
+    lean = cpu_weights.load_entry(entry)
+    assert isinstance(lean, cpu_llama.LeanLlamaForCausalLM)
+    monkeypatch.setattr(cpu_llama, "unsupported_reason", lambda _config: "forced")
+    theirs = cpu_weights.load_entry(entry)
+    assert type(theirs).__name__ == "LlamaForCausalLM"
+    assert {n: type(m).__name__ for n, m in lean.named_modules() if "proj" in n or "head" in n} == {
+        n: type(m).__name__ for n, m in theirs.named_modules() if "proj" in n or "head" in n
+    }
+    tokens_a, logits_a = _greedy(lean, 12, (1, 17, 30, 40, 42))
+    tokens_b, logits_b = _greedy(theirs, 12, (1, 17, 30, 40, 42))
+    assert tokens_a == tokens_b
+    assert torch.equal(logits_a, logits_b)
+
+
+def test_the_int8_shell_is_int8_linears_own_empty_shell() -> None:
+    mine = cpu_weights.int8_shell(96, 48)
+    theirs = Int8WeightOnlyLinear.empty(96, 48, False)
+    assert type(mine) is type(theirs)
+    assert vars(mine).keys() == vars(theirs).keys()
+    described = [
+        {n: (t.shape, t.dtype, t.device) for n, t in m.state_dict(keep_vars=True).items()}
+        for m in (mine, theirs)
+    ]
+    assert described[0] == described[1]
+    assert (mine.in_features, mine.out_features, mine.bias, mine.use_compile) == (
+        theirs.in_features,
+        theirs.out_features,
+        theirs.bias,
+        theirs.use_compile,
+    )
+
+
+def test_a_second_start_imports_no_transformers_model_code(tiny_gguf: Path) -> None:
+    """What a second start of a cached GGUF imports, in a fresh interpreter: not transformers'
+    model code (nor the model scan under transformers.models), not torch._dynamo, sympy or
+    torch.distributed.tensor, which it would pull in (seconds of a start)."""
+    import os
+    import subprocess
+    import sys
+
+    from llmserve.models import bundled_smollm2_gguf, load_model
+
+    tokenizer = str(bundled_smollm2_gguf())  # the tiny file's vocabulary makes no tokenizer
+    load_model(str(tiny_gguf), "cpu", tokenizer_source=tokenizer)  # converts and caches both
+    heavy = [
+        "transformers.models",
+        "transformers.modeling_utils",
+        "transformers.masking_utils",
+        "torch._dynamo",
+        "torch.distributed.tensor",
+        "sympy",
+    ]
+    script = (
+        "import sys, llmserve.server\n"
+        "from llmserve.models import load_model\n"
+        f"loaded = load_model({str(tiny_gguf)!r}, 'cpu', tokenizer_source={tokenizer!r})\n"
+        "print(type(loaded.model).__name__)\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    image = Path(cpu_weights.__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(image)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    name, imported = done.stdout.strip().splitlines()[-2:]
+    assert name == "LeanLlamaForCausalLM"
+    assert imported == "[]", f"imported {imported}"

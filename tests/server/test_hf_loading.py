@@ -75,7 +75,7 @@ def _no_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _no_tokenizer(monkeypatch: pytest.MonkeyPatch) -> None:
     """The saved directories have no tokenizer; load_model only needs one to exist."""
-    monkeypatch.setattr("llmserve.models.AutoTokenizer.from_pretrained", lambda *_a, **_k: None)
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", lambda *_a, **_k: None)
 
 
 def _assert_same_model(ours: Any, reference: Any) -> None:

@@ -185,7 +185,7 @@ def test_a_refused_quantization_stops_the_load_before_any_weight(
     def must_not_build(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was built before the quantization was checked")
 
-    monkeypatch.setattr(models, "build_random_model", must_not_build)
+    monkeypatch.setattr("llmserve.presets.build_random_model", must_not_build)
     monkeypatch.setattr(models, "load_gguf_tokenizer", must_not_build)
     with pytest.raises(q.QuantizationError, match="LLMSERVE_CPU_WEIGHTS='float'"):
         models.load_model("random:tiny", "cpu", "float32", cpu_weights="float", quantization="int8")

@@ -152,7 +152,7 @@ def test_quantized_weights_with_tensor_parallel_are_refused_before_any_rank_star
     def must_not_launch(*args: object, **kwargs: object) -> None:
         raise AssertionError("a tensor-parallel rank was started before the settings were checked")
 
-    monkeypatch.setattr("llmserve.server.tensor_parallel.launch", must_not_launch)
+    monkeypatch.setattr("llmserve.tensor_parallel.launch", must_not_launch)
     settings = Settings(model="random:tiny", device="cpu", tensor_parallel=2, quantization="int8")
     with pytest.raises(SettingsError, match=r"LLMSERVE_TENSOR_PARALLEL=2.*allowed: none"):
         build_backend(settings)
