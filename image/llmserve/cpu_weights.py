@@ -158,20 +158,6 @@ def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
         raise KeyError(f"the cached tensor {name!r} has no place in the model")
 
 
-def int8_shell(in_features: int, out_features: int) -> Int8WeightOnlyLinear:
-    """What Int8WeightOnlyLinear.empty(in, out, False) builds, without running its quantizer
-    over a meta weight: meta ops go through torch._refs, whose first use imports torch._dynamo
-    (~1 s of a start). tests/server/test_cpu_weights.py checks both shells alike."""
-    shell = Int8WeightOnlyLinear.__new__(Int8WeightOnlyLinear)
-    nn.Module.__init__(shell)
-    shell.in_features, shell.out_features = in_features, out_features
-    shell.register_buffer("weight", torch.empty((out_features, in_features), dtype=torch.int8))
-    shell.register_buffer("scale", torch.empty(out_features))
-    shell.bias = None
-    shell.use_compile = False
-    return shell.to("meta")
-
-
 def _build_on_meta(src: Path, manifest: dict[str, Any]) -> nn.Module:
     """The entry's model with empty (meta) tensors, its compact Linears already in place: the
     lean Llama (cpu_llama.py, no transformers modeling import) where it serves the config, else
@@ -184,8 +170,6 @@ def _build_on_meta(src: Path, manifest: dict[str, Any]) -> nn.Module:
 
         def linear(name: str, in_features: int, out_features: int) -> nn.Module:
             cls = shells.get(name)
-            if cls is Int8WeightOnlyLinear:
-                return int8_shell(in_features, out_features)
             if cls is not None:
                 return cls.empty(in_features, out_features, False)
             return nn.Linear(in_features, out_features, bias=False, device="meta")

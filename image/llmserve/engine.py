@@ -58,7 +58,7 @@ from llmserve.model_runner import LaunchedStep, ModelRunner, device_is_broken
 from llmserve.output import OutputStage
 from llmserve.paged_cache import PagedKVPool, bytes_per_token, pool_blocks, probe_layer_shapes
 from llmserve.paged_runner import PagedModelRunner
-from llmserve.sampling import Choice
+from llmserve.sampling import Choice, picks_on_device
 from llmserve.scheduler import Plan, Scheduler
 from llmserve.sequence import Sequence
 from llmserve.structured import GrammarCompiler
@@ -242,13 +242,6 @@ class ContinuousBatchingEngine:
         sink: Callable[[Delta], None] | None = None,
     ) -> Sequence:
         grammar = self.grammars.compile(params.structured) if params.structured else None
-        overlappable = (
-            grammar is None
-            and params.logprobs is None
-            and params.repetition_penalty == 1.0
-            and not params.presence_penalty
-            and not params.frequency_penalty
-        )
         return Sequence(
             request_id=request_id,
             prompt_ids=list(prompt_ids),
@@ -259,7 +252,7 @@ class ContinuousBatchingEngine:
             generator=self.runner.generator(params),
             grammar=grammar,
             limit=max(0, min(params.max_tokens, self.max_model_len - len(prompt_ids))),
-            overlappable=overlappable,
+            overlappable=picks_on_device(params, grammar),
         )
 
     def _warm_up(self) -> None:

@@ -46,9 +46,10 @@ class BatchCache:
     def __init__(self) -> None:
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [rows, length], 1 = real token
-        # Real tokens per row, on the host (each row is padding, then only real tokens), so
-        # keep_rows finds the columns to cut without reading the mask back from the GPU.
-        self.real: list[int] = []
+        # Padding columns per row, on the host (each row is padding, then only real tokens;
+        # decoding adds none), so keep_rows finds the columns to cut without reading the mask
+        # back from the GPU.
+        self.pad: list[int] = []
         # New whenever the layers' tensors are replaced (rows join or leave, an eager step
         # grows them), unique across caches: graphs.py re-checks its buffers only then.
         self.version = next(_versions)
@@ -70,10 +71,12 @@ class BatchCache:
         real = mask.sum(dim=1).tolist()  # joins follow a prefill, read back anyway
         if self.cache is None or self.mask is None:
             _layers(cache)
-            self.cache, self.mask, self.real = cache, mask, real
+            self.cache, self.mask = cache, mask
+            self.pad = [mask.shape[1] - n for n in real]
             return
-        self.real = self.real + real
         length = max(self.length, mask.shape[1])
+        grown = length - self.length
+        self.pad = [p + grown for p in self.pad] + [length - n for n in real]
         for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, length), _left_pad(theirs.keys, length)])
             mine.values = torch.cat(
@@ -86,25 +89,27 @@ class BatchCache:
             ]
         )
 
-    def keep_rows(self, keep: list[int]) -> None:
+    def keep_rows(self, keep: list[int]) -> torch.Tensor | None:
+        """Keep these rows; returns their index on the device (None when none is kept), for
+        whatever else is row by row."""
         if self.cache is None or self.mask is None:
-            return
+            return None
         self.changed()
         if not keep:
-            self.cache, self.mask, self.real = None, None, []
-            return
+            self.cache, self.mask, self.pad = None, None, []
+            return None
         index = to_device(keep, self.mask.device, torch.long)
-        self.mask = self.mask[index]
-        self.real = [self.real[i] for i in keep]
-        first_real = self.length - max(self.real)
-        self.mask = self.mask[:, first_real:]
+        pads = [self.pad[i] for i in keep]
+        first_real = min(pads)
+        self.pad = [p - first_real for p in pads]
+        self.mask = self.mask[index, first_real:]
         for layer in _layers(self.cache):
             layer.keys = layer.keys[index, :, first_real:]
             layer.values = layer.values[index, :, first_real:]
+        return index
 
     def extend_mask(self) -> torch.Tensor:
         """The mask for one more decoded token per row (call before the decode forward)."""
         assert self.mask is not None
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.rows, 1))], dim=1)
-        self.real = [n + 1 for n in self.real]
         return self.mask

@@ -98,11 +98,7 @@ class ModelRunner:
         # The last launched step's picks on the device, row by row: the next launched step's
         # input tokens (None after a step read back on the host).
         self._device_tokens: torch.Tensor | None = None
-        pinned = self.device.type == "cuda"
-        self._pick_host = [
-            torch.zeros(max(graph_max_batch, 1), dtype=torch.long, pin_memory=pinned)
-            for _ in range(2)
-        ]
+        self._pick_host: list[torch.Tensor] = []  # two, used in turn (launch_decode)
         self._launches = 0
 
     def generator(self, params: SamplingParams) -> torch.Generator | None:
@@ -210,7 +206,7 @@ class ModelRunner:
 
     def launch_decode(self, seqs: list[Sequence], follows: bool) -> LaunchedStep:
         """The same step, queued without waiting for its tokens (rows must ask for nothing
-        the host decides per token: Sequence.overlappable). `follows`: the rows' last
+        the host decides per token: sampling.picks_on_device). `follows`: the rows' last
         tokens are the previous launched step's picks, still on the device (their host copy
         is not read yet), else their `last_token`."""
         tokens: list[int] | torch.Tensor
@@ -223,9 +219,9 @@ class ModelRunner:
         choice = pick_token_tensor(logits, seqs, self.logits_context)
         self._device_tokens = choice
         buffers = self._pick_host
-        if len(buffers[0]) < len(seqs):  # grown by doubling: not again for every joining row
+        if not buffers or len(buffers[0]) < len(seqs):  # grown by doubling, not for every row
+            size = max(len(seqs), 2 * len(buffers[0]) if buffers else 0)
             pinned = self.device.type == "cuda"
-            size = max(len(seqs), 2 * len(buffers[0]))
             self._pick_host = buffers = [
                 torch.zeros(size, dtype=torch.long, pin_memory=pinned) for _ in range(2)
             ]
@@ -269,10 +265,9 @@ class ModelRunner:
     def keep_rows(self, rows: list[int]) -> None:
         """Drop every other row from the batch's cache (the scheduler retired them), and from
         the launched step's picks that the next step reads."""
-        self.batch.keep_rows(rows)
+        index = self.batch.keep_rows(rows)
         if self._device_tokens is not None:
-            index = to_device(rows, self._device_tokens.device, torch.long)
-            self._device_tokens = self._device_tokens[index]
+            self._device_tokens = None if index is None else self._device_tokens[index]
 
     def reset(self) -> None:
         """Forget the batch's cache (after a failed step: its state is unknown)."""

@@ -179,9 +179,24 @@ class Int8WeightOnlyLinear(nn.Module):
     @classmethod
     def empty(cls, in_features: int, out_features: int, bias: bool) -> Int8WeightOnlyLinear:
         """A shell on the meta device whose tensors are assigned from a saved state dict (the
-        CPU weight cache, cpu_weights.py): no float weight is ever built."""
-        with torch.device("meta"):
-            return cls(nn.Linear(in_features, out_features, bias=bias))
+        CPU weight cache, cpu_weights.py): no float weight is ever built. Built directly, not
+        by quantizing a meta weight: meta ops go through torch._refs, whose first use imports
+        torch._dynamo (~1 s of a second start on the CPU)."""
+        shell = cls.__new__(cls)
+        nn.Module.__init__(shell)
+        shell.in_features, shell.out_features = in_features, out_features
+        meta = torch.device("meta")
+        shell.register_buffer(
+            "weight", torch.empty((out_features, in_features), dtype=torch.int8, device=meta)
+        )
+        shell.register_buffer("scale", torch.empty(out_features, device=meta))
+        shell.bias = (
+            nn.Parameter(torch.empty(out_features, device=meta), requires_grad=False)
+            if bias
+            else None
+        )
+        shell.use_compile = False  # as compiles_int8 says for the meta device
+        return shell
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

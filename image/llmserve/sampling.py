@@ -70,6 +70,18 @@ def pick_next_tokens(
     return logprobs.choices(choice)
 
 
+def picks_on_device(params: SamplingParams, grammar: Grammar | None) -> bool:
+    """Whether a row's picks can stay on the device, step after step: nothing here reads its
+    generated tokens (penalties), its grammar's state or its logprobs back on the host."""
+    return (
+        grammar is None
+        and params.logprobs is None
+        and params.repetition_penalty == 1.0
+        and not params.presence_penalty
+        and not params.frequency_penalty
+    )
+
+
 def pick_token_tensor(
     logits: torch.Tensor, rows: Sequence[Row], ctx: LogitsContext | None = None
 ) -> torch.Tensor:

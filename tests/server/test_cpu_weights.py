@@ -257,9 +257,10 @@ def test_a_cached_llama_is_the_lean_model_with_transformers_logits(
     assert torch.equal(logits_a, logits_b)
 
 
-def test_the_int8_shell_is_int8_linears_own_empty_shell() -> None:
-    mine = cpu_weights.int8_shell(96, 48)
-    theirs = Int8WeightOnlyLinear.empty(96, 48, False)
+def test_the_int8_shell_is_what_quantizing_a_meta_linear_builds() -> None:
+    mine = Int8WeightOnlyLinear.empty(96, 48, False)
+    with torch.device("meta"):
+        theirs = Int8WeightOnlyLinear(torch.nn.Linear(96, 48, bias=False))
     assert type(mine) is type(theirs)
     assert vars(mine).keys() == vars(theirs).keys()
     described = [
