@@ -142,6 +142,16 @@ class LlamaCpuStep:
         # [positions, 1, dim]: one row broadcasts over the q and k heads
         self.cos, self.sin = cos[0, :, None, :].contiguous(), sin[0, :, None, :].contiguous()
 
+    @staticmethod
+    def _attention_bias(mask: torch.Tensor) -> torch.Tensor | None:
+        """The boolean mask as sdpa would turn it into an additive one, once per step rather
+        than once per layer; None where every column is attended (a row with no padding),
+        which sdpa then skips altogether."""
+        if bool(mask.all()):
+            return None
+        bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
+        return bias.view(1, 1, 1, -1)
+
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # LlamaRMSNorm's arithmetic (float32 here), as one fused kernel plus the weight
         return weight * nn.functional.rms_norm(x, (self.hidden,), eps=self.eps)
@@ -160,8 +170,8 @@ class LlamaCpuStep:
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         q_width, qk_heads = heads * dim, heads + kv_heads
         cos, sin, half = self.cos[position], self.sin[position], dim // 2
-        attend = mask.view(1, 1, 1, -1)
         window = mask.shape[-1]
+        attend = self._attention_bias(mask)
         h = self.embed[token].view(1, self.hidden)
         for i, layer in enumerate(self.layers):
             qkv = layer.qkv(self._norm(h, layer.input_norm))

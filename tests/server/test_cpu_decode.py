@@ -107,3 +107,25 @@ def test_a_position_past_the_table_is_refused() -> None:
     step = LlamaCpuStep(model, max_positions=8)
     with pytest.raises(ValueError, match=r"position 8 is outside 0\.\.7"):
         step(5, 8, [], [], 0, torch.ones(1, dtype=torch.bool))
+
+
+def test_padded_columns_are_not_attended() -> None:
+    """A row left with padding in front (rows of different lengths shared the batch): its
+    step gives the logits of the same row with the padding cut out of the buffers."""
+    model = build_random_model("tiny-llama", torch.device("cpu"), torch.float32).eval()
+    step = LlamaCpuStep(model, max_positions=64)
+    layers, pad, real = len(model.model.layers), 3, 9
+    shape = (1, step.kv_heads, 32, step.head_dim)
+    generator = torch.Generator().manual_seed(0)
+    keys = [torch.randn(shape, generator=generator) for _ in range(layers)]
+    values = [torch.randn(shape, generator=generator) for _ in range(layers)]
+    mask = torch.tensor([False] * pad + [True] * (real + 1))
+    cut_keys = [k[:, :, pad:].clone() for k in keys]
+    cut_values = [v[:, :, pad:].clone() for v in values]
+    with torch.inference_mode():
+        padded = step(17, real, keys, values, pad + real, mask)
+        cut = step(17, real, cut_keys, cut_values, real, torch.ones(real + 1, dtype=torch.bool))
+        keys[0][:, :, :pad] = 1e4  # whatever the padding holds, it is not attended
+        again = step(17, real, keys, values, pad + real, mask)
+    assert torch.allclose(padded, cut, atol=1e-5)
+    assert torch.allclose(again, padded, atol=1e-5)
