@@ -47,7 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         startup.stop_at_once(
             "interrupted before the server started; the files downloaded so far are kept"
         )
-    startup.quiet_cpu_threads(settings, os.environ)
     from llmserve.server import serve  # torch and transformers load only for `serve`
 
     return serve(settings)

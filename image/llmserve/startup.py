@@ -16,9 +16,8 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -140,16 +139,3 @@ def stop_at_once(message: str) -> NoReturn:
     log.warning("%s", message)
     logging.shutdown()
     os._exit(130)  # 128 + SIGINT, as a shell reports it
-
-
-def quiet_cpu_threads(settings: Settings, env: MutableMapping[str, str]) -> None:
-    """On a CPU-only run, OpenMP threads sleep when idle instead of spinning (unless the user
-    chose a policy). GNU libgomp spins by default; on a laptop or a shared machine whose cores
-    are busy with other work, two spinning threads made one decode step 0.56-1.8 s against
-    65-220 ms passive (SmolLM2-135M, 2 cores under load; bench/cpu_local.py). libgomp reads the
-    variable when torch loads, so this runs first. GPU runs keep OpenMP's default."""
-    on_cpu = settings.device == "cpu" or (
-        settings.device == "auto" and not Path("/dev/nvidiactl").exists()
-    )
-    if on_cpu:
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")

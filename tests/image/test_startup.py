@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 from llmserve import cli, startup
-from llmserve.settings import load_settings
 from llmserve.startup import StartupError, check_can_listen, naming_for
 
 MESSAGE = (
@@ -95,19 +94,3 @@ def test_a_bad_setting_under_make_names_the_make_variable(
     monkeypatch.delenv(startup.VIA_MAKE)
     assert cli.main(["serve", "--port", "80000"]) == 2
     assert "--port=80000 is out of range" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("device", "preset", "expected"),
-    [
-        ("cpu", None, "PASSIVE"),  # OpenMP threads sleep when idle on a CPU run
-        ("cpu", "ACTIVE", "ACTIVE"),  # a policy the user chose is kept
-        ("cuda", None, None),  # GPU runs keep OpenMP's default
-    ],
-)
-def test_cpu_runs_do_not_spin_openmp_threads(
-    device: str, preset: str | None, expected: str | None
-) -> None:
-    env = {} if preset is None else {"OMP_WAIT_POLICY": preset}
-    startup.quiet_cpu_threads(load_settings(env={"LLMSERVE_DEVICE": device}), env)
-    assert env.get("OMP_WAIT_POLICY") == expected
