@@ -31,7 +31,9 @@ The KV cache is one of two (`kv_cache`, LLMSERVE_KV_CACHE): "padded" (kvcache.py
 batch's rows left-padded to one length; graphs.py's fixed buffers and CUDA graphs work over it)
 or "paged" (block_manager.py, paged_cache.py, paged_runner.py: fixed-size blocks per sequence,
 admission and preemption by free blocks, prefix caching; decode runs eagerly). "auto" is padded
-until the paged path is measured on a GPU.
+until the paged path is measured on a GPU. The padded cache's prefix caching keeps the last
+finished row for the next prompt that starts the same way (prompt_reuse.py; on by default on the
+CPU, where a chat's every turn would otherwise prefill the whole conversation again).
 
 Limits (see image/README.md): with the padded cache a batch mixing very long and very short
 requests spends memory on padding; models with sliding-window attention are refused."""
@@ -45,6 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from llmserve.block_manager import BlockManager
 from llmserve.engine_api import (
@@ -58,6 +61,7 @@ from llmserve.model_runner import LaunchedStep, ModelRunner, device_is_broken
 from llmserve.output import OutputStage
 from llmserve.paged_cache import PagedKVPool, bytes_per_token, pool_blocks, probe_layer_shapes
 from llmserve.paged_runner import PagedModelRunner
+from llmserve.prompt_reuse import LastPromptCache
 from llmserve.sampling import Choice, picks_on_device
 from llmserve.scheduler import Plan, Scheduler
 from llmserve.sequence import Sequence
@@ -90,8 +94,11 @@ class ContinuousBatchingEngine:
         kv_cache_tokens: int | None = None,
         gpu_memory_utilization: float = 0.9,
         prefix_caching: bool = True,
+        reuse_last_prompt: bool = False,
         overlap_steps: bool = False,
     ) -> None:
+        """`prefix_caching`: the paged cache's block-level prefix cache. `reuse_last_prompt`:
+        the padded cache's, over the last finished row (prompt_reuse.py)."""
         if kv_cache not in KV_CACHE_MODES:
             raise ValueError(
                 f"LLMSERVE_KV_CACHE={kv_cache!r} is not allowed; allowed: "
@@ -146,11 +153,16 @@ class ContinuousBatchingEngine:
             self.runner: ModelRunner = PagedModelRunner(model, pool=pool, **runner_args)
         else:
             self.runner = ModelRunner(model, **runner_args)
+        self.prompt_cache: LastPromptCache | None = None
+        if reuse_last_prompt and self.blocks is None:
+            config = model.config
+            self.prompt_cache = LastPromptCache(lambda: DynamicCache(config=config))
         self.scheduler = Scheduler(
             max_batch=max_batch,
             max_queue=max_queue,
             max_step_tokens=self.runner.max_step_tokens,
             blocks=self.blocks,
+            reuse=self.prompt_cache,
         )
         self.output = OutputStage(
             tokenizer, eos_token_ids=eos_token_ids, max_model_len=max_model_len
@@ -169,6 +181,10 @@ class ContinuousBatchingEngine:
         # before the warm-up (the runner is final by now), so the warm-up runs the launched
         # path too and a user's first request is not its first use.
         self._overlap = self.overlap_steps and type(self.runner) is ModelRunner
+        if self.prompt_cache is not None and type(self.runner) is not ModelRunner:
+            # tensor parallel's mirror replays plain calls: the other ranks hold no seed
+            log.info("prefix caching is off: the %s runner has none", type(self.runner).__name__)
+            self.prompt_cache = self.scheduler.reuse = None
         if self.overlap_steps and not self._overlap:
             log.info("overlapped steps are off: the %s runner has none", type(self.runner).__name__)
         self._warm_up()
@@ -202,7 +218,7 @@ class ContinuousBatchingEngine:
             self._wake.notify()
 
     def stats(self) -> EngineStats:
-        blocks = self.blocks
+        blocks, reuse = self.blocks, self.prompt_cache
         return EngineStats(
             queue_depth=len(self.scheduler.waiting),
             running=len(self.scheduler.running) + (self.scheduler.prefilling is not None),
@@ -212,8 +228,14 @@ class ContinuousBatchingEngine:
                 if blocks is not None
                 else self.max_batch * self.max_model_len
             ),
-            prefix_cache_queries=blocks.queried_tokens if blocks is not None else 0,
-            prefix_cache_hits=blocks.hit_tokens if blocks is not None else 0,
+            prefix_cache_queries=(
+                blocks.queried_tokens if blocks is not None else reuse.queried if reuse else 0
+            ),
+            prefix_cache_hits=blocks.hit_tokens
+            if blocks is not None
+            else reuse.hits
+            if reuse
+            else 0,
             preemptions=self.scheduler.preemptions,
         )
 
@@ -279,6 +301,9 @@ class ContinuousBatchingEngine:
         finished = [d.finish_reason for d in sink if d.finish_reason is not None]
         if finished != ["length"] * 3:
             raise RuntimeError(f"warm-up generation did not finish as expected: {sink!r}")
+        if self.prompt_cache is not None:  # /metrics counts only users' requests
+            self.prompt_cache.clear()
+            self.prompt_cache.reset_counters()
 
     def _warm_up_requests(self) -> tuple[SamplingParams, list[int]]:
         """The warm-up requests' parameters and prompt lengths. On a GPU a 128-token prompt and
@@ -424,7 +449,13 @@ class ContinuousBatchingEngine:
         self._retire_finished()
 
     def _retire_finished(self) -> None:
-        """Finished requests leave the batch (and its cache rows), then their deltas go out."""
+        """Finished requests leave the batch (and its cache rows), then their deltas go out.
+        With prefix caching on the padded cache, the last of them to leave keeps its row."""
+        if self.prompt_cache is not None:
+            finished = [(i, s) for i, s in enumerate(self.scheduler.running) if s.finished]
+            if finished:
+                row, seq = finished[-1]
+                self.prompt_cache.remember(seq.context_ids, self.runner.row_cache(row))
         rows = self.scheduler.retire_finished()
         if rows is not None:
             self.runner.keep_rows(rows)
@@ -440,4 +471,6 @@ class ContinuousBatchingEngine:
             self.scheduler.release(seq)
         self.scheduler.clear_running()
         self.runner.reset()
+        if self.prompt_cache is not None:  # taken from a batch now in an unknown state
+            self.prompt_cache.clear()
         self.output.flush()

@@ -108,6 +108,19 @@ class BatchCache:
             layer.values = layer.values[index, :, first_real:]
         return index
 
+    def row(self, row: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Copies of one row's keys and values without its padding: [1, heads, tokens, dim]
+        per layer (prompt_reuse.py keeps them after the row has left)."""
+        assert self.cache is not None
+        pad = self.pad[row]
+        return [
+            (
+                layer.keys[row : row + 1, :, pad:].clone(),
+                layer.values[row : row + 1, :, pad:].clone(),
+            )
+            for layer in _layers(self.cache)
+        ]
+
     def extend_mask(self) -> torch.Tensor:
         """The mask for one more decoded token per row (call before the decode forward)."""
         assert self.mask is not None

@@ -262,6 +262,10 @@ class ModelRunner:
         )
         return out.logits[:, -1, :]
 
+    def row_cache(self, row: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Copies of a batch row's keys and values (for prompt_reuse.py), before it leaves."""
+        return self.batch.row(row)
+
     def keep_rows(self, rows: list[int]) -> None:
         """Drop every other row from the batch's cache (the scheduler retired them), and from
         the launched step's picks that the next step reads."""

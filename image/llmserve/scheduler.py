@@ -12,6 +12,10 @@ running rows' decode: one token each) is handed out in arrival order:
 3. if the head prompt does not fit whole (or wants prompt logprobs, which come from chunks) and
    no prompt is being chunked, it starts its chunked prefill with what is left.
 
+With the padded cache's prefix caching (prompt_reuse.py), a head prompt that shares at least
+MIN_REUSED_TOKENS with the last finished row takes the chunked path in step 3 even when it
+fits whole: its cache starts as a copy of that prefix, so only the rest is prefilled.
+
 So one long prompt is prefilled a chunk per step while the running requests keep decoding,
 instead of stalling them for its whole prefill (vLLM's chunked prefill, on our padded cache).
 With the padded cache there is no preemption: a running request keeps its slot until it
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 
 from llmserve.block_manager import BlockManager, block_hashes
 from llmserve.engine_api import QueueFullError
+from llmserve.prompt_reuse import LastPromptCache
 from llmserve.sequence import Sequence
 
 # However many rows decode, a step prefills at least this many prompt tokens, so the queue
@@ -64,8 +69,10 @@ class Scheduler:
         max_queue: int,
         max_step_tokens: int,
         blocks: BlockManager | None = None,
+        reuse: LastPromptCache | None = None,
     ) -> None:
         self.blocks = blocks  # the paged cache's pool; None: the padded cache
+        self.reuse = reuse  # the padded cache's prefix caching (prompt_reuse.py), if on
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.max_step_tokens = max_step_tokens
@@ -191,15 +198,18 @@ class Scheduler:
             cached = self._cached_prefix(head)
             if cached is None:  # paged: not enough free blocks, it waits (and all behind it)
                 break
-            length = head.tokens - len(cached) * self._block_size
+            # a prompt that reuses the padded cache's last row goes the chunked way, on a
+            # cache of its own seeded with the shared prefix (only while none is chunking)
+            reused = self._reusable(head) if plan.chunk is None else 0
+            length = head.tokens - len(cached) * self._block_size - reused
             longest_if_added = max(longest, length)
             fits = longest_if_added * (len(plan.admitted) + 1) <= budget
-            if fits and head.params.prompt_logprobs is None:
+            if fits and head.params.prompt_logprobs is None and not reused:
                 plan.admitted.append(self._take_head(cached))
                 longest = longest_if_added
                 continue
             if plan.chunk is None and budget - longest * len(plan.admitted) > 0:
-                self.prefilling = plan.chunk = self._take_head(cached)
+                self.prefilling = plan.chunk = self._take_head(cached, reused)
                 plan.chunk_tokens = min(length, budget - longest * len(plan.admitted))
             break
 
@@ -222,8 +232,20 @@ class Scheduler:
         needed = blocks.blocks_for(seq.tokens + 1) - len(cached)
         return cached if blocks.can_allocate(needed, cached) else None
 
-    def _take_head(self, cached: list[int]) -> Sequence:
+    def _reusable(self, seq: Sequence) -> int:
+        """Prompt tokens the padded cache's last row would give `seq` (0 with the paged cache,
+        whose blocks do this, or when prefix caching is off)."""
+        if self.reuse is None or self.blocks is not None:
+            return 0
+        return self.reuse.reusable(seq.prompt_ids, seq.params)
+
+    def _take_head(self, cached: list[int], reused: int = 0) -> Sequence:
         seq = self.waiting.popleft()
+        if self.reuse is not None and self.blocks is None:
+            self.reuse.count(len(seq.prompt_ids), reused)
+            if reused:
+                seq.chunk_cache = self.reuse.seed(reused)
+                seq.prefilled = reused
         if self.blocks is not None:
             needed = self.blocks.blocks_for(seq.tokens + 1) - len(cached)
             seq.block_table = self.blocks.allocate(needed, cached)

@@ -161,6 +161,9 @@ def build_backend(settings: Settings) -> Backend:
         kv_block_size=settings.kv_block_size,
         kv_cache_tokens=settings.kv_cache_tokens or None,
         gpu_memory_utilization=settings.gpu_memory_utilization,
+        prefix_caching=settings.prefix_caching != "off",
+        reuse_last_prompt=settings.prefix_caching == "on"
+        or (settings.prefix_caching == "auto" and not on_cuda),
         overlap_steps=settings.overlap_steps == "on"
         or (settings.overlap_steps == "auto" and on_cuda),
     )

@@ -45,6 +45,7 @@ class Settings:
     kv_block_size: int = 16  # tokens per block of the paged KV cache
     kv_cache_tokens: int = 0  # the paged cache's size in tokens; 0 = from memory (below)
     gpu_memory_utilization: float = 0.9  # share of the GPU's memory the process may fill
+    prefix_caching: str = "auto"  # auto (paged: on; padded: on the CPU) | on | off
     compile: str = "auto"  # torch.compile one-row graphed steps: auto (= with CUDA graphs)|on|off
     overlap_steps: str = "auto"  # launch step N+1 before reading step N back: auto (= on CUDA)
     compile_cache_dir: str | None = None  # torch.compile cache on the model volume; None: torch
@@ -244,6 +245,16 @@ _FIELDS = [
         "size of the paged KV cache in tokens (vLLM's --num-gpu-blocks-override x block size); "
         "0 (default): on a GPU from LLMSERVE_GPU_MEMORY_UTILIZATION, on the CPU max batch x "
         "context length, at most a quarter of the RAM",
+    ),
+    (
+        "--prefix-caching",
+        "LLMSERVE_PREFIX_CACHING",
+        "prefix_caching",
+        _choice(("auto", "on", "off")),
+        "reuse the keys and values of a shared prompt prefix instead of prefilling it again: "
+        "the paged cache over every request's full blocks, the padded cache over the last "
+        "finished request (a chat's next turn): auto|on|off (default auto: paged always, padded "
+        "on the CPU)",
     ),
     (
         "--gpu-memory-utilization",
