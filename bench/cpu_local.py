@@ -44,9 +44,24 @@ def say(message: str) -> None:
     print(f"cpu_local: {message}", file=sys.stderr, flush=True)
 
 
-def llama_python(wheels: Path) -> Path:
+# --isa avx2: both servers limited to AVX2 on an AVX-512 machine, to see what a machine without
+# AVX-512 gets: torch through its own dispatch switch, llama.cpp built without its native flags.
+ISA_BUILDS = {
+    "native": {"cmake": None, "ours": {}},
+    "avx2": {
+        "cmake": "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+        "-DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF",
+        "ours": {"ATEN_CPU_CAPABILITY": "avx2"},
+    },
+}
+
+
+def llama_python(wheels: Path, isa: str = "native") -> Path:
     """The bench venv's python with llama-cpp-python[server]; builds the wheel only if absent."""
-    python = VENV / "bin" / "python"
+    cmake = ISA_BUILDS[isa]["cmake"]
+    venv = VENV if cmake is None else VENV.with_name(f"{VENV.name}-{isa}")
+    wheels = wheels if cmake is None else wheels / isa
+    python = venv / "bin" / "python"
     probe = [str(python), "-c", "import llama_cpp.server, llama_cpp; print(llama_cpp.__version__)"]
     if python.exists():
         done = subprocess.run(probe, capture_output=True, text=True)
@@ -56,6 +71,7 @@ def llama_python(wheels: Path) -> Path:
     if not wheel.is_file():
         say(f"building llama-cpp-python {LLAMA_VERSION} into {wheels} (once; 8-16 minutes)")
         wheels.mkdir(parents=True, exist_ok=True)
+        build_env = dict(os.environ) if cmake is None else {**os.environ, "CMAKE_ARGS": cmake}
         subprocess.run(
             [
                 sys.executable,
@@ -63,14 +79,16 @@ def llama_python(wheels: Path) -> Path:
                 "pip",
                 "wheel",
                 "--no-deps",
+                "--no-cache-dir",  # pip's own wheel cache would hand back the other build
                 f"llama-cpp-python=={LLAMA_VERSION}",
                 "-w",
                 str(wheels),
             ],
             check=True,
+            env=build_env,
         )
-    say(f"installing {wheel.name} into {VENV}")
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    say(f"installing {wheel.name} into {venv}")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", f"{wheel}[server]"], check=True)
     return python
 
@@ -201,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gguf", type=Path, default=None)
     parser.add_argument("--wheel-cache", type=Path, default=DEFAULT_WHEELS)
     parser.add_argument("--port", type=int, default=7881)
+    parser.add_argument(
+        "--isa",
+        choices=sorted(ISA_BUILDS),
+        default="native",
+        help="native (default) or avx2: both servers limited to AVX2 (a separate llama.cpp "
+        "build, torch's ATEN_CPU_CAPABILITY)",
+    )
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument(
         "--llmserve-env",
@@ -211,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     gguf = args.gguf or bundled_gguf()
-    llama = llama_python(args.wheel_cache)
+    llama = llama_python(args.wheel_cache, args.isa)
     work = Path(tempfile.mkdtemp(prefix="cpu-local-"))
     # What `make serve` does before it starts the server (see the Makefile): bytecode for the
     # server's modules, which Python would otherwise recompile on every start wherever
@@ -223,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "PYTHONPATH": str(ROOT / "image"),
         "XDG_CACHE_HOME": str(work / "cache"),
+        **ISA_BUILDS[args.isa]["ours"],
         **dict(kv.split("=", 1) for kv in args.llmserve_env),
     }
     ours = Server(
