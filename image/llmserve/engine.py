@@ -403,6 +403,12 @@ class ContinuousBatchingEngine:
         self._retire_finished()
 
     def _prefill_chunk(self, seq: Sequence, tokens: int) -> None:
+        reuse = self.prompt_cache
+        if reuse is not None and seq.chunk_cache is None and seq.prefilled:
+            # the scheduler chose to reuse the last row's prefix: copy it now, inside the step
+            seq.chunk_cache = reuse.seed_for(seq.prompt_ids, seq.prefilled)
+            if seq.chunk_cache is None:
+                seq.prefilled = 0
         choice = self.runner.prefill_chunk(seq, tokens)
         if choice is None:
             return

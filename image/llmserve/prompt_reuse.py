@@ -12,6 +12,9 @@ seeded with the shared prefix (scheduler.py), and it joins the batch like any ch
 
 At least one prompt token is always computed, because the first output token needs its logits.
 Requests that want prompt logprobs reuse nothing: their logprobs come from their own prefill.
+What it costs: one row's keys and values held until the next request finishes (at most the
+context length; SmolLM2-135M in float32: 46 KB a token), and copying that row when it leaves.
+On a GPU serving many users one row rarely matches, so there it is off unless asked for.
 """
 
 from __future__ import annotations
@@ -73,6 +76,16 @@ class LastPromptCache:
         shared = min(common_prefix(self.tokens, prompt), len(prompt) - 1)
         return shared if shared >= MIN_REUSED_TOKENS else 0
 
+    def seed_for(self, prompt: list[int], tokens: int) -> Any | None:
+        """A cache seeded with `prompt`'s first `tokens` keys and values, counted as hits; None
+        when the cache no longer holds them (another row finished since the scheduler looked:
+        the prompt is then prefilled from its start)."""
+        if common_prefix(self.tokens, prompt) < tokens:
+            return None
+        cache = self.seed(tokens)
+        self.hits += tokens
+        return cache
+
     def seed(self, tokens: int) -> Any:
         """A new cache holding the first `tokens` keys and values (copies)."""
         if not 0 < tokens <= len(self.tokens):
@@ -81,7 +94,3 @@ class LastPromptCache:
         for index, (keys, values) in enumerate(self.layers):
             cache.update(keys[:, :, :tokens], values[:, :, :tokens], index)
         return cache
-
-    def count(self, prompt_tokens: int, reused: int) -> None:
-        self.queried += prompt_tokens
-        self.hits += reused

@@ -14,7 +14,8 @@ running rows' decode: one token each) is handed out in arrival order:
 
 With the padded cache's prefix caching (prompt_reuse.py), a head prompt that shares at least
 MIN_REUSED_TOKENS with the last finished row takes the chunked path in step 3 even when it
-fits whole: its cache starts as a copy of that prefix, so only the rest is prefilled.
+fits whole (the prompts behind it may still join whole): its cache starts as a copy of that
+prefix, made in the step, so only the rest is prefilled.
 
 So one long prompt is prefilled a chunk per step while the running requests keep decoding,
 instead of stalling them for its whole prefill (vLLM's chunked prefill, on our padded cache).
@@ -211,6 +212,9 @@ class Scheduler:
             if plan.chunk is None and budget - longest * len(plan.admitted) > 0:
                 self.prefilling = plan.chunk = self._take_head(cached, reused)
                 plan.chunk_tokens = min(length, budget - longest * len(plan.admitted))
+                if reused:  # it fitted: the prompts behind it may still join whole
+                    budget -= plan.chunk_tokens
+                    continue
             break
 
     # ------------------------------------------------------------------ paged cache
@@ -242,10 +246,10 @@ class Scheduler:
     def _take_head(self, cached: list[int], reused: int = 0) -> Sequence:
         seq = self.waiting.popleft()
         if self.reuse is not None and self.blocks is None:
-            self.reuse.count(len(seq.prompt_ids), reused)
-            if reused:
-                seq.chunk_cache = self.reuse.seed(reused)
-                seq.prefilled = reused
+            # The prefix is copied in the step (engine.py), where a failure fails the step
+            # instead of the engine, and not under the lock that submit() waits on.
+            self.reuse.queried += len(seq.prompt_ids)
+            seq.prefilled = reused
         if self.blocks is not None:
             needed = self.blocks.blocks_for(seq.tokens + 1) - len(cached)
             seq.block_table = self.blocks.allocate(needed, cached)

@@ -105,6 +105,99 @@ def test_rows_of_a_batch_reuse_the_last_to_finish(build: Any, tiny_llama: Loaded
     assert engine.stats().prefix_cache_hits == len(PROMPT) + 11
 
 
+def test_a_row_that_had_padding_is_kept_without_it(build: Any, tiny_llama: LoadedModel) -> None:
+    """A short prompt finishes while a longer one still runs: its row is left-padded to the
+    longer one's length, and its next turn reuses only its own columns."""
+    long_prompt = [1, *range(300, 380)]
+
+    async def workload(engine: ContinuousBatchingEngine) -> list[list[int]]:
+        async def turn_after_short() -> list[list[int]]:
+            short = await ids(engine, PROMPT[:31], greedy(4))
+            return [short, await ids(engine, PROMPT[:31] + short + [9, 10], greedy(8))]
+
+        long, turns = await asyncio.gather(
+            ids(engine, long_prompt, greedy(150)), turn_after_short()
+        )
+        return [long, *turns]
+
+    for path in (dict(graph_max_batch=0), dict(graph_max_batch=4), dict(overlap_steps=True)):
+        expected = asyncio.run(workload(build(tiny_llama, max_batch=4, **path)))
+        engine = build(tiny_llama, max_batch=4, reuse_last_prompt=True, **path)
+        assert asyncio.run(workload(engine)) == expected, path
+        assert engine.stats().prefix_cache_hits in (31 + 3, 31 + 4), path
+
+
+def test_prompts_behind_a_reusing_one_still_join_together(
+    build: Any, tiny_llama: LoadedModel
+) -> None:
+    """A burst of prompts that share a system prompt with the last row: the first reuses it,
+    the rest are prefilled together in the same step, as without prefix caching."""
+    system = [1, *range(500, 525)]
+    tails = [[600 + i, 700 + i] for i in range(6)]
+
+    async def workload(engine: ContinuousBatchingEngine) -> list[list[int]]:
+        await ids(engine, [*system, 5], greedy(2))
+        return list(await asyncio.gather(*(ids(engine, system + t, greedy(5)) for t in tails)))
+
+    expected = asyncio.run(workload(build(tiny_llama, max_batch=8)))
+    engine = build(tiny_llama, max_batch=8, reuse_last_prompt=True)
+    batches: list[int] = []
+    original = engine.runner.prefill
+
+    def prefill(seqs: Any) -> Any:
+        batches.append(len(seqs))
+        return original(seqs)
+
+    engine.runner.prefill = prefill  # type: ignore[method-assign]
+    assert asyncio.run(workload(engine)) == expected
+    assert batches == [1, 5]  # the first request alone, then the burst less the reusing one
+    assert engine.stats().prefix_cache_hits == len(system)
+
+
+def test_a_failed_copy_fails_the_step_not_the_engine(
+    build: Any, tiny_llama: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = build(tiny_llama, reuse_last_prompt=True)
+    expected = asyncio.run(ids(engine, PROMPT, greedy()))
+    cache = engine.prompt_cache
+    assert cache is not None
+
+    def no_memory(tokens: int) -> Any:
+        raise torch.OutOfMemoryError("simulated: no memory for the prefix")
+
+    monkeypatch.setattr(cache, "seed", no_memory)
+
+    async def failing() -> list[Any]:
+        return [d async for d in engine.submit(PROMPT, greedy())]
+
+    deltas = asyncio.run(failing())
+    assert deltas[-1].finish_reason == "error" and "no memory" in (deltas[-1].error or "")
+    monkeypatch.undo()
+    assert engine.alive()
+    assert asyncio.run(ids(engine, PROMPT, greedy())) == expected  # and it serves on
+
+
+def test_a_row_replaced_after_scheduling_is_not_reused(build: Any, tiny_llama: LoadedModel) -> None:
+    """Between the plan and its step another row may replace the kept one (a cancelled row
+    leaves first): the prompt is then prefilled from its start."""
+    plain = build(tiny_llama)
+    expected = asyncio.run(conversation(plain))
+    engine = build(tiny_llama, reuse_last_prompt=True)
+    cache = engine.prompt_cache
+    assert cache is not None
+    original = engine.scheduler.schedule
+
+    def schedule_then_replace() -> Any:
+        plan = original()
+        if plan.chunk is not None:
+            cache.clear()
+        return plan
+
+    engine.scheduler.schedule = schedule_then_replace  # type: ignore[method-assign]
+    assert asyncio.run(conversation(engine)) == expected
+    assert engine.stats().prefix_cache_hits == 0
+
+
 def test_prompt_logprobs_and_short_prefixes_reuse_nothing(
     build: Any, tiny_llama: LoadedModel
 ) -> None:
@@ -160,6 +253,7 @@ def test_the_cache_keeps_only_columns_that_have_a_token() -> None:
     assert common_prefix([1, 2, 3], [1, 2, 4, 5]) == 2
     with pytest.raises(ValueError, match="cannot reuse 6 tokens of 5 cached"):
         cache.seed(6)
+    assert cache.seed_for([0, 1, 9, 9], 3) is None and cache.hits == 0
 
 
 def test_a_whole_repeat_still_computes_its_last_token() -> None:
