@@ -8,6 +8,8 @@
 #       LLMSERVE_CUDA_GRAPHS=off; BENCH_COMPARE_LEVELS: concurrency 1), side by side,
 #   4. stops the server and runs the transformers anchors (a run-time copy of
 #      ../shared/bench/anchors_gpu.py, carried, never committed) on the same machine,
+#   4b. with BENCH_PYSPY_S=N, samples the server with py-spy for N s during the first level
+#       (carried in $CARRY/tools; raw folded stacks of every thread: $OUT/pyspy.txt),
 #   5. writes everything under $OUT: gpu_serve.log, server.log, bench_c<N>.json, anchors.json and
 #      summary.md (the tables for bench/RESULTS.md) — 8 files, the most a call brings back.
 #
@@ -144,17 +146,29 @@ timeout 120 "$PY" -m llmserve bench --url "$URL" --num-requests 32 --concurrency
   --prompt-tokens "$PROMPT_TOKENS" --output-tokens 16 --ignore-eos >/tmp/llmserve-warmup.txt 2>&1 \
   || { say "warm-up failed (rc=$?):"; tail -20 /tmp/llmserve-warmup.txt; }
 
+PYSPY_S=${BENCH_PYSPY_S:-0}
+PYSPY_PID=
+if (( PYSPY_S > 0 )); then
+  "$PY" -m pip install -q --no-index --no-deps --no-cache-dir --target /tmp/pyspy "$CARRY"/tools/py_spy-*.whl \
+    || { say "py-spy is not carried (bench/prepare_gpu_carry.sh puts it in $CARRY/tools)"; PYSPY_S=0; }
+fi
 for level in $LEVELS; do
   IFS=: read -r conc requests max_s <<<"$level"
   room=$(( $(left) - ANCHOR_RESERVE_S ))
   if (( room < 20 )); then say "skipping concurrency $conc: out of time budget"; continue; fi
   (( max_s < room - 10 )) || max_s=$(( room - 10 > 5 ? room - 10 : 5 ))
   say "concurrency $conc: $requests requests, ${PROMPT_TOKENS}-token prompts, $OUTPUT_TOKENS output tokens (no new request after ${max_s}s)"
+  if (( PYSPY_S > 0 )) && [ -z "$PYSPY_PID" ]; then  # the first level only
+    ( sleep 2; /tmp/pyspy/bin/py-spy record --pid "$SERVER_PID" --duration "$PYSPY_S" --rate 200 \
+        --format raw --threads --nonblocking --output "$OUT/pyspy.txt" >"$OUT/pyspy.log" 2>&1 ) &
+    PYSPY_PID=$!
+  fi
   rc=0
   run_bench "$room" "$conc" "$requests" "$max_s" "$OUT/bench_c$conc.json" || rc=$?
   (( rc == 0 )) || say "concurrency $conc ended with rc=$rc (3: some requests failed; 124: timed out)"
 done
 
+[ -z "$PYSPY_PID" ] || wait "$PYSPY_PID" || say "py-spy ended with rc=$? (see pyspy.log)"
 say "stopping the server"
 stop_server
 

@@ -37,6 +37,10 @@ platform_args=()
 for p in "${PLATFORMS[@]}"; do platform_args+=(--platform "$p"); done
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${platform_args[@]}" -d "$CARRY/wheels" "${pins[@]}"
+# py-spy (a sampling profiler, a static binary in its wheel) for gpu_serve.sh's BENCH_PYSPY_S;
+# not a server dependency, so kept apart from wheels/.
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  "${platform_args[@]}" -d "$CARRY/tools" "py-spy==${PYSPY_VERSION:-0.4.3}"
 
 cp "$SHARED_ANCHORS" "$CARRY/anchors_gpu.py"
 
