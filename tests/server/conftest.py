@@ -64,13 +64,17 @@ def tiny_llama() -> LoadedModel:
 
 @pytest.fixture
 def engine_factory(tiny: LoadedModel) -> Iterator[EngineFactory]:
-    """Builds and starts an engine on `tiny` (256-token context, `eos` as its EOS ids, other
-    engine arguments as given); every engine built is stopped after the test."""
+    """Builds and starts an engine on `tiny` or the `loaded` model given (256-token context,
+    `eos` as its EOS ids, other engine arguments as given); every engine built is stopped
+    after the test."""
     engines: list[ContinuousBatchingEngine] = []
 
-    def build(eos: Sequence[int] = (), **kwargs: Any) -> ContinuousBatchingEngine:
+    def build(
+        eos: Sequence[int] = (), loaded: LoadedModel | None = None, **kwargs: Any
+    ) -> ContinuousBatchingEngine:
+        model = loaded or tiny
         engine = ContinuousBatchingEngine(
-            tiny.model, tiny.tokenizer, max_model_len=256, eos_token_ids=list(eos), **kwargs
+            model.model, model.tokenizer, max_model_len=256, eos_token_ids=list(eos), **kwargs
         )
         engines.append(engine)
         engine.start()

@@ -7,7 +7,6 @@ reuse nothing this way."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +16,8 @@ from llmserve.engine_api import SamplingParams
 from llmserve.models import LoadedModel
 from llmserve.prompt_reuse import MIN_REUSED_TOKENS, LastPromptCache, common_prefix
 from llmserve.settings import SettingsError, load_settings
+
+from tests.server.conftest import EngineFactory
 
 PROMPT = [1, *range(100, 140)]  # 41 tokens
 OTHER = [1, *range(900, 930)]
@@ -39,20 +40,9 @@ async def conversation(engine: ContinuousBatchingEngine) -> list[list[int]]:
 
 
 @pytest.fixture
-def build(request: pytest.FixtureRequest) -> Iterator[Any]:
-    engines: list[ContinuousBatchingEngine] = []
-
-    def make(loaded: LoadedModel, **kwargs: Any) -> ContinuousBatchingEngine:
-        engine = ContinuousBatchingEngine(
-            loaded.model, loaded.tokenizer, max_model_len=256, eos_token_ids=[], **kwargs
-        )
-        engines.append(engine)
-        engine.start()
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.stop()
+def build(engine_factory: EngineFactory) -> Any:
+    """engine_factory on a model given first."""
+    return lambda loaded, **kwargs: engine_factory(loaded=loaded, **kwargs)
 
 
 @pytest.mark.parametrize("model", ["tiny", "tiny_llama"])
