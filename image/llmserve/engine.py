@@ -219,6 +219,11 @@ class ContinuousBatchingEngine:
 
     def stats(self) -> EngineStats:
         blocks, reuse = self.blocks, self.prompt_cache
+        queries = hits = 0
+        if blocks is not None:
+            queries, hits = blocks.queried_tokens, blocks.hit_tokens
+        elif reuse is not None:
+            queries, hits = reuse.queried, reuse.hits
         return EngineStats(
             queue_depth=len(self.scheduler.waiting),
             running=len(self.scheduler.running) + (self.scheduler.prefilling is not None),
@@ -228,14 +233,8 @@ class ContinuousBatchingEngine:
                 if blocks is not None
                 else self.max_batch * self.max_model_len
             ),
-            prefix_cache_queries=(
-                blocks.queried_tokens if blocks is not None else reuse.queried if reuse else 0
-            ),
-            prefix_cache_hits=blocks.hit_tokens
-            if blocks is not None
-            else reuse.hits
-            if reuse
-            else 0,
+            prefix_cache_queries=queries,
+            prefix_cache_hits=hits,
             preemptions=self.scheduler.preemptions,
         )
 

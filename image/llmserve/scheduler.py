@@ -72,6 +72,8 @@ class Scheduler:
         blocks: BlockManager | None = None,
         reuse: LastPromptCache | None = None,
     ) -> None:
+        if blocks is not None and reuse is not None:
+            raise ValueError("the paged cache has its own prefix caching; pass blocks or reuse")
         self.blocks = blocks  # the paged cache's pool; None: the padded cache
         self.reuse = reuse  # the padded cache's prefix caching (prompt_reuse.py), if on
         self.max_batch = max_batch
@@ -237,15 +239,13 @@ class Scheduler:
         return cached if blocks.can_allocate(needed, cached) else None
 
     def _reusable(self, seq: Sequence) -> int:
-        """Prompt tokens the padded cache's last row would give `seq` (0 with the paged cache,
-        whose blocks do this, or when prefix caching is off)."""
-        if self.reuse is None or self.blocks is not None:
-            return 0
-        return self.reuse.reusable(seq.prompt_ids, seq.params)
+        """Prompt tokens the padded cache's last row would give `seq` (0 when that prefix
+        caching is off, and always with the paged cache, whose blocks do this)."""
+        return 0 if self.reuse is None else self.reuse.reusable(seq.prompt_ids, seq.params)
 
     def _take_head(self, cached: list[int], reused: int = 0) -> Sequence:
         seq = self.waiting.popleft()
-        if self.reuse is not None and self.blocks is None:
+        if self.reuse is not None:
             # The prefix is copied in the step (engine.py), where a failure fails the step
             # instead of the engine, and not under the lock that submit() waits on.
             self.reuse.queried += len(seq.prompt_ids)
