@@ -46,19 +46,25 @@ def say(message: str) -> None:
 
 # --isa avx2: both servers limited to AVX2 on an AVX-512 machine, to see what a machine without
 # AVX-512 gets: torch through its own dispatch switch, llama.cpp built without its native flags.
+@dataclass(frozen=True)
+class IsaBuild:
+    cmake: str | None  # llama.cpp's CMAKE_ARGS; None: its default native build
+    ours: dict[str, str]  # llmserve's extra environment
+
+
 ISA_BUILDS = {
-    "native": {"cmake": None, "ours": {}},
-    "avx2": {
-        "cmake": "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+    "native": IsaBuild(None, {}),
+    "avx2": IsaBuild(
+        "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
         "-DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF",
-        "ours": {"ATEN_CPU_CAPABILITY": "avx2"},
-    },
+        {"ATEN_CPU_CAPABILITY": "avx2"},
+    ),
 }
 
 
 def llama_python(wheels: Path, isa: str = "native") -> Path:
     """The bench venv's python with llama-cpp-python[server]; builds the wheel only if absent."""
-    cmake = ISA_BUILDS[isa]["cmake"]
+    cmake = ISA_BUILDS[isa].cmake
     venv = VENV if cmake is None else VENV.with_name(f"{VENV.name}-{isa}")
     wheels = wheels if cmake is None else wheels / isa
     python = venv / "bin" / "python"
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "PYTHONPATH": str(ROOT / "image"),
         "XDG_CACHE_HOME": str(work / "cache"),
-        **ISA_BUILDS[args.isa]["ours"],
+        **ISA_BUILDS[args.isa].ours,
         **dict(kv.split("=", 1) for kv in args.llmserve_env),
     }
     ours = Server(

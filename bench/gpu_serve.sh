@@ -9,7 +9,8 @@
 #   4. stops the server and runs the transformers anchors (a run-time copy of
 #      ../shared/bench/anchors_gpu.py, carried, never committed) on the same machine,
 #   4b. with BENCH_PYSPY_S=N, samples the server with py-spy for N s during the first level
-#       (carried in $CARRY/tools; raw folded stacks of every thread: $OUT/pyspy.txt),
+#       (carried in $CARRY/tools; raw folded stacks of every thread: $OUT/pyspy.txt, one more
+#       file; py-spy's own lines go to gpu_serve.log),
 #   5. writes everything under $OUT: gpu_serve.log, server.log, bench_c<N>.json, anchors.json and
 #      summary.md (the tables for bench/RESULTS.md) — 8 files, the most a call brings back.
 #
@@ -160,7 +161,7 @@ for level in $LEVELS; do
   say "concurrency $conc: $requests requests, ${PROMPT_TOKENS}-token prompts, $OUTPUT_TOKENS output tokens (no new request after ${max_s}s)"
   if (( PYSPY_S > 0 )) && [ -z "$PYSPY_PID" ]; then  # the first level only
     ( sleep 2; /tmp/pyspy/bin/py-spy record --pid "$SERVER_PID" --duration "$PYSPY_S" --rate 200 \
-        --format raw --threads --nonblocking --output "$OUT/pyspy.txt" >"$OUT/pyspy.log" 2>&1 ) &
+        --format raw --threads --nonblocking --output "$OUT/pyspy.txt" 2>&1 | sed "s/^/[py-spy] /" ) &
     PYSPY_PID=$!
   fi
   rc=0
@@ -168,7 +169,7 @@ for level in $LEVELS; do
   (( rc == 0 )) || say "concurrency $conc ended with rc=$rc (3: some requests failed; 124: timed out)"
 done
 
-[ -z "$PYSPY_PID" ] || wait "$PYSPY_PID" || say "py-spy ended with rc=$? (see pyspy.log)"
+[ -z "$PYSPY_PID" ] || wait "$PYSPY_PID" || say "py-spy ended with rc=$? (its lines are above)"
 say "stopping the server"
 stop_server
 
